@@ -1,0 +1,1 @@
+"""isovolnet_jax: compact convolutional networks in JAX/Flax."""

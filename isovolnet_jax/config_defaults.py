@@ -1,0 +1,58 @@
+"""The config schema every `configs/*.py` starts from.
+
+Every key a run can take is here, with its default, so that a typo on the
+command line (`--config.optimiser.name=adam`) is refused by ml_collections
+instead of silently ignored.
+"""
+
+import ml_collections
+
+
+def get_base_config() -> ml_collections.ConfigDict:
+  config = ml_collections.ConfigDict()
+  config.seed = 0
+
+  config.data = ml_collections.ConfigDict()
+  config.data.source = 'tfds'    # 'tfds' or 'folder'.
+  config.data.name = 'cifar10'   # tfds dataset name (source='tfds').
+  config.data.tfds_data_dir = ''  # '' = tfds' default (~/tensorflow_datasets).
+  config.data.download = 'auto'  # 'auto': only if not prepared and online; 'never'.
+  config.data.path = ''          # Folder with train/<class>/*.jpg, test/<class>/*.jpg.
+  config.data.image_size = 0     # 0 = keep the images' size; N = resize to N x N.
+  config.data.val_size = 5000    # Last N training images (deterministic).
+  config.data.cache_dir = ''     # '' = $XDG_CACHE_HOME or ~/.cache /isovolnet_jax.
+
+  config.augment = ml_collections.ConfigDict()
+  config.augment.crop_padding = 4  # Random crop after zero padding; 0 = off.
+  config.augment.flip = True       # Random horizontal flip.
+
+  config.model = ml_collections.ConfigDict()
+  config.model.name = 'isovolnet'
+
+  config.optimizer = ml_collections.ConfigDict()
+  config.optimizer.name = 'sgd'        # sgd, adam, adamw, rmsprop.
+  config.optimizer.learning_rate = 0.1  # Peak learning rate.
+  config.optimizer.momentum = 0.9      # sgd, rmsprop.
+  config.optimizer.nesterov = True     # sgd.
+  config.optimizer.b1 = 0.9            # adam, adamw.
+  config.optimizer.b2 = 0.999          # adam, adamw.
+  config.optimizer.eps = 1e-8          # adam, adamw, rmsprop.
+  config.optimizer.decay = 0.9         # rmsprop.
+  config.optimizer.weight_decay = 5e-4  # L2 on conv/dense kernels (decoupled for adamw).
+  config.optimizer.schedule = 'onecycle'  # constant, cosine, warmup_cosine, onecycle, piecewise.
+  config.optimizer.warmup_epochs = 2.0  # warmup_cosine; onecycle's rise is pct_start.
+  config.optimizer.pct_start = 0.25    # onecycle: fraction of steps rising.
+  config.optimizer.boundaries = (0.5, 0.75)  # piecewise: fractions of training...
+  config.optimizer.decay_factor = 0.1  # ...where the rate is multiplied by this.
+
+  config.label_smoothing = 0.0
+  config.num_epochs = 100
+  config.num_train_steps = -1     # -1: num_epochs worth of steps.
+  config.batch_size = 256         # Global, over all devices and hosts.
+  config.eval_batch_size = 1000
+  config.log_every_steps = 50
+  config.eval_every_epochs = 1.0
+  config.checkpoint_every_steps = 1000
+  config.keep_checkpoints = 3
+  config.dtype = 'float32'        # Compute dtype: float32 or bfloat16.
+  return config

@@ -1,0 +1,37 @@
+"""Model zoo: `create_model(config.model, num_classes, dtype)`.
+
+Every model is a `flax.linen.Module` called as
+`model.apply(variables, images, train=...)` on float NHWC images in [-1, 1],
+returns float32 logits, keeps BatchNorm statistics in the `batch_stats`
+collection and draws dropout noise from the `dropout` RNG stream.
+"""
+
+from typing import Any
+
+import flax.linen as nn
+import jax.numpy as jnp
+import ml_collections
+
+from isovolnet_jax.errors import InputError
+from isovolnet_jax.models.isovolnet import IsoVolNet
+
+# model.name -> module class. The config's `model` fields other than `name`
+# are passed to it as keyword arguments.
+MODELS: dict[str, type[nn.Module]] = {
+    'isovolnet': IsoVolNet,
+}
+
+
+def create_model(model_config: ml_collections.ConfigDict, num_classes: int,
+                 dtype: Any = jnp.float32) -> nn.Module:
+  kwargs = dict(model_config)
+  name = kwargs.pop('name')
+  if name not in MODELS:
+    raise InputError(f'unknown model.name={name!r}; choose one of {sorted(MODELS)}')
+  cls = MODELS[name]
+  fields = set(cls.__dataclass_fields__) - {'parent', 'name'}
+  unknown = sorted(set(kwargs) - fields)
+  if unknown:
+    raise InputError(f'model {name!r} has no option {unknown[0]!r}; '
+                     f'its options are {sorted(fields - {"num_classes", "dtype"})}')
+  return cls(num_classes=num_classes, dtype=dtype, **kwargs)
