@@ -13,12 +13,22 @@ import jax.numpy as jnp
 import ml_collections
 
 from isovolnet_jax.errors import InputError
+from isovolnet_jax.models.dense_ds import DenseDS
+from isovolnet_jax.models.dilated_ds import DilatedDS
 from isovolnet_jax.models.isovolnet import IsoVolNet
+from isovolnet_jax.models.mobilenet_v2 import MobileNetV2
+from isovolnet_jax.models.resnet import CifarResNet
+from isovolnet_jax.models.simple_cnn import SimpleCNN
 
 # model.name -> module class. The config's `model` fields other than `name`
 # are passed to it as keyword arguments.
 MODELS: dict[str, type[nn.Module]] = {
     'isovolnet': IsoVolNet,
+    'dense_ds': DenseDS,
+    'dilated_ds': DilatedDS,
+    'mobilenet_v2': MobileNetV2,
+    'simple_cnn': SimpleCNN,
+    'resnet20': CifarResNet,
 }
 
 

@@ -1,0 +1,31 @@
+r"""Seed 002's dilated grouped-conv residual net on CIFAR-10 (100,416 params).
+
+Online (tfds downloads CIFAR-10 the first time):
+
+  python -m isovolnet_jax.main --config=configs/cifar10_dilated_ds.py --workdir=runs/cifar10_dilated_ds
+
+Offline, on the JPEG copy of CIFAR-10:
+
+  python -m isovolnet_jax.main --config=configs/cifar10_dilated_ds.py --workdir=runs/cifar10_dilated_ds \
+    --config.data.source=folder --config.data.path=../shared/data/cifar10_jpeg
+"""
+
+from isovolnet_jax import config_defaults
+
+
+def get_config():
+  config = config_defaults.get_base_config()
+  # The seed's architecture (isovolnet_jax/models/dilated_ds.py says how the
+  # torchsummary table fixes it).
+  config.model.update(
+      name='dilated_ds', width=64, expanded=128, groups=32,
+      dilations=(1, 1, 2, 4, 8, 12, 16, 20, 22), valid_blocks=2, dropout=0.05,
+      norm='batch', activation='relu')
+  # The seed does not give its recipe: SGD + one-cycle, the usual CIFAR recipe
+  # for a BatchNorm net (untuned here).
+  config.optimizer.update(name='sgd', learning_rate=0.1, momentum=0.9,
+                          nesterov=True, weight_decay=5e-4, schedule='onecycle')
+  config.label_smoothing = 0.1
+  config.num_epochs = 100
+  config.batch_size = 256
+  return config

@@ -1,0 +1,318 @@
+"""Training and evaluation: `train_and_evaluate(config, workdir)`.
+
+Data parallel with explicit shardings: a 1-D mesh over every device (all
+hosts), the batch split along its `data` axis and the train state replicated.
+`jax.jit` inserts the gradient all-reduce itself. Training resumes from the
+newest checkpoint in the workdir by itself.
+"""
+
+import functools
+import json
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+import orbax.checkpoint as ocp
+from clu import metric_writers
+from flax.training import train_state
+from jax.sharding import AxisType, NamedSharding, PartitionSpec as P
+
+from isovolnet_jax import input_pipeline
+from isovolnet_jax import models
+from isovolnet_jax.errors import InputError
+
+DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
+
+
+class TrainState(train_state.TrainState):
+  batch_stats: Any
+
+
+# ---------------------------------------------------------------- optimizer
+
+def create_learning_rate_schedule(opt: ml_collections.ConfigDict,
+                                  total_steps: int, steps_per_epoch: int):
+  lr = opt.learning_rate
+  if opt.schedule == 'constant':
+    return optax.constant_schedule(lr)
+  if opt.schedule == 'cosine':
+    return optax.cosine_decay_schedule(lr, total_steps)
+  if opt.schedule == 'warmup_cosine':
+    warmup = min(int(opt.warmup_epochs * steps_per_epoch), total_steps - 1)
+    return optax.warmup_cosine_decay_schedule(0.0, lr, warmup, total_steps)
+  if opt.schedule == 'onecycle':
+    return optax.cosine_onecycle_schedule(total_steps, lr, opt.pct_start)
+  if opt.schedule == 'piecewise':
+    return optax.piecewise_constant_schedule(
+        lr, {int(b * total_steps): opt.decay_factor for b in opt.boundaries})
+  raise InputError(f'unknown optimizer.schedule={opt.schedule!r}; choose one of '
+                   f"constant, cosine, warmup_cosine, onecycle, piecewise")
+
+
+def _kernels_only(params):
+  """Weight decay on conv/dense kernels, not on biases or BatchNorm scales."""
+  return jax.tree.map(lambda p: p.ndim > 1, params)
+
+
+def create_optimizer(opt: ml_collections.ConfigDict, schedule):
+  """The optimizer named by `optimizer.name`, with its weight decay."""
+  if opt.name == 'adamw':
+    return optax.adamw(schedule, b1=opt.b1, b2=opt.b2, eps=opt.eps,
+                       weight_decay=opt.weight_decay, mask=_kernels_only)
+  if opt.name == 'sgd':
+    base = optax.sgd(schedule, momentum=opt.momentum or None, nesterov=opt.nesterov)
+  elif opt.name == 'adam':
+    base = optax.adam(schedule, b1=opt.b1, b2=opt.b2, eps=opt.eps)
+  elif opt.name == 'rmsprop':
+    base = optax.rmsprop(schedule, decay=opt.decay, eps=opt.eps,
+                         momentum=opt.momentum or None)
+  else:
+    raise InputError(f'unknown optimizer.name={opt.name!r}; choose one of '
+                     f'sgd, adam, adamw, rmsprop')
+  # L2 added to the gradient, as PyTorch's `weight_decay` does for these.
+  return optax.chain(optax.add_decayed_weights(opt.weight_decay, _kernels_only),
+                     base)
+
+
+# ---------------------------------------------------------------- steps
+
+def cross_entropy(logits, labels, num_classes: int, label_smoothing: float):
+  targets = optax.smooth_labels(jax.nn.one_hot(labels, num_classes), label_smoothing)
+  return optax.softmax_cross_entropy(logits, targets)
+
+
+def train_step(state: TrainState, images, labels, base_key, *, config, num_classes):
+  """One SGD step on a global batch of uint8 images (sharded along `data`)."""
+  key = jax.random.fold_in(base_key, state.step)
+  aug_key, dropout_key = jax.random.split(key)
+  images = input_pipeline.augment(aug_key, images, config.augment.crop_padding,
+                                  config.augment.flip)
+  images = input_pipeline.normalize(images)
+
+  def loss_fn(params):
+    logits, updates = state.apply_fn(
+        {'params': params, 'batch_stats': state.batch_stats}, images, train=True,
+        rngs={'dropout': dropout_key}, mutable=['batch_stats'])
+    loss = cross_entropy(logits, labels, num_classes, config.label_smoothing).mean()
+    return loss, (logits, updates['batch_stats'])
+
+  (loss, (logits, batch_stats)), grads = jax.value_and_grad(
+      loss_fn, has_aux=True)(state.params)
+  state = state.apply_gradients(grads=grads, batch_stats=batch_stats)
+  accuracy = jnp.mean(jnp.argmax(logits, -1) == labels)
+  return state, {'loss': loss, 'accuracy': accuracy}
+
+
+def eval_step(state: TrainState, images, labels, mask, *, num_classes):
+  """Sums (not means) so that padded batches add up exactly."""
+  logits = state.apply_fn({'params': state.params, 'batch_stats': state.batch_stats},
+                          input_pipeline.normalize(images), train=False)
+  loss = cross_entropy(logits, labels, num_classes, 0.0)
+  correct = jnp.argmax(logits, -1) == labels
+  return {'loss': jnp.sum(loss * mask), 'correct': jnp.sum(correct * mask),
+          'count': jnp.sum(mask)}
+
+
+# ---------------------------------------------------------------- setup
+
+def make_mesh(batch_size: int) -> jax.sharding.Mesh:
+  n = jax.device_count()
+  if batch_size % n:
+    raise InputError(f'batch_size={batch_size} is not divisible by the {n} '
+                     f'devices; set --config.batch_size to a multiple of {n}')
+  # Auto axes: the model code carries no sharding annotations and GSPMD
+  # propagates the batch sharding through it. (Explicit axes, the default of
+  # jax.make_mesh, would ask every reshape and reduction to name its sharding.)
+  return jax.make_mesh((n,), ('data',), axis_types=(AxisType.Auto,))
+
+
+def create_train_state(config, model, image_shape, tx, key, replicated):
+  @functools.partial(jax.jit, out_shardings=replicated)
+  def init(key):
+    variables = model.init({'params': key}, jnp.zeros((1, *image_shape)), train=False)
+    return TrainState.create(apply_fn=model.apply, params=variables['params'],
+                             batch_stats=variables.get('batch_stats', {}), tx=tx)
+  return init(key)
+
+
+def to_global(mesh, *local_arrays):
+  """Each process's slice of the batch -> one array sharded along `data`."""
+  sharding = NamedSharding(mesh, P('data'))
+  return [jax.make_array_from_process_local_data(sharding, a) for a in local_arrays]
+
+
+def _checkpoint_manager(workdir: Path, config) -> ocp.CheckpointManager:
+  return ocp.CheckpointManager(
+      (workdir / 'checkpoints').absolute(),
+      options=ocp.CheckpointManagerOptions(max_to_keep=config.keep_checkpoints,
+                                           create=True))
+
+
+def _savable(state: TrainState) -> dict:
+  return {'step': state.step, 'params': state.params,
+          'batch_stats': state.batch_stats, 'opt_state': state.opt_state}
+
+
+def _restore(manager, state: TrainState) -> TrainState:
+  step = manager.latest_step()
+  abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, _savable(state))
+  restored = manager.restore(
+      step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract)))['state']
+  logging.info('Resumed from the checkpoint at step %d.', step)
+  return state.replace(**restored)
+
+
+# ---------------------------------------------------------------- logging
+
+class MetricLog:
+  """TensorBoard events (clu) + WORKDIR/metrics.jsonl, written by process 0."""
+
+  def __init__(self, workdir: Path):
+    self.is_main = jax.process_index() == 0
+    self.writer = metric_writers.create_default_writer(
+        str(workdir), just_logging=not self.is_main)
+    self.path = workdir / 'metrics.jsonl'
+
+  def write(self, step: int, split: str, metrics: dict):
+    metrics = {k: float(v) for k, v in metrics.items()}
+    self.writer.write_scalars(step, {f'{split}/{k}': v for k, v in metrics.items()})
+    if self.is_main:
+      with self.path.open('a') as f:
+        f.write(json.dumps({'step': step, 'split': split, **metrics}) + '\n')
+
+  def close(self):
+    self.writer.flush()
+    self.writer.close()
+
+
+def evaluate(state, eval_fn, mesh, images, labels, batch_size) -> dict:
+  totals = {'loss': 0.0, 'correct': 0.0, 'count': 0.0}
+  for x, y, m in input_pipeline.eval_batches(images, labels, batch_size,
+                                             jax.process_index(), jax.process_count()):
+    out = jax.device_get(eval_fn(state, *to_global(mesh, x, y, m)))
+    for k in totals:
+      totals[k] += float(out[k])
+  return {'loss': totals['loss'] / totals['count'],
+          'accuracy': totals['correct'] / totals['count']}
+
+
+def _eta(seconds: float) -> str:
+  m, s = divmod(int(seconds), 60)
+  h, m = divmod(m, 60)
+  return f'{h}:{m:02d}:{s:02d}'
+
+
+# ---------------------------------------------------------------- main loop
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  """Trains (resuming from workdir if it has checkpoints); returns final metrics."""
+  workdir = Path(workdir)
+  workdir.mkdir(parents=True, exist_ok=True)
+  if config.dtype not in DTYPES:
+    raise InputError(f"unknown dtype={config.dtype!r}; choose 'float32' or 'bfloat16'")
+  mesh = make_mesh(config.batch_size)
+  data = input_pipeline.load(config)
+  model = models.create_model(config.model, data.num_classes, DTYPES[config.dtype])
+
+  steps_per_epoch = input_pipeline.steps_per_epoch(len(data.train_images), config.batch_size)
+  if steps_per_epoch == 0:
+    raise InputError(f'batch_size={config.batch_size} is larger than the '
+                     f'{len(data.train_images)} training images; lower it')
+  total_steps = (config.num_train_steps if config.num_train_steps > 0
+                 else int(config.num_epochs * steps_per_epoch))
+  eval_every = max(1, round(config.eval_every_epochs * steps_per_epoch))
+  eval_batch = math.ceil(config.eval_batch_size / jax.device_count()) * jax.device_count()
+
+  schedule = create_learning_rate_schedule(config.optimizer, total_steps, steps_per_epoch)
+  tx = create_optimizer(config.optimizer, schedule)
+  replicated = NamedSharding(mesh, P())
+  base_key = jax.random.key(config.seed)
+  init_key, step_key = jax.random.split(base_key)
+  state = create_train_state(config, model, data.image_shape, tx, init_key, replicated)
+  num_params = sum(x.size for x in jax.tree.leaves(state.params))
+  logging.info('%s: %d parameters, input %s, %d classes, %d devices, %d steps '
+               '(%d per epoch).', config.model.name, num_params, data.image_shape,
+               data.num_classes, jax.device_count(), total_steps, steps_per_epoch)
+
+  if jax.process_index() == 0:
+    (workdir / 'config.json').write_text(config.to_json_best_effort(indent=2))
+    (workdir / 'dataset.json').write_text(json.dumps({
+        'class_names': data.class_names, 'image_shape': data.image_shape,
+        'num_train': len(data.train_images), 'num_val': len(data.val_images),
+        'num_test': len(data.test_images)}, indent=2))
+
+  manager = _checkpoint_manager(workdir, config)
+  if manager.latest_step() is not None:
+    state = _restore(manager, state)
+  start_step = int(state.step)
+
+  p_train = jax.jit(functools.partial(train_step, config=config,
+                                      num_classes=data.num_classes),
+                    out_shardings=(replicated, replicated), donate_argnums=0)
+  p_eval = jax.jit(functools.partial(eval_step, num_classes=data.num_classes))
+
+  log = MetricLog(workdir)
+  batches = input_pipeline.train_batches(
+      data.train_images, data.train_labels, seed=config.seed,
+      batch_size=config.batch_size, start_step=start_step,
+      process_index=jax.process_index(), process_count=jax.process_count())
+  pending, t0, t_start, last_saved = [], time.time(), time.time(), manager.latest_step()
+
+  def check_finite(step):
+    losses = [float(m['loss']) for m in jax.device_get(pending)]
+    if not all(map(math.isfinite, losses)):
+      where = (f'step {last_saved} in {workdir / "checkpoints"}'
+               if last_saved is not None else 'none')
+      raise InputError(f'training diverged: loss is {losses[-1]} at step {step}; '
+                       f'last good checkpoint: {where}; lower '
+                       f'--config.optimizer.learning_rate')
+
+  for step, images, labels in batches:
+    if step >= total_steps:
+      break
+    state, metrics = p_train(state, *to_global(mesh, images, labels), step_key)
+    pending.append(metrics)
+    done = step + 1
+    if done % config.log_every_steps == 0 or done == total_steps:
+      check_finite(done)
+      train = {k: float(np.mean([m[k] for m in jax.device_get(pending)]))
+               for k in ('loss', 'accuracy')}
+      elapsed = time.time() - t0
+      ips = len(pending) * config.batch_size / elapsed
+      log.write(done, 'train', {**train, 'learning_rate': schedule(done - 1),
+                                'images_per_sec': ips})
+      logging.info('step %d/%d  loss %.4f  accuracy %.4f  %.0f img/s  ETA %s',
+                   done, total_steps, train['loss'], train['accuracy'], ips,
+                   _eta((total_steps - done) * config.batch_size / ips))
+      pending, t0 = [], time.time()
+    if done % eval_every == 0 and done != total_steps and len(data.val_images):
+      log.write(done, 'val', evaluate(state, p_eval, mesh, data.val_images,
+                                      data.val_labels, eval_batch))
+    if done % config.checkpoint_every_steps == 0 or done == total_steps:
+      if pending:
+        check_finite(done)
+      manager.save(done, args=ocp.args.Composite(state=ocp.args.StandardSave(
+          _savable(state))))
+      last_saved = done
+
+  final = {}
+  for split in ('val', 'test'):
+    images, labels = data.split(split)
+    if len(images):
+      final[split] = evaluate(state, p_eval, mesh, images, labels, eval_batch)
+      log.write(int(state.step), split, final[split])
+      logging.info('%s at step %d: loss %.4f accuracy %.4f', split, int(state.step),
+                   final[split]['loss'], final[split]['accuracy'])
+  manager.wait_until_finished()
+  manager.close()
+  log.close()
+  logging.info('Done in %.0f s.', time.time() - t_start)
+  return final
