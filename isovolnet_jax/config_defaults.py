@@ -53,6 +53,7 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.log_every_steps = 50
   config.eval_every_epochs = 1.0
   config.checkpoint_every_steps = 1000
-  config.keep_checkpoints = 3
+  config.keep_checkpoints = 3     # Newest N, plus the best by val accuracy.
+  config.max_train_time_minutes = 0.0  # > 0: stop (checkpoint, final eval) at this wall time.
   config.dtype = 'float32'        # Compute dtype: float32 or bfloat16.
   return config

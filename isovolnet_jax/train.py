@@ -20,13 +20,15 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
-import orbax.checkpoint as ocp
 from clu import metric_writers
 from flax.training import train_state
+from jax.experimental import multihost_utils
 from jax.sharding import AxisType, NamedSharding, PartitionSpec as P
 
+from isovolnet_jax import checkpointing
 from isovolnet_jax import input_pipeline
 from isovolnet_jax import models
+from isovolnet_jax import plots
 from isovolnet_jax.errors import InputError
 
 DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
@@ -149,27 +151,6 @@ def to_global(mesh, *local_arrays):
   return [jax.make_array_from_process_local_data(sharding, a) for a in local_arrays]
 
 
-def _checkpoint_manager(workdir: Path, config) -> ocp.CheckpointManager:
-  return ocp.CheckpointManager(
-      (workdir / 'checkpoints').absolute(),
-      options=ocp.CheckpointManagerOptions(max_to_keep=config.keep_checkpoints,
-                                           create=True))
-
-
-def _savable(state: TrainState) -> dict:
-  return {'step': state.step, 'params': state.params,
-          'batch_stats': state.batch_stats, 'opt_state': state.opt_state}
-
-
-def _restore(manager, state: TrainState) -> TrainState:
-  step = manager.latest_step()
-  abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, _savable(state))
-  restored = manager.restore(
-      step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract)))['state']
-  logging.info('Resumed from the checkpoint at step %d.', step)
-  return state.replace(**restored)
-
-
 # ---------------------------------------------------------------- logging
 
 class MetricLog:
@@ -202,6 +183,16 @@ def evaluate(state, eval_fn, mesh, images, labels, batch_size) -> dict:
       totals[k] += float(out[k])
   return {'loss': totals['loss'] / totals['count'],
           'accuracy': totals['correct'] / totals['count']}
+
+
+def _out_of_time(t_start: float, limit_minutes: float) -> bool:
+  """Whether the time budget is spent; every host takes process 0's answer."""
+  if limit_minutes <= 0:
+    return False
+  spent = time.time() - t_start > 60 * limit_minutes
+  if jax.process_count() > 1:
+    spent = bool(multihost_utils.broadcast_one_to_all(np.asarray(spent)))
+  return spent
 
 
 def _eta(seconds: float) -> str:
@@ -249,9 +240,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         'num_train': len(data.train_images), 'num_val': len(data.val_images),
         'num_test': len(data.test_images)}, indent=2))
 
-  manager = _checkpoint_manager(workdir, config)
+  manager = checkpointing.manager(workdir, config.keep_checkpoints)
   if manager.latest_step() is not None:
-    state = _restore(manager, state)
+    state = checkpointing.restore_into(manager, manager.latest_step(), state)
+    logging.info('Resumed from the checkpoint at step %d.', int(state.step))
   start_step = int(state.step)
 
   p_train = jax.jit(functools.partial(train_step, config=config,
@@ -265,6 +257,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       batch_size=config.batch_size, start_step=start_step,
       process_index=jax.process_index(), process_count=jax.process_count())
   pending, t0, t_start, last_saved = [], time.time(), time.time(), manager.latest_step()
+  val = None
 
   def check_finite(step):
     losses = [float(m['loss']) for m in jax.device_get(pending)]
@@ -293,24 +286,40 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                    done, total_steps, train['loss'], train['accuracy'], ips,
                    _eta((total_steps - done) * config.batch_size / ips))
       pending, t0 = [], time.time()
-    if done % eval_every == 0 and done != total_steps and len(data.val_images):
-      log.write(done, 'val', evaluate(state, p_eval, mesh, data.val_images,
-                                      data.val_labels, eval_batch))
-    if done % config.checkpoint_every_steps == 0 or done == total_steps:
+    out_of_time = (done % config.log_every_steps == 0 and
+                   _out_of_time(t_start, config.max_train_time_minutes))
+    if out_of_time:  # Equal-compute runs: stop here as if this were the end.
+      logging.info('max_train_time_minutes=%s reached at step %d; stopping.',
+                   config.max_train_time_minutes, done)
+    last = done == total_steps or out_of_time
+    val, t_pause = None, time.time()
+    if (done % eval_every == 0 or last) and len(data.val_images):
+      val = evaluate(state, p_eval, mesh, data.val_images, data.val_labels, eval_batch)
+      log.write(done, 'val', val)
+      if jax.process_index() == 0:
+        plots.learning_curves(workdir, steps_per_epoch)
+    if done % config.checkpoint_every_steps == 0 or last:
       if pending:
         check_finite(done)
-      manager.save(done, args=ocp.args.Composite(state=ocp.args.StandardSave(
-          _savable(state))))
+      checkpointing.save(manager, done, state, val and val['accuracy'])
       last_saved = done
+    t0 += time.time() - t_pause  # img/s counts training time only.
+    if out_of_time:
+      break
 
   final = {}
+  if val is not None:
+    final['val'] = val
   for split in ('val', 'test'):
     images, labels = data.split(split)
-    if len(images):
+    if len(images) and split not in final:
       final[split] = evaluate(state, p_eval, mesh, images, labels, eval_batch)
       log.write(int(state.step), split, final[split])
-      logging.info('%s at step %d: loss %.4f accuracy %.4f', split, int(state.step),
-                   final[split]['loss'], final[split]['accuracy'])
+  if jax.process_index() == 0:
+    plots.learning_curves(workdir, steps_per_epoch)
+  for split, m in final.items():
+    logging.info('%s at step %d: loss %.4f accuracy %.4f', split, int(state.step),
+                 m['loss'], m['accuracy'])
   manager.wait_until_finished()
   manager.close()
   log.close()
