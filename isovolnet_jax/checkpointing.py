@@ -54,8 +54,16 @@ def save(mngr: ocp.CheckpointManager, step: int, state, val_accuracy=None):
 def restore_into(mngr: ocp.CheckpointManager, step: int, state):
   """Restores `step` with the shapes, dtypes and shardings of `state`."""
   abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, savable(state))
-  restored = mngr.restore(
-      step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract)))
+  try:
+    restored = mngr.restore(
+        step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract)))
+  except ValueError as e:
+    if 'do not match' not in str(e) and 'shape' not in str(e):
+      raise
+    raise InputError(
+        f'the checkpoint at step {step} in {mngr.directory} was saved with another '
+        f'model or optimizer than this config asks for; resume with the run\'s own '
+        f'settings (its config.json) or train into a new --workdir') from e
   return state.replace(**restored['state'])
 
 

@@ -1,0 +1,338 @@
+r"""Evaluates a trained run: `python -m isovolnet_jax.evaluate --workdir=DIR`.
+
+  python -m isovolnet_jax.evaluate --workdir=runs/cifar10 [--split=test|val] \
+    [--checkpoint=latest|best|STEP] [--config.KEY=VALUE ...]
+
+The run's own config (DIR/config.json) is restored and the `--config.` flags
+are applied on top of it, so `--config.data.path=OTHER` evaluates the model on
+another image folder (it needs the same class folders, or a subset of them).
+Prints one JSON object as the last line of stdout (accuracy, loss, macro and
+per-class precision/recall/F1, confusion matrix) and writes DIR/eval/:
+<split>.json, <split>_predictions.csv, <split>_confusion_matrix.png and
+<split>_misclassified.png. Notebooks call `evaluate_run` directly.
+"""
+
+import ast
+import copy
+import csv
+import difflib
+import json
+import logging as std_logging
+import math
+import os
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+# TensorFlow (used only to read data) need not log its C++ start-up banner.
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+
+from absl import app
+from absl import flags
+from absl import logging
+import jax
+import matplotlib
+import ml_collections
+import numpy as np
+
+matplotlib.use('Agg')
+import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+
+from isovolnet_jax import checkpointing
+from isovolnet_jax import input_pipeline
+from isovolnet_jax import metrics
+from isovolnet_jax import models
+from isovolnet_jax import train
+from isovolnet_jax.errors import InputError
+
+SPLITS = ('test', 'val')
+GALLERY_SIZE = 36  # Misclassified images shown, most confident mistakes first.
+
+# ---------------------------------------------------------------- overrides
+
+
+def _leaf_keys(config: ml_collections.ConfigDict, prefix: str = '') -> list[str]:
+  keys = []
+  for k, v in config.items():
+    if isinstance(v, ml_collections.ConfigDict):
+      keys += _leaf_keys(v, f'{prefix}{k}.')
+    else:
+      keys.append(f'{prefix}{k}')
+  return keys
+
+
+def _parse_string(text: str, current: Any, key: str) -> Any:
+  """A command-line string -> the type of the field it replaces."""
+  if isinstance(current, str):
+    return text
+  if isinstance(current, bool):
+    if text.lower() in ('true', '1', 'yes'):
+      return True
+    if text.lower() in ('false', '0', 'no'):
+      return False
+    raise InputError(f'config key {key!r} is a bool; got {text!r} (use true or false)')
+  try:
+    return ast.literal_eval(text)
+  except (ValueError, SyntaxError):
+    if current is None:
+      return text
+    raise InputError(f'config key {key!r} is a {type(current).__name__}; '
+                     f'cannot read {text!r} as one') from None
+
+
+def apply_overrides(config: ml_collections.ConfigDict,
+                    overrides: Mapping[str, Any] | None) -> ml_collections.ConfigDict:
+  """A copy of `config` with dotted keys set ({'model.activation': 'swish'}).
+
+  Unknown keys raise an InputError with the closest key. String values for
+  non-string fields are parsed as the command line's would be ('1e-3' -> 0.001).
+  """
+  config = copy.deepcopy(config)
+  for key, value in (overrides or {}).items():
+    *path, leaf = key.split('.')
+    node = config
+    for part in path:
+      node = node.get(part) if isinstance(node, ml_collections.ConfigDict) else None
+    if not isinstance(node, ml_collections.ConfigDict) or leaf not in node:
+      close = difflib.get_close_matches(key, _leaf_keys(config), n=1)
+      hint = f"; did you mean {close[0]!r}?" if close else ''
+      raise InputError(f'unknown config key {key!r}{hint}')
+    current = node[leaf]
+    if isinstance(current, ml_collections.ConfigDict):
+      raise InputError(f'config key {key!r} is a group; set one of its fields, '
+                       f'e.g. {key}.{next(iter(current.keys()), "name")}')
+    if isinstance(value, str):
+      value = _parse_string(value, current, key)
+    if isinstance(current, (list, tuple)) and isinstance(value, (list, tuple)):
+      value = type(current)(value)  # JSON turned the config's tuples into lists.
+    try:
+      node[leaf] = value
+    except (TypeError, ValueError) as e:
+      raise InputError(f'config key {key!r}: cannot set {value!r} '
+                       f'(it holds {current!r}): {e}'.splitlines()[0]) from None
+  return config
+
+
+# ---------------------------------------------------------------- inference
+
+
+def predict(model, variables, images: np.ndarray, labels: np.ndarray,
+            num_classes: int, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+  """Softmax probabilities [N, C] and per-image cross-entropy [N] (float64)."""
+
+  @jax.jit  # Variables as an argument, not baked into the program as constants.
+  def step(variables, x, y):
+    logits = model.apply(variables, input_pipeline.normalize(x), train=False)
+    # train.py's loss without label smoothing, so the numbers match its logs.
+    return (jax.nn.softmax(logits), train.cross_entropy(logits, y, num_classes, 0.0))
+
+  probs, losses = [], []
+  for x, y, mask in input_pipeline.eval_batches(images, labels, batch_size):
+    p, l = jax.device_get(step(variables, x, y))  # Padded batches: one compilation.
+    keep = mask > 0
+    probs.append(p[keep])
+    losses.append(l[keep])
+  return np.concatenate(probs), np.concatenate(losses).astype(np.float64)
+
+
+def _labels_in_run_order(data_names: list[str], run_names: list[str],
+                         labels: np.ndarray) -> np.ndarray:
+  """Maps another folder's labels onto the run's class indices by name."""
+  if data_names == run_names:
+    return labels
+  unknown = sorted(set(data_names) - set(run_names))
+  if unknown:
+    raise InputError(f'the data has classes the model was not trained on: '
+                     f'{unknown[:5]}; the model knows {run_names}')
+  index = np.array([run_names.index(n) for n in data_names], np.int32)
+  return index[labels]
+
+
+# ---------------------------------------------------------------- outputs
+
+
+def _write_predictions(path: Path, labels, probs, class_names):
+  predictions = probs.argmax(-1)
+  with path.open('w', newline='') as f:
+    w = csv.writer(f)
+    w.writerow(['index', 'label', 'label_name', 'prediction', 'prediction_name',
+                *class_names])
+    for i, (y, p, row) in enumerate(zip(labels, predictions, probs)):
+      w.writerow([i, int(y), class_names[y], int(p), class_names[p],
+                  *(f'{v:.6g}' for v in row)])
+
+
+def plot_confusion_matrix(cm: np.ndarray, class_names: list[str], path: Path,
+                          title: str = ''):
+  """Colours are row-normalised (recall per class); the numbers are counts."""
+  n = len(class_names)
+  rows = cm.sum(1, keepdims=True)
+  frac = np.divide(cm, rows, out=np.zeros(cm.shape), where=rows > 0)
+  size = min(max(5.0, 0.5 * n + 2), 20.0)
+  fig, ax = plt.subplots(figsize=(size, size))
+  ax.imshow(frac, cmap='Blues', vmin=0, vmax=1)
+  if n <= 50:  # Beyond that the names overlap; the picture still shows the diagonal.
+    ax.set_xticks(range(n), class_names, rotation=90)
+    ax.set_yticks(range(n), class_names)
+  if n <= 20:
+    for i in range(n):
+      for j in range(n):
+        ax.text(j, i, int(cm[i, j]), ha='center', va='center', fontsize=8,
+                color='white' if frac[i, j] > 0.5 else 'black')
+  ax.set_xlabel('predicted')
+  ax.set_ylabel('true')
+  ax.set_title(title)
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+
+
+def plot_misclassified(images: np.ndarray, labels, probs, class_names, path: Path,
+                       limit: int = GALLERY_SIZE):
+  """A grid of the most confident mistakes, titled true -> predicted (p)."""
+  predictions = probs.argmax(-1)
+  wrong = np.flatnonzero(predictions != labels)
+  wrong = wrong[np.argsort(-probs[wrong, predictions[wrong]], kind='stable')][:limit]
+  cols = max(1, min(6, len(wrong)))
+  rows = max(1, math.ceil(len(wrong) / cols))
+  fig, axes = plt.subplots(rows, cols, figsize=(2 * cols, 2.3 * rows), squeeze=False)
+  for ax in axes.flat:
+    ax.axis('off')
+  for ax, i in zip(axes.flat, wrong):
+    ax.imshow(images[i])
+    ax.set_title(f'{class_names[labels[i]]}\n-> {class_names[predictions[i]]} '
+                 f'({probs[i, predictions[i]]:.2f})', fontsize=8)
+  if not len(wrong):
+    axes[0, 0].text(0.5, 0.5, 'no misclassified images', ha='center', va='center')
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+
+
+# ---------------------------------------------------------------- library
+
+
+def evaluate_run(workdir: str | Path, split: str = 'test',
+                 checkpoint: str | int = 'latest',
+                 overrides: Mapping[str, Any] | None = None,
+                 output_dir: str | Path | None = None) -> dict:
+  """Evaluates a run's checkpoint on a split; writes its files; returns the metrics.
+
+  `overrides` are dotted config keys applied to the run's config, e.g.
+  {'data.path': '/data/other_folder'}. Files go to `output_dir` (WORKDIR/eval).
+  """
+  if split not in SPLITS:
+    raise InputError(f'unknown split {split!r}; choose one of {SPLITS}')
+  config = apply_overrides(checkpointing.load_config(workdir), overrides)
+  if split == 'test':
+    # val_size only splits train/, which a test evaluation does not read: a
+    # small other folder (--config.data.path) need not have val_size images.
+    config.data.val_size = 0
+  run = checkpointing.load_run(workdir, checkpoint)
+  if config.dtype not in train.DTYPES:
+    raise InputError(f"unknown dtype={config.dtype!r}; choose 'float32' or 'bfloat16'")
+  # Built from the overridden config (e.g. dtype=bfloat16); the weights are the run's.
+  model = models.create_model(config.model, len(run.class_names),
+                              train.DTYPES[config.dtype])
+  data = input_pipeline.load(config)
+  images, labels = data.split(split)
+  if not len(images):
+    raise InputError(f'the {split} split is empty (data.val_size=0?); '
+                     f'choose another --split')
+  labels = _labels_in_run_order(data.class_names, run.class_names, labels)
+  if tuple(images.shape[1:]) != tuple(run.image_shape):
+    raise InputError(f'images are {images.shape[1:]} but the run trained on '
+                     f'{run.image_shape}; set --config.data.image_size='
+                     f'{run.image_shape[0]}')
+
+  probs, losses = predict(model, run.variables, images, labels,
+                          len(run.class_names), config.eval_batch_size)
+  result = {'split': split, 'step': run.step, 'num_images': int(len(labels)),
+            'loss': float(losses.mean()),
+            **metrics.classification_report(labels, probs.argmax(-1), run.class_names),
+            'class_names': run.class_names}
+
+  out = Path(output_dir or Path(workdir, 'eval'))
+  out.mkdir(parents=True, exist_ok=True)
+  (out / f'{split}.json').write_text(json.dumps(result, indent=2))
+  _write_predictions(out / f'{split}_predictions.csv', labels, probs, run.class_names)
+  plot_confusion_matrix(np.array(result['confusion_matrix']), run.class_names,
+                        out / f'{split}_confusion_matrix.png',
+                        f'{Path(workdir).name} {split}, step {run.step}: '
+                        f'accuracy {result["accuracy"]:.4f}')
+  plot_misclassified(images, labels, probs, run.class_names,
+                     out / f'{split}_misclassified.png')
+  logging.info('%s at step %d: %d images, loss %.4f, accuracy %.4f, macro F1 %.4f; '
+               'files in %s', split, run.step, len(labels), result['loss'],
+               result['accuracy'], result['macro_f1'], out)
+  return result
+
+
+# ---------------------------------------------------------------- command line
+
+FLAGS = flags.FLAGS
+
+
+def define_flags():
+  """Called for the command line only: main.py defines a --workdir flag too, and
+  a notebook or a test imports both modules into one process."""
+  flags.DEFINE_string('workdir', None, 'The run to evaluate (a training --workdir).')
+  flags.DEFINE_enum('split', 'test', SPLITS, 'Which split to evaluate.')
+  flags.DEFINE_string('checkpoint', 'latest', "'latest', 'best' (val accuracy) or a step.")
+  flags.DEFINE_string('output_dir', '', "Where the files go; '' = WORKDIR/eval.")
+  flags.mark_flag_as_required('workdir')
+
+_OVERRIDES: dict[str, str] = {}
+
+
+class _QuietOrbax:
+  """Orbax logs a dozen INFO lines per restore; keep its warnings only."""
+
+  def filter(self, record):
+    return '/orbax/' not in record.pathname or record.levelno >= std_logging.WARNING
+
+
+def parse_flags(argv):
+  """absl's parser for the flags; `--config.KEY=VALUE` are collected here.
+
+  They are checked against the run's config in `main`, once --workdir is known.
+  """
+  rest = []
+  for arg in argv:
+    if arg.startswith('--config.'):
+      key, eq, value = arg[len('--config.'):].partition('=')
+      if not eq:
+        print(f'error: write {arg}=VALUE (config overrides take "=")', file=sys.stderr)
+        sys.exit(2)
+      _OVERRIDES[key] = value
+    else:
+      rest.append(arg)
+  try:
+    return FLAGS(rest)
+  except flags.Error as e:
+    print(f'error: {e}', file=sys.stderr)
+    sys.exit(2)
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  std_logging.getLogger('absl').addFilter(_QuietOrbax())
+  checkpoint = FLAGS.checkpoint
+  if checkpoint not in ('latest', 'best') and not checkpoint.isdigit():
+    print(f"error: --checkpoint={checkpoint!r}; use 'latest', 'best' or a step number",
+          file=sys.stderr)
+    sys.exit(2)
+  try:
+    result = evaluate_run(FLAGS.workdir, FLAGS.split, checkpoint, _OVERRIDES,
+                          FLAGS.output_dir or None)
+  except InputError as e:
+    print(f'error: {e}', file=sys.stderr)
+    sys.exit(2)
+  print(json.dumps(result), flush=True)  # Last stdout line: for scripts.
+
+
+if __name__ == '__main__':
+  define_flags()
+  app.run(main, flags_parser=parse_flags)

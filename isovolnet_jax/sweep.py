@@ -1,0 +1,338 @@
+r"""Hyper-parameter sweeps, one training run per point, one results table.
+
+  python -m isovolnet_jax.sweep --config=configs/cifar10.py \
+    --sweep=configs/sweeps/activation.py --workdir=runs/sweeps/activation \
+    [--config.KEY=VALUE ...]
+
+The sweep file's `get_sweep()` returns a list of dicts of dotted config keys,
+e.g. [{'model.activation': 'swish', 'seed': 1}, ...]; each is applied on top
+of --config and its command-line overrides. Points run one after another, each
+in WORKDIR/<its overrides> (e.g. `model.activation=swish,seed=1`). A finished
+point leaves a result.json there and is skipped when the command is rerun; an
+interrupted one has none and resumes from its checkpoints. After every point
+WORKDIR/results.{csv,md,png} are rewritten: one row per point, and in the
+markdown and the plot the mean +- std over the points that differ only in
+`seed`.
+"""
+
+import csv
+import hashlib
+import importlib.util
+import json
+import logging as std_logging
+import os
+import re
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from absl import app
+from absl import flags
+from absl import logging
+import jax
+import matplotlib
+import ml_collections
+import numpy as np
+
+matplotlib.use('Agg')
+import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+
+from isovolnet_jax import checkpointing
+from isovolnet_jax import evaluate
+# main's --config (a config file, locked) and --workdir flags and its parser,
+# which reports a bad --config.KEY as one line.
+from isovolnet_jax import main as main_lib
+from isovolnet_jax import train
+from isovolnet_jax.errors import InputError
+
+RESULT = 'result.json'
+METRICS = ('val_accuracy', 'test_accuracy', 'val_loss', 'test_loss')
+MAX_NAME = 120  # Characters of a point's directory name before it is hashed.
+
+# ---------------------------------------------------------------- sweep files
+
+
+def load_sweep(path: str | Path) -> list[dict[str, Any]]:
+  """The list of override dicts that the file's get_sweep() returns."""
+  path = Path(path)
+  if not path.is_file():
+    raise InputError(f'sweep file {path} does not exist')
+  spec = importlib.util.spec_from_file_location(f'_sweep_{path.stem}', path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  if not hasattr(module, 'get_sweep'):
+    raise InputError(f'sweep file {path} has no get_sweep() function')
+  points = list(module.get_sweep())
+  for i, point in enumerate(points):
+    if not isinstance(point, Mapping) or not all(isinstance(k, str) for k in point):
+      raise InputError(f'sweep point {i} of {path} is {point!r}; each point must '
+                       f"be a dict of dotted config keys, e.g. {{'seed': 1}}")
+  if not points:
+    raise InputError(f'sweep file {path}: get_sweep() returned no points')
+  return [dict(p) for p in points]
+
+
+def _format_value(value: Any) -> str:
+  return repr(value) if isinstance(value, float) else str(value)
+
+
+def point_name(overrides: Mapping[str, Any]) -> str:
+  """A deterministic, filesystem-safe directory name: `key=value,key=value`.
+
+  Keys are sorted, so the same overrides in another order name the same run.
+  """
+  if not overrides:
+    return 'base'
+  name = ','.join(f'{k}={re.sub(r"[^A-Za-z0-9._+-]", "_", _format_value(v))}'
+                  for k, v in sorted(overrides.items()))
+  if len(name) > MAX_NAME:  # File names stop at 255 bytes; keep it unique.
+    digest = hashlib.sha1(name.encode()).hexdigest()[:10]
+    name = f'{name[:MAX_NAME - 11]}-{digest}'
+  return name
+
+
+def point_configs(config: ml_collections.ConfigDict, points: list[dict]
+                  ) -> list[ml_collections.ConfigDict]:
+  """Every point's config, checked before anything trains."""
+  configs = []
+  for i, point in enumerate(points):
+    try:
+      configs.append(evaluate.apply_overrides(config, point))
+    except InputError as e:
+      raise InputError(f'sweep point {i} {point}: {e}') from None
+  names = [point_name(p) for p in points]
+  for i, name in enumerate(names):
+    if names.index(name) != i:
+      raise InputError(f'sweep points {names.index(name)} and {i} have the same '
+                       f'overrides (directory {name!r}); remove one')
+  return configs
+
+
+# ---------------------------------------------------------------- running
+
+
+def params_and_step(workdir: str | Path) -> tuple[int, int]:
+  """Parameter count and step of the run's newest checkpoint."""
+  run = checkpointing.load_run(workdir)
+  return int(sum(np.size(x) for x in jax.tree.leaves(run.variables['params']))), run.step
+
+
+def _write_json(path: Path, obj):
+  tmp = path.with_suffix('.tmp')
+  tmp.write_text(json.dumps(obj, indent=2))
+  os.replace(tmp, path)  # Atomic: a killed sweep leaves no half result.
+
+
+def run_sweep(config: ml_collections.ConfigDict, points: list[dict],
+              workdir: str | Path) -> list[dict]:
+  """Trains every point not yet done; writes and returns the results rows.
+
+  A point that fails with an InputError (e.g. a learning rate that diverges)
+  is recorded as failed and the sweep goes on; the error is raised at the end.
+  """
+  workdir = Path(workdir)
+  configs = point_configs(config, points)
+  is_main = jax.process_index() == 0
+  rows, failed = [], []
+  for i, (point, cfg) in enumerate(zip(points, configs)):
+    name = point_name(point)
+    sub = workdir / name
+    config_dict = json.loads(cfg.to_json_best_effort())
+    if (sub / RESULT).exists():
+      logging.info('Point %d/%d %s: done before, skipped.', i + 1, len(points), name)
+      row = json.loads((sub / RESULT).read_text())
+      changed = _diff(row.pop('config', {}), config_dict)
+      if changed:
+        logging.warning('Point %s was trained with other values of %s than the '
+                        'config now asks for; its results are the old run\'s '
+                        '(delete %s to retrain it).', name, changed, sub / RESULT)
+      rows.append(row)
+    else:
+      logging.info('Point %d/%d %s: training in %s', i + 1, len(points), name, sub)
+      row = {'name': name, 'overrides': point}
+      t0 = time.time()
+      try:
+        final = train.train_and_evaluate(cfg, sub)
+      except InputError as e:
+        logging.error('Point %s failed: %s', name, e)
+        failed.append(f'{name}: {e}')
+        rows.append({**row, 'error': str(e)})
+      else:
+        # Wall time of this call: data loading, compiling and evaluation
+        # included, and only the last part of a point that was resumed.
+        row['train_time_s'] = round(time.time() - t0, 1)
+        for split in ('val', 'test'):
+          for k in ('accuracy', 'loss'):
+            row[f'{split}_{k}'] = final.get(split, {}).get(k)
+        row['params'], row['step'] = params_and_step(sub)
+        if is_main:  # The config too, to notice a rerun that changed it.
+          _write_json(sub / RESULT, {**row, 'config': config_dict})
+        rows.append(row)
+    if is_main:
+      write_results(workdir, rows)
+  if failed:
+    raise InputError(f'{len(failed)} of {len(points)} sweep points failed '
+                     f'(rerun to retry them): ' + ' | '.join(failed))
+  return rows
+
+
+def _diff(a: dict, b: dict, prefix: str = '') -> list[str]:
+  """Dotted keys whose values differ between two nested dicts."""
+  keys = []
+  for k in sorted(set(a) | set(b)):
+    if isinstance(a.get(k), dict) and isinstance(b.get(k), dict):
+      keys += _diff(a[k], b[k], f'{prefix}{k}.')
+    elif a.get(k) != b.get(k):
+      keys.append(f'{prefix}{k}')
+  return keys
+
+
+# ---------------------------------------------------------------- results
+
+
+def _override_keys(rows: list[dict]) -> list[str]:
+  keys = []
+  for row in rows:
+    keys += [k for k in row['overrides'] if k not in keys]
+  return keys
+
+
+def group_rows(rows: list[dict]) -> list[dict]:
+  """Successful points grouped by their overrides without `seed`."""
+  groups: dict[str, dict] = {}
+  for row in rows:
+    if row.get('error'):
+      continue
+    rest = {k: v for k, v in row['overrides'].items() if k != 'seed'}
+    g = groups.setdefault(point_name(rest), {'overrides': rest, 'rows': []})
+    g['rows'].append(row)
+  out = []
+  for name, g in groups.items():
+    stats = {'name': name, 'overrides': g['overrides'], 'n': len(g['rows']),
+             'seeds': [r['overrides'].get('seed') for r in g['rows']]}
+    for k in (*METRICS, 'params', 'train_time_s'):
+      values = np.array([r[k] for r in g['rows'] if r.get(k) is not None], float)
+      stats[k] = float(values.mean()) if len(values) else None
+      # Sample std (ddof=1): the spread a new seed would show; 0 for one seed.
+      stats[f'{k}_std'] = float(values.std(ddof=1)) if len(values) > 1 else 0.0
+    out.append(stats)
+  return out
+
+
+def _fmt(v, digits=4) -> str:
+  if v is None:
+    return ''
+  if isinstance(v, float):
+    return f'{v:.{digits}f}'
+  return str(v)
+
+
+def _md_table(header: list[str], rows: list[list[str]]) -> str:
+  lines = ['| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
+  lines += ['| ' + ' | '.join(r) + ' |' for r in rows]
+  return '\n'.join(lines)
+
+
+def write_results(workdir: Path, rows: list[dict]):
+  """WORKDIR/results.csv, results_grouped.csv, results.md and results.png."""
+  keys = _override_keys(rows)
+  columns = ['name', *keys, *METRICS, 'params', 'train_time_s', 'step', 'error']
+  with (workdir / 'results.csv').open('w', newline='') as f:
+    w = csv.writer(f)
+    w.writerow(columns)
+    for r in rows:
+      w.writerow([r['overrides'].get(k, '') if k in keys else
+                  ('' if r.get(k) is None else r.get(k)) for k in columns])
+
+  groups = group_rows(rows)
+  gcols = ['name', 'n', *[c for k in (*METRICS, 'params', 'train_time_s')
+                          for c in (k, f'{k}_std')]]
+  with (workdir / 'results_grouped.csv').open('w', newline='') as f:
+    w = csv.writer(f)
+    w.writerow(gcols)
+    for g in groups:
+      w.writerow(['' if g[c] is None else g[c] for c in gcols])
+
+  def pm(g, k, digits=4):
+    if g[k] is None:
+      return ''
+    return _fmt(g[k], digits) + (f' ± {g[k + "_std"]:.{digits}f}' if g['n'] > 1 else '')
+
+  per_point = _md_table(
+      [*keys, 'val acc', 'test acc', 'val loss', 'test loss', 'params', 'time (s)',
+       'step'],
+      [[_format_value(r['overrides'].get(k, '')) for k in keys] +
+       ([_fmt(r.get(k)) for k in METRICS] +
+        [f'{r["params"]:,}', _fmt(r['train_time_s'], 0), str(r.get('step'))]
+        if not r.get('error') else [f'failed: {r["error"]}'] + [''] * 6)
+       for r in rows])
+  grouped = _md_table(
+      ['group', 'seeds', 'val acc', 'test acc', 'test loss', 'params', 'time (s)'],
+      [[g['name'], ','.join(map(str, g['seeds'])), pm(g, 'val_accuracy'),
+        pm(g, 'test_accuracy'), pm(g, 'test_loss'), f'{int(g["params"]):,}',
+        pm(g, 'train_time_s', 0)] for g in groups])
+  (workdir / 'results.md').write_text(
+      f'# Sweep {workdir.name}\n\n## Points\n\n{per_point}\n\n'
+      f'## Mean ± std over seeds (sample std, ddof=1)\n\n{grouped}\n')
+  plot_groups(groups, workdir / 'results.png', workdir.name)
+
+
+def _short_labels(groups: list[dict]) -> list[str]:
+  """Only the keys whose values differ between groups, without their prefix."""
+  keys = {k for g in groups for k in g['overrides']}
+  varying = [k for k in sorted(keys)
+             if len({_format_value(g['overrides'].get(k)) for g in groups}) > 1]
+  return ['\n'.join(f'{k.rsplit(".", 1)[-1]}={_format_value(g["overrides"][k])}'
+                    for k in varying if k in g['overrides']) or g['name']
+          for g in groups]
+
+
+def plot_groups(groups: list[dict], path: Path, title: str):
+  """Test accuracy per group: bars at the mean, error bars one std."""
+  fig, ax = plt.subplots(figsize=(max(4.0, 1.3 * len(groups) + 1), 4))
+  if groups:
+    x = np.arange(len(groups))
+    means = [g['test_accuracy'] or 0.0 for g in groups]
+    ax.bar(x, means, yerr=[g['test_accuracy_std'] for g in groups], capsize=4,
+           color='tab:blue', alpha=0.8)
+    for xi, g, m in zip(x, groups, means):
+      ax.text(xi, m / 2, f'{m:.3f}\nn={g["n"]}', ha='center', va='center',
+              color='white', fontsize=8)
+    ax.set_xticks(x, _short_labels(groups), fontsize=8)
+  ax.set_ylabel('test accuracy')
+  ax.set_title(f'{title}: mean ± std over seeds')
+  ax.grid(axis='y', alpha=0.3)
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+
+
+# ---------------------------------------------------------------- command line
+
+FLAGS = flags.FLAGS
+
+
+def define_flags():
+  """--sweep; --config and --workdir are main's (command line only, as evaluate's)."""
+  flags.DEFINE_string('sweep', None, 'Python file whose get_sweep() lists the points.')
+  flags.mark_flag_as_required('sweep')
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  std_logging.getLogger('absl').addFilter(main_lib._QuietOrbax())  # pylint: disable=protected-access
+  try:
+    rows = run_sweep(FLAGS.config, load_sweep(FLAGS.sweep), FLAGS.workdir)
+  except InputError as e:
+    print(f'error: {e}', file=sys.stderr)
+    sys.exit(2)
+  logging.info('%d points; results in %s', len(rows),
+               Path(FLAGS.workdir, 'results.md'))
+
+
+if __name__ == '__main__':
+  define_flags()
+  app.run(main, flags_parser=main_lib.parse_flags)
