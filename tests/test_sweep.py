@@ -1,0 +1,125 @@
+"""sweep.py: a two-seed sweep of configs/smoke.py, its rerun, its errors."""
+
+import csv
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import ml_collections
+import pytest
+
+from isovolnet_jax import sweep
+from isovolnet_jax import train
+from isovolnet_jax.errors import InputError
+
+ROOT = Path(__file__).resolve().parents[1]
+SWEEPS = ROOT / 'configs' / 'sweeps'
+
+
+def smoke_config(data: Path, cache: Path) -> ml_collections.ConfigDict:
+  spec = importlib.util.spec_from_file_location('smoke', ROOT / 'configs' / 'smoke.py')
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  config = module.get_config()
+  config.data.update(source='folder', path=str(data), cache_dir=str(cache))
+  config.num_train_steps = 10
+  return config
+
+
+@pytest.fixture(scope='module')
+def swept(small_cifar, tmp_path_factory):
+  """(config, points, workdir, rows) of a finished two-point sweep."""
+  root = tmp_path_factory.mktemp('sweep')
+  config = smoke_config(small_cifar, root / 'cache')
+  points = [{'seed': 0}, {'seed': 1}]
+  rows = sweep.run_sweep(config, points, root / 'sweep')
+  return config, points, root / 'sweep', rows
+
+
+def test_sweep_writes_results(swept):
+  _, _, workdir, rows = swept
+  assert [r['name'] for r in rows] == ['seed=0', 'seed=1']
+  with (workdir / 'results.csv').open() as f:
+    table = list(csv.DictReader(f))
+  assert len(table) == 2
+  for row, r in zip(table, rows):
+    assert row['seed'] == str(r['overrides']['seed'])
+    assert 0 <= float(row['test_accuracy']) <= 1 and float(row['val_loss']) > 0
+    assert int(row['params']) > 0 and int(row['step']) == 10
+    assert float(row['train_time_s']) > 0
+    # The sweep's numbers are train.py's, as logged in the point's metrics.jsonl.
+    logged = [json.loads(l) for l in (workdir / r['name'] / 'metrics.jsonl').open()]
+    test = [l for l in logged if l['split'] == 'test'][-1]
+    assert float(row['test_accuracy']) == pytest.approx(test['accuracy'])
+    assert (workdir / r['name'] / sweep.RESULT).exists()
+  md = (workdir / 'results.md').read_text()
+  assert md.count('\n| ') >= 2 + 1  # Two point rows, one group row (+ headers).
+  assert '±' in md  # The group of two seeds has a std.
+  with (workdir / 'results_grouped.csv').open() as f:
+    groups = list(csv.DictReader(f))
+  assert len(groups) == 1 and groups[0]['name'] == 'base' and groups[0]['n'] == '2'
+  assert (workdir / 'results.png').stat().st_size > 0
+
+
+def test_rerun_skips_finished_points(swept, monkeypatch):
+  config, points, workdir, rows = swept
+
+  def must_not_train(*args):
+    raise AssertionError(f'train_and_evaluate called again: {args}')
+
+  monkeypatch.setattr(train, 'train_and_evaluate', must_not_train)
+  (workdir / 'results.csv').unlink()
+  assert sweep.run_sweep(config, points, workdir) == rows
+  assert (workdir / 'results.csv').exists()  # Rewritten from the result.json files.
+
+
+def test_bad_key_is_refused_before_training(monkeypatch):
+  monkeypatch.setattr(train, 'train_and_evaluate', lambda *a: pytest.fail('trained'))
+  config = smoke_config(Path('unused'), Path('unused'))
+  with pytest.raises(InputError, match=r"sweep point 1 .*'model.activaton'.*"
+                                       r"did you mean 'model.activation'"):
+    sweep.run_sweep(config, [{'seed': 0}, {'model.activaton': 'swish'}], 'unused')
+  with pytest.raises(InputError, match='same overrides'):
+    sweep.run_sweep(config, [{'seed': 0, 'model.dropout': 0.1},
+                             {'model.dropout': 0.1, 'seed': 0}], 'unused')
+
+
+def test_cli_bad_key_is_one_line(tmp_path):
+  sweep_file = tmp_path / 'bad.py'
+  sweep_file.write_text("def get_sweep():\n"
+                        "  return [{'seed': 0}, {'optimizer.learning_rat': 0.1}]\n")
+  proc = subprocess.run(
+      [sys.executable, '-m', 'isovolnet_jax.sweep', '--config=configs/smoke.py',
+       f'--sweep={sweep_file}', f'--workdir={tmp_path / "w"}'],
+      capture_output=True, text=True, cwd=ROOT, timeout=300,
+      env={**os.environ, 'TF_CPP_MIN_LOG_LEVEL': '2'})
+  assert proc.returncode != 0
+  errors = [l for l in proc.stderr.splitlines() if l.startswith('error:')]
+  assert len(errors) == 1, proc.stderr
+  assert 'sweep point 1' in errors[0] and "'optimizer.learning_rat'" in errors[0]
+  assert 'Traceback' not in proc.stderr
+  assert not (tmp_path / 'w').exists()
+
+
+def test_point_names_are_deterministic_and_safe():
+  assert sweep.point_name({}) == 'base'
+  a = sweep.point_name({'seed': 1, 'model.activation': 'swish'})
+  assert a == sweep.point_name({'model.activation': 'swish', 'seed': 1})
+  assert a == 'model.activation=swish,seed=1'
+  assert sweep.point_name({'optimizer.learning_rate': 2e-3}) == 'optimizer.learning_rate=0.002'
+  assert '/' not in sweep.point_name({'data.path': '/a/b c'})
+  assert len(sweep.point_name({f'k{i}': 'x' * 20 for i in range(20)})) <= sweep.MAX_NAME
+
+
+@pytest.mark.parametrize('name', sorted(p.name for p in SWEEPS.glob('*.py')))
+def test_sweep_files_apply_to_cifar10(name):
+  spec = importlib.util.spec_from_file_location('cifar10', ROOT / 'configs' / 'cifar10.py')
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  points = sweep.load_sweep(SWEEPS / name)
+  configs = sweep.point_configs(module.get_config(), points)
+  assert sorted({c.seed for c in configs}) == [0, 1, 2]
+  assert len(configs) % 3 == 0 and len(configs) >= 9
