@@ -7,13 +7,19 @@ WORKDIR/dataset.json describe the run for `load_run`.
 """
 
 import dataclasses
+import fcntl
+import hashlib
 import json
+import logging
+import os
+import socket
 from pathlib import Path
 from typing import Any
 
 import flax.linen as nn
 import jax
 import ml_collections
+import numpy as np
 import orbax.checkpoint as ocp
 from orbax.checkpoint.checkpoint_managers import preservation_policy as pp
 
@@ -33,6 +39,7 @@ def manager(workdir: str | Path, keep: int = 3, read_only: bool = False
   ])
   options = ocp.CheckpointManagerOptions(
       create=not read_only, read_only=read_only, preservation_policy=policy,
+      cleanup_tmp_directories=not read_only,  # Half-written saves of a killed run.
       # best_fn makes Orbax write the metrics with each checkpoint (and gives
       # best_step()); which steps are kept is the policy's decision.
       best_fn=lambda m: m[VAL_METRIC], best_mode='max')
@@ -45,26 +52,118 @@ def savable(state) -> dict:
           'batch_stats': state.batch_stats, 'opt_state': state.opt_state}
 
 
+def digest(tree) -> str:
+  """sha256 of every array's bytes, shape and dtype, in tree order.
+
+  Orbax does not checksum array data: 4 KB overwritten in the middle of a data
+  file restores wrong values without an error. This digest, saved with each
+  checkpoint and checked after each restore, turns that into a detected
+  corruption.
+  """
+  h = hashlib.sha256()
+  for leaf in jax.tree.leaves(jax.device_get(tree)):
+    leaf = np.asarray(leaf)
+    h.update(f'{leaf.shape}{leaf.dtype}'.encode())
+    h.update(np.ascontiguousarray(leaf).tobytes())
+  return h.hexdigest()
+
+
 def save(mngr: ocp.CheckpointManager, step: int, state, val_accuracy=None):
   metrics = None if val_accuracy is None else {VAL_METRIC: float(val_accuracy)}
-  mngr.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(savable(state))),
-            metrics=metrics)
+  tree = savable(state)
+  mngr.save(step, metrics=metrics, args=ocp.args.Composite(
+      state=ocp.args.StandardSave(tree),
+      digest=ocp.args.JsonSave({'sha256': digest(tree)})))
 
 
-def restore_into(mngr: ocp.CheckpointManager, step: int, state):
-  """Restores `step` with the shapes, dtypes and shardings of `state`."""
-  abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, savable(state))
+class CorruptCheckpoint(Exception):
+  pass
+
+
+def _restore_verified(mngr, step: int, state_args) -> dict:
+  """Restores one step and checks its digest; CorruptCheckpoint if unreadable."""
   try:
-    restored = mngr.restore(
-        step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract)))
+    restored = mngr.restore(step, args=ocp.args.Composite(
+        state=state_args, digest=ocp.args.JsonRestore()))
   except ValueError as e:
-    if 'do not match' not in str(e) and 'shape' not in str(e):
-      raise
-    raise InputError(
-        f'the checkpoint at step {step} in {mngr.directory} was saved with another '
-        f'model or optimizer than this config asks for; resume with the run\'s own '
-        f'settings (its config.json) or train into a new --workdir') from e
-  return state.replace(**restored['state'])
+    if 'do not match' in str(e):
+      raise InputError(
+          f'the checkpoint at step {step} in {mngr.directory} was saved with another '
+          f'model or optimizer than this config asks for; resume with the run\'s own '
+          f'settings (its config.json) or train into a new --workdir') from e
+    raise CorruptCheckpoint(f'{type(e).__name__}: {e}') from e
+  except Exception as e:  # pylint: disable=broad-except
+    # Orbax/TensorStore raise many types for truncated or missing files.
+    raise CorruptCheckpoint(f'{type(e).__name__}: {e}') from e
+  expected = (restored['digest'] or {}).get('sha256')
+  if expected != digest(restored['state']):
+    raise CorruptCheckpoint('its arrays do not match the digest saved with them')
+  return restored['state']
+
+
+def restore_newest_readable(mngr: ocp.CheckpointManager, state):
+  """The newest checkpoint that restores and verifies, into `state`'s shardings.
+
+  An unreadable or damaged one is skipped with a warning naming its step and
+  path, and left on disk (deleting a user's checkpoint is never our call).
+  Returns (state, step) or (state, None) if there is no checkpoint at all.
+  """
+  steps = sorted(mngr.all_steps(), reverse=True)
+  if not steps:
+    return state, None
+  abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, savable(state))
+  for step in steps:
+    try:
+      restored = _restore_verified(mngr, step, ocp.args.StandardRestore(abstract))
+    except CorruptCheckpoint as e:
+      path = Path(mngr.directory, str(step))
+      # Moved aside, not deleted: training will save this step number again.
+      aside = Path(mngr.directory).parent / 'checkpoints_unreadable' / str(step)
+      if jax.process_index() == 0:
+        aside.parent.mkdir(exist_ok=True)
+        os.replace(path, aside)
+      logging.warning('Checkpoint at step %d (%s) cannot be used: %s. Moved it to %s '
+                      'and trying an older one.', step, path,
+                      str(e).splitlines()[0][:300], aside)
+      continue
+    mngr.reload()
+    return state.replace(**restored), step
+  mngr.reload()
+  raise InputError(f'none of the checkpoints {sorted(steps)} in {mngr.directory} can '
+                   f'be read (moved to checkpoints_unreadable/, see the warnings '
+                   f'above); rerun to start over or restore them by hand')
+
+
+class WorkdirLock:
+  """One training process per workdir: a second one is refused, naming the first.
+
+  flock is released by the kernel when the holder dies, even by kill -9, so a
+  crashed run never leaves a stale lock behind.
+  """
+
+  def __init__(self, workdir: str | Path):
+    self.path = Path(workdir, '.lock')
+    self.file = None
+
+  def __enter__(self):
+    self.file = open(self.path, 'a+')
+    try:
+      fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+      self.file.seek(0)
+      holder = self.file.read().strip() or 'another process'
+      self.file.close()
+      raise InputError(f'{self.path.parent} is in use by {holder}; wait for it to '
+                       f'finish or train into another --workdir') from None
+    self.file.seek(0)
+    self.file.truncate()
+    self.file.write(f'pid {os.getpid()} on {socket.gethostname()}')
+    self.file.flush()
+    return self
+
+  def __exit__(self, *exc):
+    fcntl.flock(self.file, fcntl.LOCK_UN)
+    self.file.close()
 
 
 def best_step(workdir: str | Path) -> int | None:
@@ -115,8 +214,11 @@ def load_run(workdir: str | Path, checkpoint: str | int = 'latest') -> Run:
     step = int(checkpoint)
     if step not in steps:
       raise InputError(f'no checkpoint at step {step} in {workdir}; kept steps: {steps}')
-  restored = mngr.restore(step, args=ocp.args.Composite(
-      state=ocp.args.StandardRestore()))['state']
+  try:
+    restored = _restore_verified(mngr, step, ocp.args.StandardRestore())
+  except CorruptCheckpoint as e:
+    raise InputError(f'checkpoint {Path(mngr.directory, str(step))} cannot be used '
+                     f'({str(e).splitlines()[0][:200]}); pick another step') from e
   model = models.create_model(config.model, len(info['class_names']),
                               train.DTYPES[config.dtype])
   variables = {'params': restored['params']}

@@ -5,7 +5,8 @@ r"""Evaluates a trained run: `python -m isovolnet_jax.evaluate --workdir=DIR`.
 
 The run's own config (DIR/config.json) is restored and the `--config.` flags
 are applied on top of it, so `--config.data.path=OTHER` evaluates the model on
-another image folder (it needs the same class folders, or a subset of them).
+another image folder: the same class folders or a subset of them, under
+test/ (input_pipeline.load also reads its train/, which needs one image or more).
 Prints one JSON object as the last line of stdout (accuracy, loss, macro and
 per-class precision/recall/F1, confusion matrix) and writes DIR/eval/:
 <split>.json, <split>_predictions.csv, <split>_confusion_matrix.png and

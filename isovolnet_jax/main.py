@@ -44,6 +44,10 @@ def main(argv):
                jax.process_count(), jax.local_devices())
   try:
     train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+  except train.Preempted as e:
+    logging.warning('Preempted: %s', e)
+    print(f'preempted: {e}', file=sys.stderr)
+    sys.exit(128 + e.signum)
   except InputError as e:
     # Bad config, data or checkpoint: one line naming the fix, no traceback.
     print(f'error: {e}', file=sys.stderr)

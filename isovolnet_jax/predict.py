@@ -88,6 +88,8 @@ def predict(run, images: np.ndarray | Sequence[np.ndarray],
   `images`: an array [N, H, W(, C)] or a list of HxW(xC) arrays of any sizes
   (each at least 32x32); `names` label them in error messages.
   """
+  if len(images) == 0:
+    return np.zeros((0, len(run.class_names)), np.float32)
   if names is None:
     names = [f'image {i}' for i in range(len(images))]
   height, width = run.image_shape[:2]
@@ -105,8 +107,6 @@ def predict(run, images: np.ndarray | Sequence[np.ndarray],
     if n < chunk:  # Pad the last chunk: one compiled shape for every chunk.
       x = np.concatenate([x, np.zeros((chunk - n, *x.shape[1:]), x.dtype)])
     out.append(np.asarray(_probabilities(run.model, run.variables, x))[:n])
-  if not out:
-    return np.zeros((0, len(run.class_names)), np.float32)
   return np.concatenate(out).astype(np.float32)
 
 

@@ -131,10 +131,19 @@ def run_sweep(config: ml_collections.ConfigDict, points: list[dict],
 
   A point that fails with an InputError (e.g. a learning rate that diverges)
   is recorded as failed and the sweep goes on; the error is raised at the end.
+  SIGTERM/SIGINT stop the point with a checkpoint (train.Preempted) and the sweep.
   """
   workdir = Path(workdir)
   configs = point_configs(config, points)
-  is_main = jax.process_index() == 0
+  workdir.mkdir(parents=True, exist_ok=True)
+  if jax.process_index() == 0:
+    # A second sweep in the same workdir would race this one point by point.
+    with checkpointing.WorkdirLock(workdir):
+      return _run_points(points, configs, workdir, True)
+  return _run_points(points, configs, workdir, False)
+
+
+def _run_points(points, configs, workdir: Path, is_main: bool) -> list[dict]:
   rows, failed = [], []
   for i, (point, cfg) in enumerate(zip(points, configs)):
     name = point_name(point)
@@ -224,9 +233,13 @@ def group_rows(rows: list[dict]) -> list[dict]:
 def _fmt(v, digits=4) -> str:
   if v is None:
     return ''
-  if isinstance(v, float):
-    return f'{v:.{digits}f}'
+  if isinstance(v, float):  # A diverged loss would print 40 digits.
+    return f'{v:.{digits}f}' if abs(v) < 1e4 else f'{v:.3g}'
   return str(v)
+
+
+def _md_cell(text: str) -> str:
+  return text.replace('|', '/').replace('\n', ' ')
 
 
 def _md_table(header: list[str], rows: list[list[str]]) -> str:
@@ -266,7 +279,7 @@ def write_results(workdir: Path, rows: list[dict]):
       [[_format_value(r['overrides'].get(k, '')) for k in keys] +
        ([_fmt(r.get(k)) for k in METRICS] +
         [f'{r["params"]:,}', _fmt(r['train_time_s'], 0), str(r.get('step'))]
-        if not r.get('error') else [f'failed: {r["error"]}'] + [''] * 6)
+        if not r.get('error') else [_md_cell(f'failed: {r["error"]}')] + [''] * 6)
        for r in rows])
   grouped = _md_table(
       ['group', 'seeds', 'val acc', 'test acc', 'test loss', 'params', 'time (s)'],
@@ -326,6 +339,9 @@ def main(argv):
   std_logging.getLogger('absl').addFilter(main_lib._QuietOrbax())  # pylint: disable=protected-access
   try:
     rows = run_sweep(FLAGS.config, load_sweep(FLAGS.sweep), FLAGS.workdir)
+  except train.Preempted as e:  # As main.py: rerunning the command resumes.
+    print(f'preempted: {e}', file=sys.stderr)
+    sys.exit(128 + e.signum)
   except InputError as e:
     print(f'error: {e}', file=sys.stderr)
     sys.exit(2)

@@ -10,6 +10,7 @@ import functools
 import json
 import logging
 import math
+import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -185,6 +186,21 @@ def evaluate(state, eval_fn, mesh, images, labels, batch_size) -> dict:
           'accuracy': totals['correct'] / totals['count']}
 
 
+@jax.jit
+def params_finite(params) -> jax.Array:
+  return jnp.all(jnp.array([jnp.all(jnp.isfinite(p)) for p in jax.tree.leaves(params)]))
+
+
+def _agreed_signal(signals: "_Signals", step: int, every: int) -> int | None:
+  """The stop signal, if any; with several hosts, process 0's, at log steps."""
+  if jax.process_count() == 1:
+    return signals.received
+  if step % every:
+    return None
+  got = multihost_utils.broadcast_one_to_all(np.asarray(signals.received or 0))
+  return int(got) or None
+
+
 def _out_of_time(t_start: float, limit_minutes: float) -> bool:
   """Whether the time budget is spent; every host takes process 0's answer."""
   if limit_minutes <= 0:
@@ -203,10 +219,50 @@ def _eta(seconds: float) -> str:
 
 # ---------------------------------------------------------------- main loop
 
+class Preempted(Exception):
+  """SIGTERM/SIGINT arrived: a checkpoint was saved; rerun to resume."""
+
+  def __init__(self, step: int, signum: int):
+    super().__init__(f'stopped by signal {signum} at step {step}; the checkpoint '
+                     f'is saved, rerun the same command to resume')
+    self.step, self.signum = step, signum
+
+
+class _Signals:
+  """Records SIGTERM/SIGINT (preemption, Ctrl-C) for the loop to act on."""
+
+  def __init__(self):
+    self.received = None
+
+  def __enter__(self):
+    self.previous = {s: signal.signal(s, self._handle)
+                     for s in (signal.SIGTERM, signal.SIGINT)}
+    return self
+
+  def _handle(self, signum, frame):
+    del frame
+    self.received = signum
+
+  def __exit__(self, *exc):
+    for s, handler in self.previous.items():
+      signal.signal(s, handler)
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
-  """Trains (resuming from workdir if it has checkpoints); returns final metrics."""
+  """Trains (resuming from workdir if it has checkpoints); returns final metrics.
+
+  Raises Preempted after saving a checkpoint if SIGTERM or SIGINT arrives.
+  """
   workdir = Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
+  if jax.process_index() == 0:
+    with checkpointing.WorkdirLock(workdir), _Signals() as signals:
+      return _train_and_evaluate(config, workdir, signals)
+  with _Signals() as signals:
+    return _train_and_evaluate(config, workdir, signals)
+
+
+def _train_and_evaluate(config, workdir: Path, signals: _Signals) -> dict:
   if config.dtype not in DTYPES:
     raise InputError(f"unknown dtype={config.dtype!r}; choose 'float32' or 'bfloat16'")
   mesh = make_mesh(config.batch_size)
@@ -241,9 +297,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         'num_test': len(data.test_images)}, indent=2))
 
   manager = checkpointing.manager(workdir, config.keep_checkpoints)
-  if manager.latest_step() is not None:
-    state = checkpointing.restore_into(manager, manager.latest_step(), state)
-    logging.info('Resumed from the checkpoint at step %d.', int(state.step))
+  state, resumed = checkpointing.restore_newest_readable(manager, state)
+  if resumed is not None:
+    logging.info('Resumed from the checkpoint at step %d.', resumed)
   start_step = int(state.step)
 
   p_train = jax.jit(functools.partial(train_step, config=config,
@@ -291,7 +347,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     if out_of_time:  # Equal-compute runs: stop here as if this were the end.
       logging.info('max_train_time_minutes=%s reached at step %d; stopping.',
                    config.max_train_time_minutes, done)
-    last = done == total_steps or out_of_time
+    stop_signal = _agreed_signal(signals, done, config.log_every_steps)
+    last = done == total_steps or out_of_time or stop_signal is not None
     val, t_pause = None, time.time()
     if (done % eval_every == 0 or last) and len(data.val_images):
       val = evaluate(state, p_eval, mesh, data.val_images, data.val_labels, eval_batch)
@@ -301,9 +358,18 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     if done % config.checkpoint_every_steps == 0 or last:
       if pending:
         check_finite(done)
+      if not params_finite(state.params):
+        raise InputError(f'training diverged: parameters are not finite at step {done}; '
+                         f'last good checkpoint: step {last_saved}; lower '
+                         f'--config.optimizer.learning_rate')
       checkpointing.save(manager, done, state, val and val['accuracy'])
       last_saved = done
     t0 += time.time() - t_pause  # img/s counts training time only.
+    if stop_signal is not None:
+      manager.wait_until_finished()
+      manager.close()
+      log.close()
+      raise Preempted(done, stop_signal)
     if out_of_time:
       break
 

@@ -72,8 +72,9 @@ def test_restore_and_evaluate(small_cifar, tmp_path):
   assert 'isovolnet at step 20' in out
   assert '200 test images' in out
   accuracy = float(re.search(r'test accuracy: ([0-9.]+) \(\d+/200\) at step 20', out)[1])
-  # Same checkpoint, same images: what training measured at its end.
-  assert accuracy == pytest.approx(final['test']['accuracy'], abs=1e-4)
+  # Same checkpoint, same images: what training measured at its end (give or
+  # take one image whose top two logits tie within float rounding).
+  assert accuracy == pytest.approx(final['test']['accuracy'], abs=1 / 200 + 1e-4)
   assert pngs(cell_with(nb, 'plt.subplots(3, 8')) == 1
   assert pngs(cell_with(nb, 'Confusion matrix')) == 1
   assert re.search(r'^\s+airplane: [0-9.]+ of 20$', out, re.M)
@@ -93,5 +94,5 @@ def test_colab_tpu_trains_restores_and_predicts(small_cifar, tmp_path):
   assert pngs(cell_with(nb, 'display(Image(')) == 1
   assert 'restored step 10' in out
   assert len(re.findall(r'^true +\w+: \w+ [0-9.]+, \w+ [0-9.]+, \w+ [0-9.]+$', out, re.M)) == 8
-  assert pngs(cell_with(nb, 'predict.top_k')) == 1
+  assert pngs(cell_with(nb, 'predict.top_k(p')) == 1
   assert (tmp_path / 'run' / 'checkpoints' / '10').is_dir()

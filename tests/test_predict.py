@@ -122,6 +122,7 @@ def test_predict_matches_model_apply(workdir, images, small_cifar, monkeypatch):
   np.testing.assert_allclose(probs, jax.nn.softmax(logits), atol=1e-5)
   # A uint8 batch array of the run's shape goes through as is.
   np.testing.assert_allclose(predict.predict(run, x), probs, atol=1e-6)
+  assert predict.predict(run, []).shape == (0, len(run.class_names))
 
 
 def test_load_image_makes_rgb(tmp_path):

@@ -87,6 +87,18 @@ def test_bad_key_is_refused_before_training(monkeypatch):
                              {'model.dropout': 0.1, 'seed': 0}], 'unused')
 
 
+def test_failed_points_are_recorded_and_retried(tmp_path, monkeypatch):
+  def diverge(config, workdir):
+    raise InputError(f'training diverged: loss is nan (seed {config.seed})')
+
+  monkeypatch.setattr(train, 'train_and_evaluate', diverge)
+  config = smoke_config(Path('unused'), Path('unused'))
+  with pytest.raises(InputError, match=r'2 of 2 sweep points failed.*seed 0.*seed 1'):
+    sweep.run_sweep(config, [{'seed': 0}, {'seed': 1}], tmp_path)
+  assert 'failed: training diverged' in (tmp_path / 'results.md').read_text()
+  assert not list(tmp_path.glob(f'*/{sweep.RESULT}'))  # A rerun tries them again.
+
+
 def test_cli_bad_key_is_one_line(tmp_path):
   sweep_file = tmp_path / 'bad.py'
   sweep_file.write_text("def get_sweep():\n"

@@ -3,10 +3,6 @@ determinism, data parallel on 8 fake devices, and the one-line errors."""
 
 import hashlib
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -19,43 +15,7 @@ from isovolnet_jax import models
 from isovolnet_jax import train
 from isovolnet_jax.errors import InputError
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def smoke_config(data_path, cache_dir, **overrides):
-  sys.path.insert(0, str(ROOT))
-  from configs import smoke  # pylint: disable=import-outside-toplevel
-  config = smoke.get_config()
-  config.data.update({'source': 'folder', 'path': str(data_path),
-                      'cache_dir': str(cache_dir)})
-  for key, value in overrides.items():
-    sub = config
-    *parents, leaf = key.split('.')
-    for p in parents:
-      sub = sub[p]
-    sub[leaf] = value
-  return config
-
-
-def run_main(workdir, *flags, env=None, data_path=None, cache_dir=None):
-  """`python -m isovolnet_jax.main` in a subprocess; returns CompletedProcess."""
-  args = [sys.executable, '-m', 'isovolnet_jax.main', '--config=configs/smoke.py',
-          f'--workdir={workdir}']
-  if data_path:
-    args += ['--config.data.source=folder', f'--config.data.path={data_path}',
-             f'--config.data.cache_dir={cache_dir}']
-  return subprocess.run(args + list(flags), cwd=ROOT, capture_output=True, text=True,
-                        env={**os.environ, **(env or {})}, timeout=600)
-
-
-def metrics(workdir, split=None):
-  rows = [json.loads(l) for l in Path(workdir, 'metrics.jsonl').read_text().splitlines()]
-  return [r for r in rows if split is None or r['split'] == split]
-
-
-def last_line(text):
-  return [l for l in text.strip().splitlines() if l.strip()][-1]
-
+from helpers import last_line, metrics, run_main, smoke_config
 
 # ---------------------------------------------------------------- optimizers
 

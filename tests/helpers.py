@@ -1,0 +1,51 @@
+"""Helpers shared by the tests: configs, running the main job, reading metrics."""
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_config_file(name: str):
+  spec = importlib.util.spec_from_file_location(name, ROOT / 'configs' / f'{name}.py')
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config()
+
+
+def smoke_config(data_path, cache_dir, **overrides):
+  """configs/smoke.py on an image folder, with dotted-key overrides."""
+  config = load_config_file('smoke')
+  config.data.update({'source': 'folder', 'path': str(data_path),
+                      'cache_dir': str(cache_dir)})
+  for key, value in overrides.items():
+    sub = config
+    *parents, leaf = key.split('.')
+    for p in parents:
+      sub = sub[p]
+    sub[leaf] = value
+  return config
+
+
+def run_main(workdir, *flags, env=None, data_path=None, cache_dir=None):
+  """`python -m isovolnet_jax.main` in a subprocess; returns CompletedProcess."""
+  args = [sys.executable, '-m', 'isovolnet_jax.main', '--config=configs/smoke.py',
+          f'--workdir={workdir}']
+  if data_path:
+    args += ['--config.data.source=folder', f'--config.data.path={data_path}',
+             f'--config.data.cache_dir={cache_dir}']
+  return subprocess.run(args + list(flags), cwd=ROOT, capture_output=True, text=True,
+                        env={**os.environ, **(env or {})}, timeout=600)
+
+
+def metrics(workdir, split=None):
+  rows = [json.loads(l) for l in Path(workdir, 'metrics.jsonl').read_text().splitlines()]
+  return [r for r in rows if split is None or r['split'] == split]
+
+
+def last_line(text):
+  return [l for l in text.strip().splitlines() if l.strip()][-1]

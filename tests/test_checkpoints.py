@@ -1,0 +1,190 @@
+"""Checkpoints: exact resume after kill -9 or SIGTERM, keep policy, corruption,
+the workdir lock, and load_run."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from isovolnet_jax import checkpointing
+from isovolnet_jax.errors import InputError
+
+from helpers import ROOT, metrics, run_main
+
+STEPS = 120
+FLAGS = (f'--config.num_train_steps={STEPS}', '--config.checkpoint_every_steps=5',
+         '--config.log_every_steps=5', '--config.eval_every_epochs=2')
+
+
+def final_figures(workdir):
+  rows = metrics(workdir)
+  train_loss = [r['loss'] for r in rows if r['split'] == 'train' and r['step'] == STEPS][-1]
+  test_acc = [r['accuracy'] for r in rows if r['split'] == 'test'][-1]
+  run = checkpointing.load_run(workdir)
+  assert run.step == STEPS
+  return train_loss, test_acc, checkpointing.digest(run.variables)
+
+
+@pytest.fixture(scope='module')
+def data(small_cifar, tmp_path_factory):
+  return dict(data_path=small_cifar, cache_dir=tmp_path_factory.mktemp('cache'))
+
+
+@pytest.fixture(scope='module')
+def reference(data, tmp_path_factory):
+  """The uninterrupted run every other one must reproduce bit for bit."""
+  workdir = tmp_path_factory.mktemp('reference') / 'w'
+  out = run_main(workdir, *FLAGS, **data)
+  assert out.returncode == 0, out.stderr[-3000:]
+  return final_figures(workdir)
+
+
+def start_main(workdir, data):
+  args = [sys.executable, '-m', 'isovolnet_jax.main', '--config=configs/smoke.py',
+          f'--workdir={workdir}', '--config.data.source=folder',
+          f'--config.data.path={data["data_path"]}',
+          f'--config.data.cache_dir={data["cache_dir"]}', *FLAGS]
+  return subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True)
+
+
+def wait_for_step(proc, workdir, step, timeout=300):
+  """Until a checkpoint directory (complete or still being written) >= step."""
+  deadline = time.time() + timeout
+  while time.time() < deadline and proc.poll() is None:
+    ckpts = workdir / 'checkpoints'
+    names = [p.name.split('.')[0] for p in ckpts.iterdir()] if ckpts.exists() else []
+    if any(n.isdigit() and int(n) >= step for n in names):
+      return True
+    time.sleep(0.02)
+  return False
+
+
+def test_kill_9_at_random_points_ends_bit_identical(reference, data, tmp_path):
+  workdir = tmp_path / 'w'
+  rng = np.random.default_rng(int(time.time()))
+  targets = sorted(rng.choice(np.arange(5, STEPS - 5), size=3, replace=False))
+  for target in targets:
+    proc = start_main(workdir, data)
+    reached = wait_for_step(proc, workdir, int(target))
+    # A random extra delay: the kill lands mid-step, mid-save or mid-eval.
+    time.sleep(rng.uniform(0, 0.3))
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate()
+    assert reached, f'never reached step {target}'
+  out = run_main(workdir, *FLAGS, **data)
+  assert out.returncode == 0, out.stderr[-3000:]
+  assert 'Resumed from the checkpoint' in out.stderr
+  assert final_figures(workdir) == reference, f'killed at {targets}'
+
+
+def test_sigterm_saves_a_checkpoint_and_exits_cleanly(reference, data, tmp_path):
+  workdir = tmp_path / 'w'
+  proc = start_main(workdir, data)
+  assert wait_for_step(proc, workdir, 12)
+  time.sleep(0.1)
+  proc.send_signal(signal.SIGTERM)
+  _, stderr = proc.communicate(timeout=120)
+  assert proc.returncode == 128 + signal.SIGTERM, stderr[-3000:]
+  assert 'Traceback' not in stderr
+  assert 'preempted: stopped by signal 15 at step' in stderr
+  saved = int(stderr.split('at step ')[-1].split(';')[0])
+  assert saved in checkpointing.manager(workdir, read_only=True).all_steps()
+  out = run_main(workdir, *FLAGS, **data)
+  assert out.returncode == 0, out.stderr[-3000:]
+  assert f'Resumed from the checkpoint at step {saved}' in out.stderr
+  # Params and test accuracy are exact; the train-loss line averages the
+  # window since the resume, so it is only exact when resuming on a log step.
+  _, test_acc, params = final_figures(workdir)
+  assert (test_acc, params) == reference[1:]
+
+
+def damage_truncate(step_dir):
+  data_file = max((step_dir / 'state').rglob('d/*'), key=lambda p: p.stat().st_size)
+  with open(data_file, 'r+b') as f:
+    f.truncate(data_file.stat().st_size // 2)
+
+
+def damage_metadata(step_dir):
+  (step_dir / 'state' / '_METADATA').unlink()
+
+
+def damage_in_place(step_dir):
+  """4 KB of garbage in the middle of the largest data file, size unchanged."""
+  data_file = max((step_dir / 'state').rglob('d/*'), key=lambda p: p.stat().st_size)
+  size = data_file.stat().st_size
+  with open(data_file, 'r+b') as f:
+    f.seek(size // 2 - 2048)
+    f.write(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes())
+  assert data_file.stat().st_size == size
+
+
+@pytest.mark.parametrize('damage', [damage_truncate, damage_metadata, damage_in_place])
+def test_damaged_newest_checkpoint_falls_back_and_ends_identical(
+    damage, reference, data, tmp_path):
+  workdir = tmp_path / 'w'
+  out = run_main(workdir, *FLAGS, **data)
+  assert out.returncode == 0, out.stderr[-3000:]
+  newest = workdir / 'checkpoints' / str(STEPS)
+  damage(newest)
+  # The same command again: the final checkpoint is unusable, so it resumes
+  # from the one before and trains the last 5 steps again.
+  out = run_main(workdir, *FLAGS, **data)
+  assert out.returncode == 0, out.stderr[-3000:]
+  assert f'Checkpoint at step {STEPS} ({newest}) cannot be used' in out.stderr
+  assert f'Resumed from the checkpoint at step {STEPS - 5}' in out.stderr
+  # Nothing deleted: the damaged checkpoint is kept aside.
+  assert (workdir / 'checkpoints_unreadable' / str(STEPS) / 'state').is_dir()
+  assert final_figures(workdir)[1:] == reference[1:]
+
+
+def test_no_readable_checkpoint_is_a_clear_error(data, tmp_path):
+  workdir = tmp_path / 'w'
+  out = run_main(workdir, '--config.num_train_steps=5', **data)
+  assert out.returncode == 0, out.stderr[-3000:]
+  damage_metadata(workdir / 'checkpoints' / '5')
+  out = run_main(workdir, '--config.num_train_steps=10', **data)
+  assert out.returncode == 2
+  assert out.stderr.strip().splitlines()[-1].startswith('error: none of the checkpoints [5]')
+
+
+def test_second_process_on_a_workdir_is_refused(data, tmp_path):
+  workdir = tmp_path / 'w'
+  workdir.mkdir()
+  with checkpointing.WorkdirLock(workdir):
+    out = run_main(workdir, '--config.num_train_steps=5', **data)
+  assert out.returncode == 2
+  line = out.stderr.strip().splitlines()[-1]
+  assert line.startswith('error: ') and f'pid {os.getpid()}' in line
+  assert not (workdir / 'checkpoints').exists()
+  # The lock is gone with its holder.
+  with checkpointing.WorkdirLock(workdir):
+    pass
+
+
+class FakeState:
+  def __init__(self, step):
+    self.step = np.int32(step)
+    self.params = {'w': np.full(3, step, np.float32)}
+    self.batch_stats = {}
+    self.opt_state = {}
+
+
+def test_keep_policy_keeps_newest_and_best(tmp_path):
+  mngr = checkpointing.manager(tmp_path, keep=2)
+  for step, acc in zip(range(1, 7), [0.1, 0.9, 0.2, 0.3, None, 0.5]):
+    checkpointing.save(mngr, step, FakeState(step), acc)
+  mngr.wait_until_finished()
+  assert sorted(mngr.all_steps()) == [2, 5, 6]
+  assert checkpointing.best_step(tmp_path) == 2
+  run_dir_best = checkpointing.manager(tmp_path, read_only=True)
+  assert 2 in run_dir_best.all_steps()
+
+
+def test_load_run_errors(tmp_path):
+  with pytest.raises(InputError, match='config.json'):
+    checkpointing.load_run(tmp_path)
