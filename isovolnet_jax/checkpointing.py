@@ -196,7 +196,6 @@ def load_run(workdir: str | Path, checkpoint: str | int = 'latest') -> Run:
 
   `checkpoint` is 'latest', 'best' (highest validation accuracy) or a step.
   """
-  from isovolnet_jax import train  # Late: train imports this module.
   config = load_config(workdir)
   info = json.loads(Path(workdir, 'dataset.json').read_text())
   mngr = manager(workdir, read_only=True)
@@ -220,7 +219,7 @@ def load_run(workdir: str | Path, checkpoint: str | int = 'latest') -> Run:
     raise InputError(f'checkpoint {Path(mngr.directory, str(step))} cannot be used '
                      f'({str(e).splitlines()[0][:200]}); pick another step') from e
   model = models.create_model(config.model, len(info['class_names']),
-                              train.DTYPES[config.dtype])
+                              models.DTYPES[config.dtype])
   variables = {'params': restored['params']}
   if restored.get('batch_stats'):
     variables['batch_stats'] = restored['batch_stats']

@@ -18,7 +18,6 @@ import copy
 import csv
 import difflib
 import json
-import logging as std_logging
 import math
 import os
 import sys
@@ -42,6 +41,7 @@ import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 
 from isovolnet_jax import checkpointing
 from isovolnet_jax import input_pipeline
+from isovolnet_jax import logs
 from isovolnet_jax import metrics
 from isovolnet_jax import models
 from isovolnet_jax import train
@@ -231,11 +231,11 @@ def evaluate_run(workdir: str | Path, split: str = 'test',
     # small other folder (--config.data.path) need not have val_size images.
     config.data.val_size = 0
   run = checkpointing.load_run(workdir, checkpoint)
-  if config.dtype not in train.DTYPES:
+  if config.dtype not in models.DTYPES:
     raise InputError(f"unknown dtype={config.dtype!r}; choose 'float32' or 'bfloat16'")
   # Built from the overridden config (e.g. dtype=bfloat16); the weights are the run's.
   model = models.create_model(config.model, len(run.class_names),
-                              train.DTYPES[config.dtype])
+                              models.DTYPES[config.dtype])
   data = input_pipeline.load(config)
   images, labels = data.split(split)
   if not len(images):
@@ -287,13 +287,6 @@ def define_flags():
 _OVERRIDES: dict[str, str] = {}
 
 
-class _QuietOrbax:
-  """Orbax logs a dozen INFO lines per restore; keep its warnings only."""
-
-  def filter(self, record):
-    return '/orbax/' not in record.pathname or record.levelno >= std_logging.WARNING
-
-
 def parse_flags(argv):
   """absl's parser for the flags; `--config.KEY=VALUE` are collected here.
 
@@ -319,7 +312,7 @@ def parse_flags(argv):
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
-  std_logging.getLogger('absl').addFilter(_QuietOrbax())
+  logs.quiet_orbax()
   checkpoint = FLAGS.checkpoint
   if checkpoint not in ('latest', 'best') and not checkpoint.isdigit():
     print(f"error: --checkpoint={checkpoint!r}; use 'latest', 'best' or a step number",

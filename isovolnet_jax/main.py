@@ -6,7 +6,6 @@ Several hosts: add `--jax_coordinator_address=HOST:PORT --jax_num_processes=N
 --jax_process_id=I` on each (on Cloud TPU `jax.distributed` finds them itself).
 """
 
-import logging as std_logging
 import os
 import sys
 
@@ -19,6 +18,7 @@ from absl import logging
 import jax
 from ml_collections import config_flags
 
+from isovolnet_jax import logs
 from isovolnet_jax import train
 from isovolnet_jax.errors import InputError
 
@@ -29,17 +29,10 @@ config_flags.DEFINE_config_file('config', None, 'Training config file.',
 flags.mark_flags_as_required(['config', 'workdir'])
 
 
-class _QuietOrbax:
-  """Orbax logs a dozen INFO lines per save; keep its warnings only."""
-
-  def filter(self, record):
-    return '/orbax/' not in record.pathname or record.levelno >= std_logging.WARNING
-
-
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
-  std_logging.getLogger('absl').addFilter(_QuietOrbax())
+  logs.quiet_orbax()
   logging.info('JAX process %d/%d, local devices: %s', jax.process_index(),
                jax.process_count(), jax.local_devices())
   try:

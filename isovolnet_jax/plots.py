@@ -3,10 +3,8 @@
 import json
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use('Agg')
-import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+# Figure, not pyplot: no backend switch, so notebooks keep their inline plots.
+from matplotlib.figure import Figure
 
 
 def read_metrics(workdir: str | Path) -> list[dict]:
@@ -26,7 +24,8 @@ def learning_curves(workdir: str | Path, steps_per_epoch: int) -> Path:
   for row in read_metrics(workdir):
     if row['split'] in series:
       series[row['split']][row['step']] = row
-  fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+  fig = Figure(figsize=(10, 4))
+  axes = fig.subplots(1, 2)
   for ax, key in zip(axes, ('loss', 'accuracy')):
     for split, rows in series.items():
       steps = sorted(rows)
@@ -40,5 +39,4 @@ def learning_curves(workdir: str | Path, steps_per_epoch: int) -> Path:
   fig.tight_layout()
   out = Path(workdir, 'learning_curves.png')
   fig.savefig(out, dpi=100)
-  plt.close(fig)
   return out

@@ -30,6 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from isovolnet_jax import logs
 from isovolnet_jax.errors import InputError
 from isovolnet_jax.input_pipeline import MIN_SIDE, normalize
 
@@ -129,20 +130,13 @@ def _define_flags():
   flags.mark_flag_as_required('workdir')
 
 
-class _QuietOrbax:
-  """Restoring logs read-only warnings from Orbax that say nothing to a user."""
-
-  def filter(self, record):
-    return '/orbax/' not in record.pathname or record.levelno >= std_logging.ERROR
-
-
 def main(argv):
   from absl import flags, logging
   from isovolnet_jax import checkpointing
   FLAGS = flags.FLAGS
   files = argv[1:]
   logging.set_verbosity(logging.WARNING)  # app.run's INFO default is for training.
-  std_logging.getLogger('absl').addFilter(_QuietOrbax())
+  logs.quiet_orbax(std_logging.ERROR)
   try:
     if not files:
       raise InputError('no image files given; usage: python -m isovolnet_jax.predict '

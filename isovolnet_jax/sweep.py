@@ -19,7 +19,6 @@ import csv
 import hashlib
 import importlib.util
 import json
-import logging as std_logging
 import os
 import re
 import sys
@@ -41,6 +40,7 @@ import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 
 from isovolnet_jax import checkpointing
 from isovolnet_jax import evaluate
+from isovolnet_jax import logs
 # main's --config (a config file, locked) and --workdir flags and its parser,
 # which reports a bad --config.KEY as one line.
 from isovolnet_jax import main as main_lib
@@ -336,7 +336,7 @@ def define_flags():
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
-  std_logging.getLogger('absl').addFilter(main_lib._QuietOrbax())  # pylint: disable=protected-access
+  logs.quiet_orbax()
   try:
     rows = run_sweep(FLAGS.config, load_sweep(FLAGS.sweep), FLAGS.workdir)
   except train.Preempted as e:  # As main.py: rerunning the command resumes.

@@ -32,9 +32,6 @@ from isovolnet_jax import models
 from isovolnet_jax import plots
 from isovolnet_jax.errors import InputError
 
-DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
-
-
 class TrainState(train_state.TrainState):
   batch_stats: Any
 
@@ -263,11 +260,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
 
 def _train_and_evaluate(config, workdir: Path, signals: _Signals) -> dict:
-  if config.dtype not in DTYPES:
+  if config.dtype not in models.DTYPES:
     raise InputError(f"unknown dtype={config.dtype!r}; choose 'float32' or 'bfloat16'")
   mesh = make_mesh(config.batch_size)
   data = input_pipeline.load(config)
-  model = models.create_model(config.model, data.num_classes, DTYPES[config.dtype])
+  model = models.create_model(config.model, data.num_classes, models.DTYPES[config.dtype])
 
   steps_per_epoch = input_pipeline.steps_per_epoch(len(data.train_images), config.batch_size)
   if steps_per_epoch == 0:

@@ -20,6 +20,9 @@ from isovolnet_jax.models.mobilenet_v2 import MobileNetV2
 from isovolnet_jax.models.resnet import CifarResNet
 from isovolnet_jax.models.simple_cnn import SimpleCNN
 
+# config.dtype -> compute dtype (params, optimizer state and BN stats stay fp32).
+DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
+
 # model.name -> module class. The config's `model` fields other than `name`
 # are passed to it as keyword arguments.
 MODELS: dict[str, type[nn.Module]] = {
