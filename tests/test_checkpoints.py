@@ -11,13 +11,15 @@ import numpy as np
 import pytest
 
 from isovolnet_jax import checkpointing
+from isovolnet_jax import train
 from isovolnet_jax.errors import InputError
 
-from helpers import ROOT, metrics, run_main
+from helpers import ROOT, metrics, run_main, smoke_config
 
 STEPS = 120
-FLAGS = (f'--config.num_train_steps={STEPS}', '--config.checkpoint_every_steps=5',
-         '--config.log_every_steps=5', '--config.eval_every_epochs=2')
+SETTINGS = {'num_train_steps': STEPS, 'checkpoint_every_steps': 5,
+            'log_every_steps': 5, 'eval_every_epochs': 2.0}
+FLAGS = tuple(f'--config.{k}={v}' for k, v in SETTINGS.items())
 
 
 def final_figures(workdir):
@@ -34,12 +36,16 @@ def data(small_cifar, tmp_path_factory):
   return dict(data_path=small_cifar, cache_dir=tmp_path_factory.mktemp('cache'))
 
 
+def train_in_process(workdir, data, **overrides):
+  config = smoke_config(data['data_path'], data['cache_dir'], **{**SETTINGS, **overrides})
+  return train.train_and_evaluate(config, workdir)
+
+
 @pytest.fixture(scope='module')
 def reference(data, tmp_path_factory):
   """The uninterrupted run every other one must reproduce bit for bit."""
   workdir = tmp_path_factory.mktemp('reference') / 'w'
-  out = run_main(workdir, *FLAGS, **data)
-  assert out.returncode == 0, out.stderr[-3000:]
+  train_in_process(workdir, data)
   return final_figures(workdir)
 
 
@@ -125,18 +131,17 @@ def damage_in_place(step_dir):
 
 @pytest.mark.parametrize('damage', [damage_truncate, damage_metadata, damage_in_place])
 def test_damaged_newest_checkpoint_falls_back_and_ends_identical(
-    damage, reference, data, tmp_path):
+    damage, reference, data, tmp_path, caplog):
   workdir = tmp_path / 'w'
-  out = run_main(workdir, *FLAGS, **data)
-  assert out.returncode == 0, out.stderr[-3000:]
+  train_in_process(workdir, data)
   newest = workdir / 'checkpoints' / str(STEPS)
   damage(newest)
-  # The same command again: the final checkpoint is unusable, so it resumes
-  # from the one before and trains the last 5 steps again.
-  out = run_main(workdir, *FLAGS, **data)
-  assert out.returncode == 0, out.stderr[-3000:]
-  assert f'Checkpoint at step {STEPS} ({newest}) cannot be used' in out.stderr
-  assert f'Resumed from the checkpoint at step {STEPS - 5}' in out.stderr
+  # The same run again: the final checkpoint is unusable, so it resumes from
+  # the one before and trains the last 5 steps again.
+  caplog.set_level('INFO')
+  train_in_process(workdir, data)
+  assert f'Checkpoint at step {STEPS} ({newest}) cannot be used' in caplog.text
+  assert f'Resumed from the checkpoint at step {STEPS - 5}' in caplog.text
   # Nothing deleted: the damaged checkpoint is kept aside.
   assert (workdir / 'checkpoints_unreadable' / str(STEPS) / 'state').is_dir()
   assert final_figures(workdir)[1:] == reference[1:]
@@ -144,12 +149,10 @@ def test_damaged_newest_checkpoint_falls_back_and_ends_identical(
 
 def test_no_readable_checkpoint_is_a_clear_error(data, tmp_path):
   workdir = tmp_path / 'w'
-  out = run_main(workdir, '--config.num_train_steps=5', **data)
-  assert out.returncode == 0, out.stderr[-3000:]
+  train_in_process(workdir, data, num_train_steps=5)
   damage_metadata(workdir / 'checkpoints' / '5')
-  out = run_main(workdir, '--config.num_train_steps=10', **data)
-  assert out.returncode == 2
-  assert out.stderr.strip().splitlines()[-1].startswith('error: none of the checkpoints [5]')
+  with pytest.raises(InputError, match=r'none of the checkpoints \[5\]'):
+    train_in_process(workdir, data, num_train_steps=10)
 
 
 def test_second_process_on_a_workdir_is_refused(data, tmp_path):
