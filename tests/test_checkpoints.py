@@ -70,10 +70,11 @@ def wait_for_step(proc, workdir, step, timeout=300):
   return False
 
 
-def test_kill_9_at_random_points_ends_bit_identical(reference, data, tmp_path):
+@pytest.mark.parametrize('kills', [3, pytest.param(10, marks=pytest.mark.slow)])
+def test_kill_9_at_random_points_ends_bit_identical(kills, reference, data, tmp_path):
   workdir = tmp_path / 'w'
   rng = np.random.default_rng(int(time.time()))
-  targets = sorted(rng.choice(np.arange(5, STEPS - 5), size=3, replace=False))
+  targets = sorted(rng.choice(np.arange(5, STEPS - 5), size=kills, replace=False))
   for target in targets:
     proc = start_main(workdir, data)
     reached = wait_for_step(proc, workdir, int(target))
