@@ -56,4 +56,15 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.keep_checkpoints = 3     # Newest N, plus the best by val accuracy.
   config.max_train_time_minutes = 0.0  # > 0: stop (checkpoint, final eval) at this wall time.
   config.dtype = 'float32'        # Compute dtype: float32 or bfloat16.
+  # Params, optimizer state and BatchNorm statistics stay float32 either way.
+
+  # Devices: a mesh over every device of every host. The batch is sharded
+  # along 'data' and everything else is replicated; further axes (e.g.
+  # ('data', 'model') with shape (-1, 2)) are there for model sharding later.
+  config.mesh_shape = (-1,)       # One size per axis; one -1 = the rest of the devices.
+  config.mesh_axes = ('data',)    # Must include 'data'.
+  # > 1: each step's global batch is split into this many micro-batches whose
+  # gradients are averaged before one update (memory of batch_size / k). With
+  # BatchNorm each micro-batch normalizes with its own statistics.
+  config.grad_accum_steps = 1
   return config

@@ -3,7 +3,10 @@ r"""Trains a model: `python -m isovolnet_jax.main --config=configs/cifar10.py --
 Override any config key from the shell, e.g. `--config.optimizer.name=adam`.
 Rerunning the same command resumes from the newest checkpoint in DIR.
 Several hosts: add `--jax_coordinator_address=HOST:PORT --jax_num_processes=N
---jax_process_id=I` on each (on Cloud TPU `jax.distributed` finds them itself).
+--jax_process_id=I` on each (HOST:PORT: process 0's machine and a free port),
+or `--jax_distributed_auto` where JAX finds them itself (Cloud TPU pods, SLURM).
+Every process runs the same command with the same --workdir (a shared file
+system); process 0 writes the logs, metrics, plots and config.json.
 """
 
 import os
@@ -28,10 +31,68 @@ config_flags.DEFINE_config_file('config', None, 'Training config file.',
                                 lock_config=True)
 flags.mark_flags_as_required(['config', 'workdir'])
 
+# Multi-host flags. JAX itself defines no absl flags for jax.distributed (its
+# own config flags appear only after jax.config.config_with_absl(), which this
+# entry point does not call), so they are defined here unless something
+# imported earlier already did.
+_DISTRIBUTED_FLAGS = (
+    (flags.DEFINE_string, 'jax_coordinator_address', None,
+     'HOST:PORT of process 0\'s coordinator service (multi-host training).'),
+    (flags.DEFINE_integer, 'jax_num_processes', None,
+     'Number of processes (with --jax_coordinator_address).'),
+    (flags.DEFINE_integer, 'jax_process_id', None,
+     'This process\'s index in [0, jax_num_processes).'),
+    (flags.DEFINE_bool, 'jax_distributed_auto', False,
+     'Call jax.distributed.initialize() with no arguments: JAX finds the '
+     'coordinator itself (Cloud TPU pods, SLURM, Open MPI).'),
+)
+for _define, _name, _default, _help in _DISTRIBUTED_FLAGS:
+  if _name not in FLAGS:
+    _define(_name, _default, _help)
+
+
+def initialize_distributed() -> None:
+  """jax.distributed.initialize from the flags; a no-op with none of them.
+
+  Must run before anything touches the devices. On CPU, JAX's cross-process
+  collectives default to gloo (jax_cpu_collectives_implementation), so
+  several CPU processes need nothing more.
+  """
+  address = FLAGS.jax_coordinator_address
+  n, pid = FLAGS.jax_num_processes, FLAGS.jax_process_id
+  if address is None and n is None and pid is None:
+    if FLAGS.jax_distributed_auto:
+      _initialize(dict(), 'found by JAX')
+    return
+  usage = ('--jax_coordinator_address=HOST:PORT --jax_num_processes=N '
+           '--jax_process_id=I (0 <= I < N) go together')
+  if not address or n is None or pid is None:
+    raise InputError(f'{usage}; some are missing')
+  if ':' not in address:
+    raise InputError(f'--jax_coordinator_address={address!r} needs a port: HOST:PORT')
+  if n < 1 or not 0 <= pid < n:
+    raise InputError(f'--jax_num_processes={n} --jax_process_id={pid}: {usage}')
+  _initialize(dict(coordinator_address=address, num_processes=n, process_id=pid),
+              f'coordinator {address}, process {pid} of {n}')
+
+
+def _initialize(kwargs: dict, where: str) -> None:
+  try:
+    jax.distributed.initialize(**kwargs)
+  except Exception as e:  # pylint: disable=broad-except
+    first = (str(e).strip().splitlines() or [''])[0][:300]
+    raise InputError(f'jax.distributed.initialize ({where}) failed: '
+                     f'{type(e).__name__}: {first}') from e
+
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  try:
+    initialize_distributed()  # Before anything below touches the devices.
+  except InputError as e:
+    print(f'error: {e}', file=sys.stderr)
+    sys.exit(2)
   logs.quiet_orbax()
   logging.info('JAX process %d/%d, local devices: %s', jax.process_index(),
                jax.process_count(), jax.local_devices())

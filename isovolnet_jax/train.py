@@ -1,9 +1,11 @@
 """Training and evaluation: `train_and_evaluate(config, workdir)`.
 
-Data parallel with explicit shardings: a 1-D mesh over every device (all
-hosts), the batch split along its `data` axis and the train state replicated.
-`jax.jit` inserts the gradient all-reduce itself. Training resumes from the
-newest checkpoint in the workdir by itself.
+Data parallel with explicit shardings: a mesh over every device of every host
+(`config.mesh_shape` / `mesh_axes`, by default 1-D: `data`), the batch split
+along its `data` axis and the train state replicated. `jax.jit` inserts the
+gradient all-reduce itself. Several hosts: each process feeds the rows of the
+global batch that its own devices hold (`DataShard`). Training resumes from
+the newest checkpoint in the workdir by itself.
 """
 
 import functools
@@ -89,25 +91,78 @@ def cross_entropy(logits, labels, num_classes: int, label_smoothing: float):
   return optax.softmax_cross_entropy(logits, targets)
 
 
-def train_step(state: TrainState, images, labels, base_key, *, config, num_classes):
-  """One SGD step on a global batch of uint8 images (sharded along `data`)."""
+def split_micro_batches(x, k: int, mesh=None):
+  """[B, ...] -> [k, B/k, ...]: micro-batch i is rows i, i+k, i+2k, ...
+
+  Strided, not contiguous: with the batch sharded along `data` in contiguous
+  blocks, every device holds B/(k*devices) rows of every micro-batch, so each
+  micro-batch is spread over all devices and the split moves no data.
+  """
+  x = jnp.swapaxes(x.reshape(x.shape[0] // k, k, *x.shape[1:]), 0, 1)
+  if mesh is not None:
+    x = jax.lax.with_sharding_constraint(x, NamedSharding(mesh, P(None, 'data')))
+  return x
+
+
+def train_step(state: TrainState, images, labels, base_key, *, config, num_classes,
+               mesh=None):
+  """One optimizer step on a global batch of uint8 images (sharded along `data`).
+
+  With `config.grad_accum_steps=k > 1` the batch is split into k micro-batches
+  (`split_micro_batches`) run one after the other by `lax.scan`; their
+  gradients are averaged into one update, so the activations held at a time
+  are those of batch_size / k images. The augmentation is drawn for the whole
+  batch before the split, so it does not depend on k; micro-batch i's dropout
+  key is fold_in(dropout key, i).
+
+  BatchNorm under accumulation: each micro-batch is normalized with its own
+  mean and variance (as a smaller batch on fewer devices would be), and the
+  running statistics are updated once per micro-batch, in order (micro-batch
+  i starts from i-1's). So k micro-batches give exactly the update of one big
+  batch only for models without batch statistics (model.norm='none');
+  with BatchNorm they match k smaller batches, and the running averages
+  move k momentum steps per optimizer step. `mesh` (optional) pins the
+  micro-batches' sharding along `data`.
+  """
   key = jax.random.fold_in(base_key, state.step)
   aug_key, dropout_key = jax.random.split(key)
   images = input_pipeline.augment(aug_key, images, config.augment.crop_padding,
                                   config.augment.flip)
+  # float32 here; each model casts its input to its compute dtype (bf16 or f32).
   images = input_pipeline.normalize(images)
 
-  def loss_fn(params):
+  def loss_fn(params, batch_stats, images, labels, dropout_key):
     logits, updates = state.apply_fn(
-        {'params': params, 'batch_stats': state.batch_stats}, images, train=True,
+        {'params': params, 'batch_stats': batch_stats}, images, train=True,
         rngs={'dropout': dropout_key}, mutable=['batch_stats'])
     loss = cross_entropy(logits, labels, num_classes, config.label_smoothing).mean()
     return loss, (logits, updates['batch_stats'])
 
-  (loss, (logits, batch_stats)), grads = jax.value_and_grad(
-      loss_fn, has_aux=True)(state.params)
+  grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+  k = config.get('grad_accum_steps', 1)
+  if k == 1:
+    (loss, (logits, batch_stats)), grads = grad_fn(
+        state.params, state.batch_stats, images, labels, dropout_key)
+    accuracy = jnp.mean(jnp.argmax(logits, -1) == labels)
+  else:
+    def micro_step(carry, xs):
+      grad_sum, batch_stats = carry
+      x, y, i = xs
+      (loss, (logits, batch_stats)), grads = grad_fn(
+          state.params, batch_stats, x, y, jax.random.fold_in(dropout_key, i))
+      grad_sum = jax.tree.map(jnp.add, grad_sum, grads)
+      return (grad_sum, batch_stats), (loss, jnp.sum(jnp.argmax(logits, -1) == y))
+
+    zeros = jax.tree.map(jnp.zeros_like, state.params)
+    (grad_sum, batch_stats), (losses, correct) = jax.lax.scan(
+        micro_step, (zeros, state.batch_stats),
+        (split_micro_batches(images, k, mesh), split_micro_batches(labels, k, mesh),
+         jnp.arange(k)))
+    # Equal-sized micro-batches: the mean of their mean losses is the batch's.
+    grads = jax.tree.map(lambda g: g / k, grad_sum)
+    loss = jnp.mean(losses)
+    accuracy = jnp.sum(correct) / labels.shape[0]
   state = state.apply_gradients(grads=grads, batch_stats=batch_stats)
-  accuracy = jnp.mean(jnp.argmax(logits, -1) == labels)
   return state, {'loss': loss, 'accuracy': accuracy}
 
 
@@ -123,15 +178,92 @@ def eval_step(state: TrainState, images, labels, mask, *, num_classes):
 
 # ---------------------------------------------------------------- setup
 
-def make_mesh(batch_size: int) -> jax.sharding.Mesh:
+def mesh_sizes(mesh_shape, mesh_axes, device_count: int) -> tuple[int, ...]:
+  """`config.mesh_shape` with its -1 resolved, checked against the devices."""
+  shape, axes = tuple(mesh_shape), tuple(mesh_axes)
+  where = f'config.mesh_shape={shape} with config.mesh_axes={axes}'
+  if len(shape) != len(axes):
+    raise InputError(f'{where}: give one size per axis name')
+  if 'data' not in axes or len(set(axes)) != len(axes):
+    raise InputError(f"{where}: the axis names must be distinct and include 'data' "
+                     f"(the batch is sharded along it)")
+  if any(not isinstance(s, int) or (s < 1 and s != -1) for s in shape) or \
+      shape.count(-1) > 1:
+    raise InputError(f'{where}: sizes must be positive integers, with at most one '
+                     f'-1 (= the rest of the devices)')
+  known = math.prod(s for s in shape if s != -1)
+  if -1 in shape and device_count % known == 0:
+    shape = tuple(device_count // known if s == -1 else s for s in shape)
+  if math.prod(shape) != device_count:
+    raise InputError(f'{where} does not cover the {device_count} devices '
+                     f'({jax.process_count()} processes); make the product of '
+                     f'mesh_shape {device_count} or use -1 for one axis')
+  return shape
+
+
+def make_mesh(batch_size: int, mesh_shape=(-1,), mesh_axes=('data',),
+              grad_accum_steps: int = 1) -> jax.sharding.Mesh:
+  """The device mesh; the batch must split evenly along `data` (and into
+  `grad_accum_steps` micro-batches, each split along `data` too)."""
   n = jax.device_count()
-  if batch_size % n:
-    raise InputError(f'batch_size={batch_size} is not divisible by the {n} '
-                     f'devices; set --config.batch_size to a multiple of {n}')
+  shape = mesh_sizes(mesh_shape, mesh_axes, n)
+  data = shape[tuple(mesh_axes).index('data')]
+  if not isinstance(grad_accum_steps, int) or grad_accum_steps < 1:
+    raise InputError(f'grad_accum_steps={grad_accum_steps} must be an integer >= 1')
+  need = grad_accum_steps * data
+  if batch_size % need:
+    devices = f'the {data} devices' + (
+        '' if data == n else " of the mesh's data axis")
+    by = (devices if grad_accum_steps == 1 else
+          f'grad_accum_steps={grad_accum_steps} micro-batches x {devices}')
+    raise InputError(f'batch_size={batch_size} is not divisible by {by}; set '
+                     f'--config.batch_size to a multiple of {need}')
   # Auto axes: the model code carries no sharding annotations and GSPMD
   # propagates the batch sharding through it. (Explicit axes, the default of
   # jax.make_mesh, would ask every reshape and reduction to name its sharding.)
-  return jax.make_mesh((n,), ('data',), axis_types=(AxisType.Auto,))
+  return jax.make_mesh(shape, tuple(mesh_axes),
+                       axis_types=(AxisType.Auto,) * len(shape))
+
+
+class DataShard:
+  """Which rows of each global batch this process feeds to its devices.
+
+  The batch is split into `mesh.shape['data']` equal blocks, block j going to
+  the devices at position j of the `data` axis (and replicated along the
+  other axes). This process feeds the blocks its own devices hold: usually
+  one contiguous range, slice `index` of `count` (what `input_pipeline`'s
+  process_index / process_count select); if a mesh puts them elsewhere
+  (`local_rows`), the process takes the whole batch and picks its blocks.
+  Either way the global array is the same batch, whatever the hosts.
+  """
+
+  def __init__(self, mesh: jax.sharding.Mesh):
+    self.mesh, self.size = mesh, mesh.shape['data']
+    axis = mesh.axis_names.index('data')
+    me = jax.process_index()
+    self.blocks = sorted({pos[axis] for pos, d in np.ndenumerate(mesh.devices)
+                          if d.process_index == me})
+    m = len(self.blocks)
+    self.contiguous = (self.blocks == list(range(self.blocks[0], self.blocks[0] + m))
+                       and self.blocks[0] % m == 0 and self.size % m == 0)
+    self.index, self.count = ((self.blocks[0] // m, self.size // m) if self.contiguous
+                              else (0, 1))
+
+  def local_rows(self, *arrays):
+    """Whole-batch arrays -> this process's rows (a no-op when contiguous)."""
+    if self.contiguous:
+      return arrays
+    def pick(a):
+      b = len(a) // self.size
+      return np.concatenate([a[j * b:(j + 1) * b] for j in self.blocks])
+    return tuple(pick(a) for a in arrays)
+
+  def to_global(self, *local_arrays):
+    """This process's rows -> global arrays sharded along `data`."""
+    sharding = NamedSharding(self.mesh, P('data'))
+    rows = len(local_arrays[0]) * self.size // len(self.blocks)
+    return [jax.make_array_from_process_local_data(sharding, a, (rows, *a.shape[1:]))
+            for a in local_arrays]
 
 
 def create_train_state(config, model, image_shape, tx, key, replicated):
@@ -145,8 +277,7 @@ def create_train_state(config, model, image_shape, tx, key, replicated):
 
 def to_global(mesh, *local_arrays):
   """Each process's slice of the batch -> one array sharded along `data`."""
-  sharding = NamedSharding(mesh, P('data'))
-  return [jax.make_array_from_process_local_data(sharding, a) for a in local_arrays]
+  return DataShard(mesh).to_global(*local_arrays)
 
 
 # ---------------------------------------------------------------- logging
@@ -174,9 +305,10 @@ class MetricLog:
 
 def evaluate(state, eval_fn, mesh, images, labels, batch_size) -> dict:
   totals = {'loss': 0.0, 'correct': 0.0, 'count': 0.0}
+  shard = DataShard(mesh)
   for x, y, m in input_pipeline.eval_batches(images, labels, batch_size,
-                                             jax.process_index(), jax.process_count()):
-    out = jax.device_get(eval_fn(state, *to_global(mesh, x, y, m)))
+                                             shard.index, shard.count):
+    out = jax.device_get(eval_fn(state, *shard.to_global(*shard.local_rows(x, y, m))))
     for k in totals:
       totals[k] += float(out[k])
   return {'loss': totals['loss'] / totals['count'],
@@ -262,7 +394,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 def _train_and_evaluate(config, workdir: Path, signals: _Signals) -> dict:
   if config.dtype not in models.DTYPES:
     raise InputError(f"unknown dtype={config.dtype!r}; choose 'float32' or 'bfloat16'")
-  mesh = make_mesh(config.batch_size)
+  accum = config.get('grad_accum_steps', 1)
+  mesh = make_mesh(config.batch_size, config.get('mesh_shape', (-1,)),
+                   config.get('mesh_axes', ('data',)), accum)
+  shard = DataShard(mesh)
   data = input_pipeline.load(config)
   model = models.create_model(config.model, data.num_classes, models.DTYPES[config.dtype])
 
@@ -273,7 +408,8 @@ def _train_and_evaluate(config, workdir: Path, signals: _Signals) -> dict:
   total_steps = (config.num_train_steps if config.num_train_steps > 0
                  else int(config.num_epochs * steps_per_epoch))
   eval_every = max(1, round(config.eval_every_epochs * steps_per_epoch))
-  eval_batch = math.ceil(config.eval_batch_size / jax.device_count()) * jax.device_count()
+  n_data = mesh.shape['data']
+  eval_batch = math.ceil(config.eval_batch_size / n_data) * n_data
 
   schedule = create_learning_rate_schedule(config.optimizer, total_steps, steps_per_epoch)
   tx = create_optimizer(config.optimizer, schedule)
@@ -285,6 +421,9 @@ def _train_and_evaluate(config, workdir: Path, signals: _Signals) -> dict:
   logging.info('%s: %d parameters, input %s, %d classes, %d devices, %d steps '
                '(%d per epoch).', config.model.name, num_params, data.image_shape,
                data.num_classes, jax.device_count(), total_steps, steps_per_epoch)
+  logging.info('Mesh %s over %d process(es); this one feeds batch slice %d of %d; '
+               '%d micro-batch(es) per step; compute dtype %s.', dict(mesh.shape),
+               jax.process_count(), shard.index, shard.count, accum, config.dtype)
 
   if jax.process_index() == 0:
     (workdir / 'config.json').write_text(config.to_json_best_effort(indent=2))
@@ -300,7 +439,7 @@ def _train_and_evaluate(config, workdir: Path, signals: _Signals) -> dict:
   start_step = int(state.step)
 
   p_train = jax.jit(functools.partial(train_step, config=config,
-                                      num_classes=data.num_classes),
+                                      num_classes=data.num_classes, mesh=mesh),
                     out_shardings=(replicated, replicated), donate_argnums=0)
   p_eval = jax.jit(functools.partial(eval_step, num_classes=data.num_classes))
 
@@ -308,7 +447,7 @@ def _train_and_evaluate(config, workdir: Path, signals: _Signals) -> dict:
   batches = input_pipeline.train_batches(
       data.train_images, data.train_labels, seed=config.seed,
       batch_size=config.batch_size, start_step=start_step,
-      process_index=jax.process_index(), process_count=jax.process_count())
+      process_index=shard.index, process_count=shard.count)
   pending, t0, t_start, last_saved = [], time.time(), time.time(), manager.latest_step()
   val = None
 
@@ -324,7 +463,8 @@ def _train_and_evaluate(config, workdir: Path, signals: _Signals) -> dict:
   for step, images, labels in batches:
     if step >= total_steps:
       break
-    state, metrics = p_train(state, *to_global(mesh, images, labels), step_key)
+    state, metrics = p_train(state, *shard.to_global(*shard.local_rows(images, labels)),
+                             step_key)
     pending.append(metrics)
     done = step + 1
     if done % config.log_every_steps == 0 or done == total_steps:
