@@ -5,7 +5,7 @@ r"""Seed 003, activation functions: ReLU vs Leaky ReLU (slope 0.01) vs Swish.
     --config.data.source=folder --config.data.path=../shared/data/cifar10_jpeg \
     --config.max_train_time_minutes=5
 
-9 points (3 activations x 3 seeds), about 50 minutes. The rest of the recipe
+9 points (3 activations x 3 seeds): at most 9 x 5 minutes of training, plus evaluation. The rest of the recipe
 is configs/cifar10.py's (AdamW, lr 2e-3, onecycle).
 
 Budget: every point trains for at most 5 minutes of wall time

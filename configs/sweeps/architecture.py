@@ -5,7 +5,7 @@ r"""Seed 003, architectures: IsoVolNet vs its channel-doubling baseline vs its s
     --config.data.source=folder --config.data.path=../shared/data/cifar10_jpeg \
     --config.max_train_time_minutes=5
 
-9 points (3 architectures x 3 seeds), about 50 minutes.
+9 points (3 architectures x 3 seeds): at most 9 x 5 minutes of training, plus evaluation.
 
   model.channel_multiplier=4, conv=separable  IsoVolNet (configs/cifar10.py, 2.57M params)
   model.channel_multiplier=2, conv=separable  channel doubling, volume halves per block

@@ -5,7 +5,7 @@ r"""Seed 003, batch sizes: 64, 128, 256 (configs/cifar10.py's), 512.
     --config.data.source=folder --config.data.path=../shared/data/cifar10_jpeg \
     --config.max_train_time_minutes=5
 
-12 points (4 batch sizes x 3 seeds), about 65 minutes. The peak learning rate
+12 points (4 batch sizes x 3 seeds): at most 12 x 5 minutes of training, plus evaluation. The peak learning rate
 stays at configs/cifar10.py's 2e-3 for every batch size (no scaling rule), so
 the sweep measures the batch size as the recipe is written. Under the equal
 time budget a smaller batch takes more, noisier steps.

@@ -5,7 +5,7 @@ r"""Seed 003, dropout rates before the classifier: 0 (configs/cifar10.py's), 0.1
     --config.data.source=folder --config.data.path=../shared/data/cifar10_jpeg \
     --config.max_train_time_minutes=5
 
-12 points (4 rates x 3 seeds), about 65 minutes. IsoVolNet's dropout sits
+12 points (4 rates x 3 seeds): at most 12 x 5 minutes of training, plus evaluation. IsoVolNet's dropout sits
 between global max pooling and the dense classifier (model.dropout).
 
 Budget: every point trains for at most 5 minutes of wall time

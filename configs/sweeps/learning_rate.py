@@ -5,7 +5,7 @@ r"""Seed 003, learning rates: AdamW peak rate in factors of 2 around 2e-3.
     --config.data.source=folder --config.data.path=../shared/data/cifar10_jpeg \
     --config.max_train_time_minutes=5
 
-15 points (5 rates x 3 seeds), about 80 minutes. Peak of configs/cifar10.py's
+15 points (5 rates x 3 seeds): at most 15 x 5 minutes of training, plus evaluation. Peak of configs/cifar10.py's
 onecycle schedule: 5e-4, 1e-3, 2e-3 (the config's), 4e-3, 8e-3; everything
 else as configs/cifar10.py. A rate that diverges is recorded as failed in
 results.md and the sweep goes on.

@@ -5,7 +5,7 @@ r"""Seed 003, optimizers: SGD with momentum vs Adam vs RMSprop.
     --config.data.source=folder --config.data.path=../shared/data/cifar10_jpeg \
     --config.max_train_time_minutes=5
 
-9 points (3 optimizers x 3 seeds), about 50 minutes. Peak learning rates
+9 points (3 optimizers x 3 seeds): at most 9 x 5 minutes of training, plus evaluation. Peak learning rates
 (onecycle schedule, as in configs/cifar10.py):
 
   sgd      0.05   momentum 0.9, Nesterov
