@@ -133,5 +133,11 @@ def test_sweep_files_apply_to_cifar10(name):
   spec.loader.exec_module(module)
   points = sweep.load_sweep(SWEEPS / name)
   configs = sweep.point_configs(module.get_config(), points)
+  # At least two values compared, each over exactly seeds 0, 1 and 2.
+  by_value = {}
+  for point in points:
+    value = tuple(sorted((k, repr(v)) for k, v in point.items() if k != 'seed'))
+    by_value.setdefault(value, []).append(point['seed'])
+  assert len(by_value) >= 2
+  assert all(sorted(seeds) == [0, 1, 2] for seeds in by_value.values())
   assert sorted({c.seed for c in configs}) == [0, 1, 2]
-  assert len(configs) % 3 == 0 and len(configs) >= 9
