@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import socket
+import time
 from pathlib import Path
 from typing import Any
 
@@ -105,7 +106,8 @@ def restore_newest_readable(mngr: ocp.CheckpointManager, state):
   """The newest checkpoint that restores and verifies, into `state`'s shardings.
 
   An unreadable or damaged one is skipped with a warning naming its step and
-  path, and left on disk (deleting a user's checkpoint is never our call).
+  path, and moved to WORKDIR/checkpoints_unreadable/ (deleting a user's
+  checkpoint is never our call; moving it frees the step number for training).
   Returns (state, step) or (state, None) if there is no checkpoint at all.
   """
   steps = sorted(mngr.all_steps(), reverse=True)
@@ -119,6 +121,8 @@ def restore_newest_readable(mngr: ocp.CheckpointManager, state):
       path = Path(mngr.directory, str(step))
       # Moved aside, not deleted: training will save this step number again.
       aside = Path(mngr.directory).parent / 'checkpoints_unreadable' / str(step)
+      if aside.exists():  # The same step failed before: keep both copies.
+        aside = aside.with_name(f'{step}-{time.time_ns()}')
       if jax.process_index() == 0:
         aside.parent.mkdir(exist_ok=True)
         os.replace(path, aside)
