@@ -34,12 +34,8 @@ FLAGS = flags.FLAGS
 
 
 def cifar10_config():
-  import importlib.util
-  path = os.path.join(os.path.dirname(__file__), '..', 'configs', 'cifar10.py')
-  spec = importlib.util.spec_from_file_location('cifar10', path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  config = module.get_config()
+  config = config_defaults.load_config_file(
+      os.path.join(os.path.dirname(__file__), '..', 'configs', 'cifar10.py'))
   config.data.update({'source': 'folder', 'path': FLAGS.data_path})
   config.batch_size = FLAGS.batch_size
   return config

@@ -15,18 +15,15 @@ Offline, on the JPEG copy of CIFAR-10:
     --config.data.source=folder --config.data.path=../shared/data/cifar10_jpeg
 """
 
-import importlib.util
 import os
+
+from isovolnet_jax import config_defaults
 
 
 def _base_config():
-  # Load configs/cifar10.py by path (configs/ is not a package), so the two
-  # runs differ in the one knob below and nothing else.
-  path = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'cifar10.py')
-  spec = importlib.util.spec_from_file_location('_cifar10_config', path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config()
+  # configs/cifar10.py itself, so the two runs differ in the one knob below.
+  return config_defaults.load_config_file(
+      os.path.join(os.path.dirname(os.path.abspath(__file__)), 'cifar10.py'))
 
 
 def get_config():

@@ -5,7 +5,25 @@ command line (`--config.optimiser.name=adam`) is refused by ml_collections
 instead of silently ignored.
 """
 
+import importlib.util
+import os
+from types import ModuleType
+
 import ml_collections
+
+
+def load_module(path: str | os.PathLike) -> ModuleType:
+  """Imports a Python file by path (configs/ and sweep files are not packages)."""
+  spec = importlib.util.spec_from_file_location(
+      f'_isovolnet_file_{os.path.splitext(os.path.basename(path))[0]}', path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def load_config_file(path: str | os.PathLike) -> ml_collections.ConfigDict:
+  """`get_config()` of a config file, as --config=PATH would give it."""
+  return load_module(path).get_config()
 
 
 def get_base_config() -> ml_collections.ConfigDict:

@@ -17,7 +17,6 @@ markdown and the plot the mean +- std over the points that differ only in
 
 import csv
 import hashlib
-import importlib.util
 import json
 import os
 import re
@@ -39,6 +38,7 @@ matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 
 from isovolnet_jax import checkpointing
+from isovolnet_jax import config_defaults
 from isovolnet_jax import evaluate
 from isovolnet_jax import logs
 # main's --config (a config file, locked) and --workdir flags and its parser,
@@ -59,9 +59,7 @@ def load_sweep(path: str | Path) -> list[dict[str, Any]]:
   path = Path(path)
   if not path.is_file():
     raise InputError(f'sweep file {path} does not exist')
-  spec = importlib.util.spec_from_file_location(f'_sweep_{path.stem}', path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
+  module = config_defaults.load_module(path)
   if not hasattr(module, 'get_sweep'):
     raise InputError(f'sweep file {path} has no get_sweep() function')
   points = list(module.get_sweep())

@@ -1,20 +1,18 @@
 """Helpers shared by the tests: configs, running the main job, reading metrics."""
 
-import importlib.util
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+from isovolnet_jax import config_defaults
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def load_config_file(name: str):
-  spec = importlib.util.spec_from_file_location(name, ROOT / 'configs' / f'{name}.py')
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config()
+  return config_defaults.load_config_file(ROOT / 'configs' / f'{name}.py')
 
 
 def smoke_config(data_path, cache_dir, **overrides):

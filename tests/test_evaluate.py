@@ -1,7 +1,6 @@
 """Metrics against scikit-learn; evaluate.py end to end on a tiny trained run."""
 
 import csv
-import importlib.util
 import json
 import os
 import subprocess
@@ -13,6 +12,7 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
+from isovolnet_jax import config_defaults
 from isovolnet_jax import evaluate
 from isovolnet_jax import metrics
 from isovolnet_jax import plots
@@ -23,10 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def smoke_config() -> ml_collections.ConfigDict:
-  spec = importlib.util.spec_from_file_location('smoke', ROOT / 'configs' / 'smoke.py')
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config()
+  return config_defaults.load_config_file(ROOT / 'configs' / 'smoke.py')
 
 
 # ---------------------------------------------------------------- metrics

@@ -4,7 +4,6 @@ Parameters are injected as papermill does (a cell after the one tagged
 `parameters`); cells whose first line is `# COLAB ONLY` are left out.
 """
 
-import importlib.util
 import re
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
+from isovolnet_jax import config_defaults
 from isovolnet_jax import train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -57,10 +57,7 @@ def test_committed_notebooks_have_no_outputs():
 
 
 def test_restore_and_evaluate(small_cifar, tmp_path):
-  spec = importlib.util.spec_from_file_location('smoke', ROOT / 'configs' / 'smoke.py')
-  smoke = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(smoke)
-  config = smoke.get_config()
+  config = config_defaults.load_config_file(ROOT / 'configs' / 'smoke.py')
   config.data.source, config.data.path = 'folder', str(small_cifar)
   config.data.cache_dir = str(tmp_path / 'cache')
   final = train.train_and_evaluate(config, str(tmp_path / 'run'))

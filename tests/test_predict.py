@@ -1,6 +1,5 @@
 """predict.py: the library against model.apply, and the command line on real files."""
 
-import importlib.util
 import json
 import os
 import shutil
@@ -13,6 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from isovolnet_jax import config_defaults
 from isovolnet_jax import checkpointing, predict, train
 from isovolnet_jax.errors import InputError
 from isovolnet_jax.input_pipeline import normalize
@@ -21,10 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def smoke_config(data_path, cache_dir):
-  spec = importlib.util.spec_from_file_location('smoke', ROOT / 'configs' / 'smoke.py')
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  config = module.get_config()
+  config = config_defaults.load_config_file(ROOT / 'configs' / 'smoke.py')
   config.data.source = 'folder'
   config.data.path = str(data_path)
   config.data.cache_dir = str(cache_dir)

@@ -1,6 +1,5 @@
 """isovolnet_jax.summary: per-layer figures add up to the real model."""
 
-import importlib.util
 import json
 import math
 import pathlib
@@ -12,6 +11,7 @@ import jax.numpy as jnp
 import ml_collections
 import pytest
 
+from isovolnet_jax import config_defaults
 from isovolnet_jax import conv_arithmetic as ca
 from isovolnet_jax import summary
 from isovolnet_jax.errors import InputError
@@ -21,10 +21,7 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 
 def load_config(name: str) -> ml_collections.ConfigDict:
-  spec = importlib.util.spec_from_file_location(name[:-3], ROOT / 'configs' / name)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config()
+  return config_defaults.load_config_file(ROOT / 'configs' / name)
 
 
 def real_param_count(config, shape, num_classes) -> int:

@@ -1,7 +1,6 @@
 """sweep.py: a two-seed sweep of configs/smoke.py, its rerun, its errors."""
 
 import csv
-import importlib.util
 import json
 import os
 import subprocess
@@ -11,6 +10,7 @@ from pathlib import Path
 import ml_collections
 import pytest
 
+from isovolnet_jax import config_defaults
 from isovolnet_jax import sweep
 from isovolnet_jax import train
 from isovolnet_jax.errors import InputError
@@ -20,10 +20,7 @@ SWEEPS = ROOT / 'configs' / 'sweeps'
 
 
 def smoke_config(data: Path, cache: Path) -> ml_collections.ConfigDict:
-  spec = importlib.util.spec_from_file_location('smoke', ROOT / 'configs' / 'smoke.py')
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  config = module.get_config()
+  config = config_defaults.load_config_file(ROOT / 'configs' / 'smoke.py')
   config.data.update(source='folder', path=str(data), cache_dir=str(cache))
   config.num_train_steps = 10
   return config
@@ -128,9 +125,7 @@ def test_point_names_are_deterministic_and_safe():
 
 @pytest.mark.parametrize('name', sorted(p.name for p in SWEEPS.glob('*.py')))
 def test_sweep_files_apply_to_cifar10(name):
-  spec = importlib.util.spec_from_file_location('cifar10', ROOT / 'configs' / 'cifar10.py')
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
+  module = config_defaults.load_module(ROOT / 'configs' / 'cifar10.py')
   points = sweep.load_sweep(SWEEPS / name)
   configs = sweep.point_configs(module.get_config(), points)
   # At least two values compared, each over exactly seeds 0, 1 and 2.

@@ -1,6 +1,5 @@
 """The model zoo: every model runs from its config; reference parameter counts."""
 
-import importlib.util
 import math
 import pathlib
 
@@ -10,6 +9,7 @@ import ml_collections
 import numpy as np
 import pytest
 
+from isovolnet_jax import config_defaults
 from isovolnet_jax.errors import InputError
 from isovolnet_jax.models import MODELS, create_model
 
@@ -24,10 +24,7 @@ ZOO = {  # model.name -> its CIFAR-10 config.
 
 
 def load_config(name: str) -> ml_collections.ConfigDict:
-  spec = importlib.util.spec_from_file_location(name[:-3], CONFIGS / name)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config()
+  return config_defaults.load_config_file(CONFIGS / name)
 
 
 def param_count(model, shape) -> int:
