@@ -15,6 +15,7 @@ import ml_collections
 from isovolnet_jax.errors import InputError
 from isovolnet_jax.models.dense_ds import DenseDS
 from isovolnet_jax.models.dilated_ds import DilatedDS
+from isovolnet_jax.models.fast_cnn import FastCNN
 from isovolnet_jax.models.isovolnet import IsoVolNet
 from isovolnet_jax.models.mobilenet_v2 import MobileNetV2
 from isovolnet_jax.models.resnet import CifarResNet
@@ -32,6 +33,7 @@ MODELS: dict[str, type[nn.Module]] = {
     'mobilenet_v2': MobileNetV2,
     'simple_cnn': SimpleCNN,
     'resnet20': CifarResNet,
+    'fast_cnn': FastCNN,
 }
 
 
