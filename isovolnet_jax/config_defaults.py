@@ -68,6 +68,7 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.num_train_steps = -1     # -1: num_epochs worth of steps.
   config.batch_size = 256         # Global, over all devices and hosts.
   config.eval_batch_size = 1000
+  config.eval_flip = False        # Test-time augmentation: average with the mirror image's logits.
   config.log_every_steps = 50
   config.eval_every_epochs = 1.0
   config.checkpoint_every_steps = 1000

@@ -119,12 +119,16 @@ def apply_overrides(config: ml_collections.ConfigDict,
 
 
 def predict(model, variables, images: np.ndarray, labels: np.ndarray,
-            num_classes: int, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
-  """Softmax probabilities [N, C] and per-image cross-entropy [N] (float64)."""
+            num_classes: int, batch_size: int,
+            flip: bool = False) -> tuple[np.ndarray, np.ndarray]:
+  """Softmax probabilities [N, C] and per-image cross-entropy [N] (float64).
+
+  flip: average each image's logits with its mirror's (`config.eval_flip`).
+  """
 
   @jax.jit  # Variables as an argument, not baked into the program as constants.
   def step(variables, x, y):
-    logits = model.apply(variables, input_pipeline.normalize(x), train=False)
+    logits = train.eval_logits(model.apply, variables, x, flip)
     # train.py's loss without label smoothing, so the numbers match its logs.
     return (jax.nn.softmax(logits), train.cross_entropy(logits, y, num_classes, 0.0))
 
@@ -248,7 +252,8 @@ def evaluate_run(workdir: str | Path, split: str = 'test',
                      f'{run.image_shape[0]}')
 
   probs, losses = predict(model, run.variables, images, labels,
-                          len(run.class_names), config.eval_batch_size)
+                          len(run.class_names), config.eval_batch_size,
+                          flip=config.get('eval_flip', False))
   result = {'split': split, 'step': run.step, 'num_images': int(len(labels)),
             'loss': float(losses.mean()),
             **metrics.classification_report(labels, probs.argmax(-1), run.class_names),

@@ -21,6 +21,7 @@ from absl import logging
 import jax
 from ml_collections import config_flags
 
+from isovolnet_jax import cpu_devices
 from isovolnet_jax import logs
 from isovolnet_jax import train
 from isovolnet_jax.errors import InputError
@@ -30,6 +31,10 @@ flags.DEFINE_string('workdir', None, 'Directory for checkpoints, metrics and log
 config_flags.DEFINE_config_file('config', None, 'Training config file.',
                                 lock_config=True)
 flags.mark_flags_as_required(['config', 'workdir'])
+flags.DEFINE_integer(
+    'cpu_devices', -1, 'JAX CPU devices in this process (ignored on GPU/TPU): '
+    '-1 = one per core, as many as split the batch evenly; 0 = JAX\'s default '
+    '(one); N = N. An XLA_FLAGS with --xla_force_host_platform_device_count wins.')
 
 # Multi-host flags. JAX itself defines no absl flags for jax.distributed (its
 # own config flags appear only after jax.config.config_with_absl(), which this
@@ -88,6 +93,10 @@ def _initialize(kwargs: dict, where: str) -> None:
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  config = FLAGS.config
+  processes = FLAGS.jax_num_processes or 1
+  per_process = config.batch_size // max(1, config.get('grad_accum_steps', 1) * processes)
+  cpu_devices.configure(FLAGS.cpu_devices, max(1, per_process))  # Before JAX starts.
   try:
     initialize_distributed()  # Before anything below touches the devices.
   except InputError as e:
@@ -96,6 +105,9 @@ def main(argv):
   logs.quiet_orbax()
   logging.info('JAX process %d/%d, local devices: %s', jax.process_index(),
                jax.process_count(), jax.local_devices())
+  if jax.default_backend() == 'cpu' and not cpu_devices.tcmalloc_loaded():
+    logging.info('Tip: on CPU, LD_PRELOAD=libtcmalloc.so.4 trains ~15%% faster '
+                 '(README, "Fast on CPU").')
   try:
     train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
   except train.Preempted as e:

@@ -20,6 +20,7 @@ ZOO = {  # model.name -> its CIFAR-10 config.
     'mobilenet_v2': 'cifar10_mobilenet_v2.py',
     'simple_cnn': 'cifar10_simple_cnn.py',
     'resnet20': 'cifar10_resnet20.py',
+    'fast_cnn': 'cifar10_fast_cpu.py',
 }
 
 
@@ -81,6 +82,8 @@ def test_forward_train_and_eval(name):
     ('dilated_ds', {}, (1, 32, 32, 3), 10, 100_416),
     # Seed 004's SimpleCNN, PyTorch conv biases included.
     ('simple_cnn', {}, (1, 32, 32, 3), 10, 405_898),
+    # Issue 8's reference net (the PyTorch script's count; conv without bias).
+    ('fast_cnn', {}, (1, 32, 32, 3), 10, 177_314),
 ])
 def test_reference_parameter_counts(name, kwargs, shape, classes, expected):
   assert param_count(MODELS[name](num_classes=classes, **kwargs), shape) == expected
@@ -149,3 +152,15 @@ def test_unknown_option_names_the_model_options():
   config.model.width = 2
   with pytest.raises(InputError, match="no option 'width'"):
     create_model(config.model, num_classes=10)
+
+
+@pytest.mark.parametrize('shape', [(2, 8, 8, 3), (1, 7, 9, 2)])
+def test_fast_cnn_pooling_matches_flax_max_pool(shape):
+  from isovolnet_jax.models.fast_cnn import max_pool_2x2
+  import flax.linen as nn
+  x = jax.random.normal(jax.random.key(0), shape)
+  np.testing.assert_array_equal(max_pool_2x2(x), nn.max_pool(x, (2, 2), strides=(2, 2)))
+  # The gradient reaches exactly the max of each window.
+  g = jax.grad(lambda x: max_pool_2x2(x).sum())(x)
+  g_ref = jax.grad(lambda x: nn.max_pool(x, (2, 2), strides=(2, 2)).sum())(x)
+  np.testing.assert_array_equal(g, g_ref)

@@ -1,0 +1,315 @@
+r"""JAX vs PyTorch on the same model: training and inference images/s.
+
+  pip install -e '.[bench]'   # PyTorch 2.13 (CPU); never a runtime dependency.
+  LD_PRELOAD=libtcmalloc.so.4 python -m isovolnet_jax.benchmark \
+    --config=configs/cifar10_fast_cpu.py [--json]
+
+One process times, on random images of the config's input shape:
+- JAX: the training step `train.train_step` (forward + backward + optimizer
+  update; augmentation off, so both sides do the same work) jitted exactly
+  as `train.py` jits it, on a mesh of `--cpu_devices` CPU devices (default:
+  one per core), and the inference forward pass (`train.eval_logits`);
+- PyTorch: the twin of the same architecture (`torch_models`; equal parameter
+  counts are asserted) with the same optimizer, loss and batch size, in NCHW
+  and channels_last memory formats and, where it compiles, `torch.compile`,
+  with `torch.set_num_threads` = the cores JAX uses. The best of them is the
+  reference.
+Each figure is the median of `--repeats` timed runs of `--steps` steps, after
+`--warmup` untimed steps (compilation, allocator warm-up).
+
+FLOP/s: per-image forward FLOPs from `summary` (conv and dense layers, 2 per
+multiply-add); a training step counts 3x the forward (the backward pass
+computes two products per forward one). The CPU's peak is
+cores x clock x FLOPs/cycle, with 64 fp32 FLOPs/cycle/core on AVX-512 (2 FMA
+units x 16 lanes x 2) and 32 on AVX2: a ceiling no real kernel reaches, so
+the table also shows a measured float32 matmul (`jnp.dot`, 2048x2048) as a
+practical one. With --json the last stdout line is one JSON object.
+"""
+
+import json
+import math
+import os
+import statistics
+import sys
+import time
+
+from absl import app
+from absl import flags
+from ml_collections import config_flags
+
+from isovolnet_jax import cpu_devices
+
+FLAGS = flags.FLAGS
+config_flags.DEFINE_config_file('config', None, 'Training config file.',
+                                lock_config=True)
+flags.mark_flags_as_required(['config'])
+flags.DEFINE_bool('json', False, 'Print the results as JSON on the last line.')
+flags.DEFINE_integer('steps', 20, 'Timed steps per repeat.')
+flags.DEFINE_integer('warmup', 3, 'Untimed steps first (compilation).')
+flags.DEFINE_integer('repeats', 3, 'Timed repeats; the median is reported.')
+flags.DEFINE_integer('cpu_devices', -1, 'JAX CPU devices: -1 = one per core '
+                     '(as training uses), 0 or 1 = one.')
+flags.DEFINE_integer('threads', 0, 'PyTorch threads; 0 = the cores JAX uses.')
+flags.DEFINE_list('torch_variants', ['nchw', 'channels_last', 'compile'],
+                  'PyTorch variants to time.')
+flags.DEFINE_bool('skip_torch', False, 'Time JAX only (no PyTorch needed).')
+
+
+def throughput(step, batch_size: int, steps: int, warmup: int, repeats: int) -> float:
+  """Median images/s of `step()` (which must block until its work is done)."""
+  for _ in range(warmup):
+    step()
+  rates = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    for _ in range(steps):
+      step()
+    rates.append(steps * batch_size / (time.perf_counter() - start))
+  return statistics.median(rates)
+
+
+# ---------------------------------------------------------------- CPU peak
+
+def cpu_peak_flops(cores: int) -> tuple[float, str]:
+  """Theoretical fp32 peak of `cores` cores and how it was computed."""
+  mhz, flags_ = 0.0, ''
+  try:
+    with open('/proc/cpuinfo') as f:
+      for line in f:
+        if line.startswith('cpu MHz') and not mhz:
+          mhz = float(line.split(':')[1])
+        elif line.startswith('flags') and not flags_:
+          flags_ = line
+  except OSError:
+    return math.nan, 'unknown (no /proc/cpuinfo)'
+  per_cycle = 64 if 'avx512f' in flags_ else 32 if 'avx2' in flags_ else 16
+  isa = {64: 'AVX-512', 32: 'AVX2', 16: 'SSE'}[per_cycle]
+  peak = cores * mhz * 1e6 * per_cycle
+  return peak, (f'{cores} cores x {mhz / 1000:.2f} GHz x {per_cycle} FLOPs/cycle '
+                f'({isa}: 2 FMA units x {per_cycle // 4} lanes x 2)')
+
+
+def matmul_flops() -> float:
+  """Measured fp32 FLOP/s of a 2048x2048 matmul on one JAX CPU device."""
+  import jax
+  import jax.numpy as jnp
+  n = 2048
+  a = jax.device_put(jnp.ones((n, n), jnp.float32), jax.devices('cpu')[0])
+  dot = jax.jit(jnp.dot)
+  rate = throughput(lambda: dot(a, a).block_until_ready(), 1, 10, 2, 3)
+  return rate * 2 * n ** 3
+
+
+# ---------------------------------------------------------------- JAX
+
+def time_jax(config, image_shape, num_classes, args) -> dict:
+  import functools
+
+  import jax
+  import numpy as np
+  from jax.sharding import NamedSharding, PartitionSpec as P
+
+  from isovolnet_jax import models, train
+
+  config = config.copy_and_resolve_references()
+  with config.unlocked():
+    config.augment.crop_padding, config.augment.flip = 0, False
+  bs = config.batch_size
+  mesh = train.make_mesh(bs, config.get('mesh_shape', (-1,)),
+                         config.get('mesh_axes', ('data',)),
+                         config.get('grad_accum_steps', 1))
+  replicated = NamedSharding(mesh, P())
+  model = models.create_model(config.model, num_classes, models.DTYPES[config.dtype])
+  tx = train.create_optimizer(config.optimizer, config.optimizer.learning_rate)
+  state = train.create_train_state(config, model, image_shape, tx,
+                                   jax.random.key(0), replicated)
+  params = sum(x.size for x in jax.tree.leaves(state.params))
+
+  rng = np.random.default_rng(0)
+  images = rng.integers(0, 256, (bs, *image_shape), dtype=np.uint8)
+  labels = rng.integers(0, num_classes, (bs,), dtype=np.int32)
+  images, labels = train.to_global(mesh, images, labels)
+  key = jax.random.key(1)
+  step = jax.jit(functools.partial(train.train_step, config=config,
+                                   num_classes=num_classes, mesh=mesh),
+                 out_shardings=(replicated, replicated), donate_argnums=0)
+  infer = jax.jit(functools.partial(train.eval_logits, model.apply))
+
+  holder = [state]  # The step donates its input state: keep the newest.
+  def train_once():
+    holder[0], metrics = step(holder[0], images, labels, key)
+    jax.block_until_ready(metrics)
+
+  timing = (args.steps, args.warmup, args.repeats)
+  train_rate = throughput(train_once, bs, *timing)
+  variables = {'params': holder[0].params, 'batch_stats': holder[0].batch_stats}
+  infer_rate = throughput(lambda: infer(variables, images).block_until_ready(),
+                          bs, *timing)
+  return {'params': int(params), 'devices': jax.device_count(),
+          'train': train_rate, 'infer': infer_rate}
+
+
+# ---------------------------------------------------------------- PyTorch
+
+def _torch_optimizer(torch, params, opt):
+  kind = opt.name
+  if kind == 'sgd':
+    return torch.optim.SGD(params, lr=opt.learning_rate, momentum=opt.momentum,
+                           nesterov=opt.nesterov and opt.momentum > 0,
+                           weight_decay=opt.weight_decay)
+  if kind == 'adam':
+    return torch.optim.Adam(params, lr=opt.learning_rate, betas=(opt.b1, opt.b2),
+                            eps=opt.eps, weight_decay=opt.weight_decay)
+  if kind == 'adamw':
+    return torch.optim.AdamW(params, lr=opt.learning_rate, betas=(opt.b1, opt.b2),
+                             eps=opt.eps, weight_decay=opt.weight_decay)
+  return torch.optim.RMSprop(params, lr=opt.learning_rate, alpha=opt.decay,
+                             eps=opt.eps, momentum=opt.momentum,
+                             weight_decay=opt.weight_decay)
+
+
+def time_torch(config, image_shape, num_classes, threads, variant, args) -> dict:
+  """One PyTorch variant: 'nchw', 'channels_last' or 'compile' (channels_last)."""
+  import torch
+
+  from isovolnet_jax import torch_models
+
+  torch.manual_seed(0)
+  torch.set_num_threads(threads)
+  net = torch_models.build(config.model, num_classes, tuple(image_shape))
+  params = torch_models.num_params(net)
+  fmt = torch.contiguous_format if variant == 'nchw' else torch.channels_last
+  net = net.to(memory_format=fmt)
+  bs = config.batch_size
+  h, w, c = image_shape
+  x = (torch.rand(bs, c, h, w) * 2 - 1).contiguous(memory_format=fmt)
+  y = torch.randint(0, num_classes, (bs,))
+  loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+  opt = _torch_optimizer(torch, net.parameters(), config.optimizer)
+  train_net = eval_net = net
+  if variant == 'compile':
+    train_net = eval_net = torch.compile(net)
+
+  def train_once():
+    net.train()
+    opt.zero_grad(set_to_none=True)
+    loss_fn(train_net(x), y).backward()
+    opt.step()
+
+  def infer_once():
+    net.eval()
+    with torch.inference_mode():
+      eval_net(x)
+
+  timing = (args.steps, args.warmup, args.repeats)
+  return {'params': params, 'train': throughput(train_once, bs, *timing),
+          'infer': throughput(infer_once, bs, *timing)}
+
+
+# ---------------------------------------------------------------- report
+
+def run(config, args) -> dict:
+  """All figures; `args` has steps, warmup, repeats, threads, torch_variants,
+  skip_torch (the flags, or a namespace in tests)."""
+  from isovolnet_jax import summary
+
+  image_shape = summary.default_input_shape(config)
+  num_classes = summary.default_num_classes(config)
+  fwd_flops = summary.summarize(config, image_shape, num_classes)['total_flops']
+  jax_res = time_jax(config, image_shape, num_classes, args)
+  cores = cpu_devices.usable_cores()
+  threads = args.threads or cores
+  result = {
+      'model': config.model.name, 'params': jax_res['params'],
+      'batch_size': config.batch_size, 'image_shape': list(image_shape),
+      'jax_devices': jax_res['devices'], 'torch_threads': threads,
+      'tcmalloc': cpu_devices.tcmalloc_loaded(),
+      'forward_flops_per_image': fwd_flops,
+      'jax_train_img_s': jax_res['train'], 'jax_infer_img_s': jax_res['infer'],
+  }
+  if not args.skip_torch:
+    variants = {}
+    for variant in args.torch_variants:
+      try:
+        variants[variant] = time_torch(config, image_shape, num_classes, threads,
+                                       variant, args)
+      except Exception as e:  # pylint: disable=broad-except
+        if variant != 'compile':
+          raise
+        # torch.compile needs a C++ toolchain and may fail offline: say why.
+        variants[variant] = {'error': f'{type(e).__name__}: {str(e).splitlines()[0][:200]}'}
+        continue
+      if variants[variant]['params'] != jax_res['params']:
+        raise AssertionError(
+            f'parameter counts differ: JAX {jax_res["params"]:,} vs PyTorch '
+            f'{variants[variant]["params"]:,}; the twin is not the same model')
+    ok = {k: v for k, v in variants.items() if 'error' not in v}
+    best_train = max(ok, key=lambda k: ok[k]['train'])
+    best_infer = max(ok, key=lambda k: ok[k]['infer'])
+    result.update({
+        'torch_variants': variants,
+        'torch_train_img_s': ok[best_train]['train'], 'torch_train_best': best_train,
+        'torch_infer_img_s': ok[best_infer]['infer'], 'torch_infer_best': best_infer,
+    })
+    result['train_ratio'] = result['jax_train_img_s'] / result['torch_train_img_s']
+    result['infer_ratio'] = result['jax_infer_img_s'] / result['torch_infer_img_s']
+  peak, how = cpu_peak_flops(cores)
+  result.update({'peak_flops': peak, 'peak_how': how, 'matmul_flops': matmul_flops()})
+  return result
+
+
+def format_table(r: dict) -> str:
+  train_flops, infer_flops = 3 * r['forward_flops_per_image'], r['forward_flops_per_image']
+  peak = r['peak_flops']
+
+  def row(name, train, infer):
+    def cell(rate, flops):
+      if rate is None:
+        return f'{"-":>12} {"":>15}'
+      gf = rate * flops / 1e9
+      return f'{rate:12,.0f} {gf:7.1f} ({100 * gf * 1e9 / peak:4.1f}%)'
+    return f'{name:<26} {cell(train, train_flops)} {cell(infer, infer_flops)}'
+
+  lines = [
+      f'model {r["model"]}: {r["params"]:,} params, {r["forward_flops_per_image"] / 1e6:.1f} '
+      f'MFLOPs/image forward, batch {r["batch_size"]}, input {tuple(r["image_shape"])}',
+      f'JAX on {r["jax_devices"]} CPU device(s); PyTorch with {r["torch_threads"]} '
+      f'thread(s); tcmalloc preloaded: {r["tcmalloc"]}',
+      '',
+      f'{"":<26} {"train img/s":>12} {"GFLOP/s (% peak)":>15} {"infer img/s":>12} '
+      f'{"GFLOP/s (% peak)":>15}',
+      row(f'jax ({r["jax_devices"]} devices)', r['jax_train_img_s'], r['jax_infer_img_s']),
+  ]
+  for name, v in r.get('torch_variants', {}).items():
+    if 'error' in v:
+      lines.append(f'{"torch " + name:<26} failed: {v["error"]}')
+    else:
+      lines.append(row(f'torch {name}', v['train'], v['infer']))
+  if 'train_ratio' in r:
+    lines += ['', f'JAX / best PyTorch: train {r["train_ratio"]:.2f}x '
+              f'(vs {r["torch_train_best"]}), inference {r["infer_ratio"]:.2f}x '
+              f'(vs {r["torch_infer_best"]})']
+  lines += [f'CPU peak {peak / 1e9:.0f} GFLOP/s = {r["peak_how"]}; measured '
+            f'2048x2048 fp32 matmul (JAX, 1 device): {r["matmul_flops"] / 1e9:.0f} GFLOP/s']
+  return '\n'.join(lines)
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  config = FLAGS.config
+  cpu_devices.configure(FLAGS.cpu_devices, config.batch_size)  # Before JAX starts.
+  from isovolnet_jax.errors import InputError
+  try:
+    result = run(config, FLAGS)
+  except InputError as e:
+    print(f'error: {e}', file=sys.stderr)
+    sys.exit(2)
+  print(format_table(result))
+  if FLAGS.json:
+    print(json.dumps(result))
+
+
+if __name__ == '__main__':
+  os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+  app.run(main)

@@ -1,0 +1,105 @@
+"""The JAX-vs-PyTorch benchmark and the one-device-per-core CPU set-up."""
+
+import json
+import os
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+import pytest
+
+from isovolnet_jax import benchmark
+from isovolnet_jax import config_defaults
+from isovolnet_jax import cpu_devices
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_device_count_divides_the_batch():
+  assert cpu_devices.device_count_for(256, 2) == 2
+  assert cpu_devices.device_count_for(256, 12) == 8   # 12, 11, 10, 9 don't divide 256.
+  assert cpu_devices.device_count_for(30, 4) == 3
+  assert cpu_devices.device_count_for(7, 2) == 1
+
+
+def _jax_devices_after(code: str, env_extra=None) -> int:
+  env = {k: v for k, v in os.environ.items() if k != 'XLA_FLAGS'}
+  env.update(env_extra or {})
+  out = subprocess.run([sys.executable, '-c', code + '\nimport jax\nprint(jax.device_count())'],
+                       capture_output=True, text=True, env=env, check=True)
+  return int(out.stdout.split()[-1])
+
+
+def test_configure_sets_one_device_per_core_and_respects_xla_flags():
+  cores = cpu_devices.usable_cores()
+  set_ = 'from isovolnet_jax import cpu_devices\ncpu_devices.configure({}, {})'
+  assert _jax_devices_after(set_.format(-1, 64)) == cpu_devices.device_count_for(64, cores)
+  assert _jax_devices_after(set_.format(3, 64)) == 3
+  assert _jax_devices_after(set_.format(0, 64)) == 1
+  forced = {'XLA_FLAGS': '--xla_force_host_platform_device_count=4'}
+  assert _jax_devices_after(set_.format(-1, 64), forced) == 4
+
+
+def test_cpu_peak_is_computed_from_cpuinfo():
+  peak, how = benchmark.cpu_peak_flops(2)
+  if not os.path.exists('/proc/cpuinfo'):
+    pytest.skip('no /proc/cpuinfo')
+  assert peak > 1e9 and '2 cores x' in how and 'FLOPs/cycle' in how
+
+
+def _tiny_config(**overrides):
+  config = config_defaults.get_base_config()
+  config.model.name = 'fast_cnn'
+  config.model.widths = (8, 8, 16)
+  config.model.pool_after = (0, 1)
+  config.batch_size = 4
+  config.update(overrides)
+  return config
+
+
+ARGS = types.SimpleNamespace(steps=1, warmup=1, repeats=1, threads=1,
+                             torch_variants=['nchw', 'channels_last'], skip_torch=False)
+
+
+def test_benchmark_json_has_the_figures_and_equal_params(tmp_path):
+  pytest.importorskip('torch')
+  config = tmp_path / 'tiny.py'
+  config.write_text(
+      'from isovolnet_jax import config_defaults\n'
+      'def get_config():\n'
+      '  c = config_defaults.get_base_config()\n'
+      "  c.model.update(name='fast_cnn', widths=(8, 8, 16), pool_after=(0, 1))\n"
+      '  c.batch_size = 4\n'
+      '  return c\n')
+  out = subprocess.run(
+      [sys.executable, '-m', 'isovolnet_jax.benchmark', f'--config={config}', '--json',
+       '--steps=2', '--warmup=1', '--repeats=1', '--torch_variants=nchw,channels_last'],
+      capture_output=True, text=True, cwd=ROOT, timeout=300)
+  assert out.returncode == 0, out.stderr[-2000:]
+  result = json.loads(out.stdout.strip().splitlines()[-1])
+  for key in ('jax_train_img_s', 'torch_train_img_s', 'jax_infer_img_s',
+              'torch_infer_img_s'):
+    assert result[key] > 0, key
+  assert result['jax_devices'] == cpu_devices.device_count_for(4, cpu_devices.usable_cores())
+  assert set(result['torch_variants']) == {'nchw', 'channels_last'}
+  assert all(v['params'] == result['params'] for v in result['torch_variants'].values())
+  assert result['train_ratio'] == pytest.approx(
+      result['jax_train_img_s'] / result['torch_train_img_s'])
+  assert 'JAX / best PyTorch: train' in out.stdout
+
+
+def test_benchmark_refuses_a_twin_with_other_parameter_counts(monkeypatch):
+  pytest.importorskip('torch')
+  from isovolnet_jax import torch_models
+  real = torch_models.num_params
+  monkeypatch.setattr(torch_models, 'num_params', lambda net: real(net) + 1)
+  with pytest.raises(AssertionError, match='parameter counts differ'):
+    benchmark.run(_tiny_config(), ARGS)
+
+
+def test_jax_only_without_torch():
+  args = types.SimpleNamespace(**{**vars(ARGS), 'skip_torch': True})
+  result = benchmark.run(_tiny_config(), args)
+  assert result['jax_train_img_s'] > 0 and 'torch_train_img_s' not in result
+  assert 'jax (' in benchmark.format_table(result)
