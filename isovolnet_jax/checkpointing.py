@@ -25,6 +25,7 @@ import orbax.checkpoint as ocp
 from orbax.checkpoint.checkpoint_managers import preservation_policy as pp
 
 from isovolnet_jax import models
+from isovolnet_jax import config_defaults
 from isovolnet_jax.errors import InputError
 
 VAL_METRIC = 'val_accuracy'
@@ -192,7 +193,35 @@ def load_config(workdir: str | Path) -> ml_collections.ConfigDict:
   path = Path(workdir, 'config.json')
   if not path.exists():
     raise InputError(f'{path} does not exist; is {workdir} the --workdir of a run?')
-  return ml_collections.ConfigDict(json.loads(path.read_text()))
+  config = ml_collections.ConfigDict(json.loads(path.read_text()))
+  # Keys added to the schema after the run was trained take their defaults,
+  # so `--config.NEW_KEY=...` works on older runs too.
+  _add_missing(config, config_defaults.get_base_config())
+  return config
+
+
+def _add_missing(config: ml_collections.ConfigDict, defaults: ml_collections.ConfigDict):
+  for key, value in defaults.items():
+    if key not in config:
+      config[key] = value
+    elif isinstance(value, ml_collections.ConfigDict) and isinstance(
+        config[key], ml_collections.ConfigDict):
+      _add_missing(config[key], value)
+
+
+def _local_target(mngr: ocp.CheckpointManager, step: int):
+  """The saved state's shapes and dtypes, placed on this process's first device.
+
+  Training on N devices saves arrays sharded over N; restoring them as saved
+  would need the same N (Orbax: "Topology mismatch"), so a run trained on 2
+  CPU devices could not be loaded in a 1-device notebook.
+  """
+  meta = ocp.StandardCheckpointer().metadata(
+      Path(mngr.directory, str(step), 'state')).item_metadata
+  tree = getattr(meta, 'tree', meta)
+  device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+  return jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device),
+                      tree, is_leaf=lambda m: hasattr(m, 'shape'))
 
 
 def load_run(workdir: str | Path, checkpoint: str | int = 'latest') -> Run:
@@ -218,7 +247,8 @@ def load_run(workdir: str | Path, checkpoint: str | int = 'latest') -> Run:
     if step not in steps:
       raise InputError(f'no checkpoint at step {step} in {workdir}; kept steps: {steps}')
   try:
-    restored = _restore_verified(mngr, step, ocp.args.StandardRestore())
+    restored = _restore_verified(mngr, step,
+                                 ocp.args.StandardRestore(_local_target(mngr, step)))
   except CorruptCheckpoint as e:
     raise InputError(f'checkpoint {Path(mngr.directory, str(step))} cannot be used '
                      f'({str(e).splitlines()[0][:200]}); pick another step') from e

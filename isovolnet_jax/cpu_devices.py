@@ -3,7 +3,7 @@
 XLA's CPU backend gives a process one device whose convolutions keep only
 ~1.3 of 2 cores busy. Split into one device per core and fed a slice of the
 batch each (the usual `data` mesh axis), FastCNN trained at 740 img/s instead
-of 416 on this project's 2-core machine (batch 256, tcmalloc, 2026-11-25;
+of 423 on this project's 2-core machine (batch 256, tcmalloc, 2026-11-25;
 `python -m isovolnet_jax.benchmark --cpu_devices=1` re-measures the 1-device
 figure). This must be set before JAX starts its backends, so `main` and
 `benchmark` call it first thing. It changes nothing on GPU or TPU, where the

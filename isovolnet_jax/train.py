@@ -168,7 +168,12 @@ def train_step(state: TrainState, images, labels, base_key, *, config, num_class
 
 def eval_logits(apply_fn, variables, images, flip: bool = False):
   """Logits of uint8 images; flip=True averages them with the mirror images'
-  (test-time augmentation, `config.eval_flip`)."""
+  (test-time augmentation, `config.eval_flip`).
+
+  Shifted views (airbench's multi-crop, +-1 or 2 pixels, half the weight) were
+  tried on a FastCNN run: 85.21% / 85.02% test accuracy against 85.11% with
+  the flip alone, for 3x the evaluation time; not kept.
+  """
   x = input_pipeline.normalize(images)
   logits = apply_fn(variables, x, train=False)
   if flip:

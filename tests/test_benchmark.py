@@ -103,3 +103,22 @@ def test_jax_only_without_torch():
   result = benchmark.run(_tiny_config(), args)
   assert result['jax_train_img_s'] > 0 and 'torch_train_img_s' not in result
   assert 'jax (' in benchmark.format_table(result)
+
+
+def test_time_to_accuracy_times_each_seed_and_reads_the_test_accuracy(small_cifar, cache_dir):
+  out = subprocess.run(
+      [sys.executable, 'benchmarks/time_to_accuracy.py', '--config=configs/smoke.py',
+       f'--data={small_cifar}', '--seeds=0,1', '--json', '--config.num_train_steps=4',
+       f'--config.data.cache_dir={cache_dir}'],
+      capture_output=True, text=True, cwd=ROOT, timeout=600)
+  assert out.returncode == 0, out.stderr[-2000:]
+  runs = json.loads(out.stdout.strip().splitlines()[-1])['runs']
+  assert [r['seed'] for r in runs] == [0, 1] and all(r['steps'] == 4 for r in runs)
+  assert all(0 <= r['test_accuracy'] <= 1 and r['seconds'] > 0 for r in runs)
+  assert '2 seeds:' in out.stdout
+
+
+def test_time_to_accuracy_refuses_unknown_arguments():
+  out = subprocess.run([sys.executable, 'benchmarks/time_to_accuracy.py', '--sedes=1'],
+                       capture_output=True, text=True, cwd=ROOT)
+  assert out.returncode == 2 and 'only --config.KEY=VALUE' in out.stderr

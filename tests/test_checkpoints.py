@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 
+import jax
 import numpy as np
 import pytest
 
@@ -192,3 +193,28 @@ def test_keep_policy_keeps_newest_and_best(tmp_path):
 def test_load_run_errors(tmp_path):
   with pytest.raises(InputError, match='config.json'):
     checkpointing.load_run(tmp_path)
+
+
+def test_a_run_trained_on_two_cpu_devices_loads_on_one(small_cifar, tmp_path):
+  """main splits the batch over one CPU device per core; a notebook has one."""
+  from isovolnet_jax import evaluate
+  workdir = tmp_path / 'run'
+  out = run_main(workdir, '--config.num_train_steps=6', '--config.checkpoint_every_steps=6',
+                 env={'XLA_FLAGS': '--xla_force_host_platform_device_count=2'},
+                 data_path=small_cifar, cache_dir=tmp_path / 'cache')
+  assert out.returncode == 0, out.stderr[-2000:]
+  assert '2 devices' in out.stderr
+  run = checkpointing.load_run(workdir)
+  assert run.step == 6
+  assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(run.variables))
+  logged = [r['accuracy'] for r in metrics(workdir, 'test')][-1]
+  assert evaluate.evaluate_run(workdir)['accuracy'] == pytest.approx(logged, abs=1e-6)
+
+
+def test_configs_of_older_runs_get_new_keys_with_their_defaults(tmp_path):
+  import json
+  config = smoke_config(tmp_path, tmp_path).to_dict()
+  del config['eval_flip']  # A run from before the key existed.
+  (tmp_path / 'config.json').write_text(json.dumps(config))
+  loaded = checkpointing.load_config(tmp_path)
+  assert loaded.eval_flip is False and loaded.model.name == config['model']['name']

@@ -164,3 +164,19 @@ def test_fast_cnn_pooling_matches_flax_max_pool(shape):
   g = jax.grad(lambda x: max_pool_2x2(x).sum())(x)
   g_ref = jax.grad(lambda x: nn.max_pool(x, (2, 2), strides=(2, 2)).sum())(x)
   np.testing.assert_array_equal(g, g_ref)
+
+
+def test_fast_cnn_stem_pads_channels_without_changing_the_function():
+  from isovolnet_jax.models.fast_cnn import PaddedConv
+  import flax.linen as nn
+  x = jax.random.normal(jax.random.key(0), (2, 8, 8, 3))
+  stem = PaddedConv(5)
+  variables = stem.init(jax.random.key(1), x)
+  assert variables['params']['kernel'].shape == (3, 3, 3, 5)  # No extra parameters.
+  plain = nn.Conv(5, (3, 3), padding='SAME', use_bias=False)
+  loss = lambda f, k: (f({'params': {'kernel': k}}, x) ** 2).sum()
+  k = variables['params']['kernel']
+  np.testing.assert_allclose(stem.apply(variables, x), plain.apply(variables, x),
+                             rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(jax.grad(lambda k: loss(stem.apply, k))(k),
+                             jax.grad(lambda k: loss(plain.apply, k))(k), rtol=1e-4, atol=1e-4)

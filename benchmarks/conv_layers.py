@@ -1,0 +1,95 @@
+r"""Per-layer profile: where XLA's CPU convolutions lose to PyTorch's (oneDNN).
+
+  pip install -e '.[bench]'
+  LD_PRELOAD=libtcmalloc.so.4 python benchmarks/conv_layers.py [--batch=64] [--cores=1]
+
+For every 3x3 conv of FastCNN (configs/cifar10_fast_cpu.py), on `--cores`
+cores (the process is pinned to them, so both frameworks get the same), it
+times the forward pass, the input gradient and the kernel gradient, in JAX
+(`lax.conv_general_dilated`, NHWC, jitted, what flax's nn.Conv runs) and in
+PyTorch (channels_last Conv2d), and prints ms and GFLOP/s for each: each pass
+is 2 FLOPs per multiply-add of the layer's forward. Batch 64 on one core is
+one of the two CPU devices of a batch-128 training step.
+"""
+
+import argparse
+import os
+import time
+
+
+def _median_ms(fn, repeats=15):
+  fn()
+  fn()
+  times = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    fn()
+    times.append(time.perf_counter() - start)
+  return 1e3 * sorted(times)[len(times) // 2]
+
+
+def layers(widths=(24, 32, 32, 64, 64, 80, 80), pool_after=(1, 3, 5), size=32):
+  """(H, C_in, C_out) of each conv of a FastCNN."""
+  out, c = [], 3
+  for i, w in enumerate(widths):
+    out.append((size, c, w))
+    c = w
+    if i in pool_after:
+      size //= 2
+  return out
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+  parser.add_argument('--batch', type=int, default=64)
+  parser.add_argument('--cores', type=int, default=1)
+  args = parser.parse_args()
+  os.sched_setaffinity(0, set(sorted(os.sched_getaffinity(0))[:args.cores]))
+
+  import jax
+  import jax.numpy as jnp
+  import torch
+
+  torch.set_num_threads(args.cores)
+  dims = ('NHWC', 'HWIO', 'NHWC')
+  conv = lambda x, k: jax.lax.conv_general_dilated(x, k, (1, 1), 'SAME',
+                                                   dimension_numbers=dims)
+  fwd = jax.jit(conv)
+  dx = jax.jit(lambda x, k, g: jax.vjp(lambda x: conv(x, k), x)[1](g)[0])
+  dk = jax.jit(lambda x, k, g: jax.vjp(lambda k: conv(x, k), k)[1](g)[0])
+
+  print(f'{args.cores} core(s), batch {args.batch}: ms (GFLOP/s)')
+  print(f'{"layer":<16}{"jax fwd":>16}{"torch fwd":>16}{"jax dx":>16}{"jax dk":>16}'
+        f'{"torch dx+dk":>16}')
+  totals = [0.0] * 5
+  for h, ci, co in layers():
+    b = args.batch
+    gflop = 2 * b * h * h * 9 * ci * co / 1e9
+    x = jax.random.normal(jax.random.key(0), (b, h, h, ci))
+    k = jax.random.normal(jax.random.key(1), (3, 3, ci, co))
+    g = jax.random.normal(jax.random.key(2), (b, h, h, co))
+    run = lambda f, *a: (lambda: jax.block_until_ready(f(*a)))
+    tx = torch.randn(b, ci, h, h).contiguous(memory_format=torch.channels_last)
+    tx.requires_grad_(True)
+    tconv = torch.nn.Conv2d(ci, co, 3, padding=1, bias=False).to(
+        memory_format=torch.channels_last)
+    tg = torch.randn(b, co, h, h).contiguous(memory_format=torch.channels_last)
+    def torch_fwd():
+      with torch.no_grad():
+        tconv(tx)
+    ty = tconv(tx)
+    def torch_bwd():  # Input and weight gradients, as one backward call.
+      torch.autograd.grad(ty, (tx, tconv.weight), tg, retain_graph=True)
+    ms = [_median_ms(run(fwd, x, k)), _median_ms(torch_fwd), _median_ms(run(dx, x, k, g)),
+          _median_ms(run(dk, x, k, g)), _median_ms(torch_bwd)]
+    totals = [t + m for t, m in zip(totals, ms)]
+    flops = [gflop, gflop, gflop, gflop, 2 * gflop]
+    cells = ''.join(f'{m:7.2f} ({f / m * 1e3:5.0f})' for m, f in zip(ms, flops))
+    print(f'{f"{h}x{h} {ci}->{co}":<16}{cells}')
+  print(f'{"total ms":<16}' + ''.join(f'{t:16.2f}' for t in totals))
+  print(f'backward / forward: jax {(totals[2] + totals[3]) / totals[0]:.1f}x, '
+        f'torch {totals[4] / totals[1]:.1f}x')
+
+
+if __name__ == '__main__':
+  main()
