@@ -33,6 +33,7 @@ from ml_collections import config_flags
 from isovolnet_jax import conv_arithmetic
 from isovolnet_jax.errors import InputError
 from isovolnet_jax.models import create_model
+from isovolnet_jax.models.fast_cnn import PaddedConv
 
 DEFAULT_SHAPE = (32, 32, 3)
 # tfds names whose class count differs from CIFAR-10's 10.
@@ -66,6 +67,9 @@ def _layer_flops(module: nn.Module, in_shape, out_shape) -> int:
     return conv_arithmetic.conv_flops(
         math.prod(out_shape[1:-1]), 1, in_shape[-1], out_shape[-1], (taps, 1),
         module.feature_group_count, module.use_bias)
+  if isinstance(module, PaddedConv):  # FastCNN's stem: a 3x3 conv, no bias.
+    return conv_arithmetic.conv_flops(math.prod(out_shape[1:-1]), 1, in_shape[-1],
+                                      out_shape[-1], (9, 1), 1, False)
   if isinstance(module, nn.Dense):
     positions = math.prod(out_shape[1:-1])  # A Dense on a map runs per pixel.
     return positions * conv_arithmetic.dense_flops(in_shape[-1], out_shape[-1],

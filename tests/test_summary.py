@@ -39,7 +39,7 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
 @pytest.mark.parametrize('name', [
     'cifar10.py', 'cifar10_isovolnet_standard.py', 'cifar10_dense_ds.py',
     'cifar10_dilated_ds.py', 'cifar10_mobilenet_v2.py', 'cifar10_simple_cnn.py',
-    'cifar10_resnet20.py'])
+    'cifar10_resnet20.py', 'cifar10_fast_cpu.py'])
 def test_layers_add_up_to_the_real_parameters(name):
   config = load_config(name)
   result = summary.summarize(config, (32, 32, 3), 10)
@@ -60,6 +60,16 @@ def test_conv_and_dense_flops_come_from_conv_arithmetic():
   # ResNet-20's convs do 40,550,400 multiply-adds (the usual "41M FLOPs",
   # which count MACs), the classifier 640 plus 10 bias adds.
   assert result['total_flops'] == 2 * 40_550_400 + 2 * 640 + 10
+
+
+def test_fast_cnn_flops_count_its_padded_stem_as_a_3_channel_conv():
+  result = summary.summarize(load_config('cifar10_fast_cpu.py'), (32, 32, 3), 10)
+  stem = {l['path']: l for l in result['layers']}['conv0/Conv_0']
+  assert stem['flops'] == ca.conv_flops(32, 32, 3, 24, 3, bias=False)
+  # 3x3 convs 24-32-32-64-64-80-80 at 32, 32, 16, 16, 8, 8, 4 pixels a side.
+  macs = 9 * (1024 * (3 * 24 + 24 * 32) + 256 * (32 * 32 + 32 * 64)
+              + 64 * (64 * 64 + 64 * 80) + 16 * 80 * 80)
+  assert result['total_flops'] == 2 * macs + 2 * 80 * 10 + 10
 
 
 def test_model_sizes():
