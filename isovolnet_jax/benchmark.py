@@ -40,20 +40,24 @@ from ml_collections import config_flags
 from isovolnet_jax import cpu_devices
 
 FLAGS = flags.FLAGS
-config_flags.DEFINE_config_file('config', None, 'Training config file.',
-                                lock_config=True)
-flags.mark_flags_as_required(['config'])
-flags.DEFINE_bool('json', False, 'Print the results as JSON on the last line.')
-flags.DEFINE_integer('steps', 20, 'Timed steps per repeat.')
-flags.DEFINE_integer('warmup', 3, 'Untimed steps first (compilation).')
-flags.DEFINE_integer('repeats', 3, 'Timed repeats; the median is reported.')
-flags.DEFINE_integer('cpu_devices', -1, 'JAX CPU devices: -1 = one per core '
-                     '(as training uses), 0 or 1 = one.')
-flags.DEFINE_integer('threads', 0, 'PyTorch threads; 0 = the cores JAX uses.')
-flags.DEFINE_list('torch_variants', ['nchw', 'channels_last', 'compile'],
-                  'PyTorch variants to time.')
-flags.DEFINE_bool('skip_torch', False, 'Time JAX only (no PyTorch needed).')
 
+
+def _define_flags():
+  """Only when run as a program: importing this module (tests) defines none,
+  so it does not clash with main.py's --config."""
+  config_flags.DEFINE_config_file('config', None, 'Training config file.',
+                                  lock_config=True)
+  flags.mark_flags_as_required(['config'])
+  flags.DEFINE_bool('json', False, 'Print the results as JSON on the last line.')
+  flags.DEFINE_integer('steps', 20, 'Timed steps per repeat.')
+  flags.DEFINE_integer('warmup', 3, 'Untimed steps first (compilation).')
+  flags.DEFINE_integer('repeats', 3, 'Timed repeats; the median is reported.')
+  flags.DEFINE_integer('cpu_devices', -1, 'JAX CPU devices: -1 = one per core '
+                       '(as training uses), 0 or 1 = one.')
+  flags.DEFINE_integer('threads', 0, 'PyTorch threads; 0 = the cores JAX uses.')
+  flags.DEFINE_list('torch_variants', ['nchw', 'channels_last', 'compile'],
+                    'PyTorch variants to time.')
+  flags.DEFINE_bool('skip_torch', False, 'Time JAX only (no PyTorch needed).')
 
 def throughput(step, batch_size: int, steps: int, warmup: int, repeats: int) -> float:
   """Median images/s of `step()` (which must block until its work is done)."""
@@ -312,4 +316,5 @@ def main(argv):
 
 if __name__ == '__main__':
   os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+  _define_flags()
   app.run(main)

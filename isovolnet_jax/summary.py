@@ -67,9 +67,9 @@ def _layer_flops(module: nn.Module, in_shape, out_shape) -> int:
     return conv_arithmetic.conv_flops(
         math.prod(out_shape[1:-1]), 1, in_shape[-1], out_shape[-1], (taps, 1),
         module.feature_group_count, module.use_bias)
-  if isinstance(module, PaddedConv):  # FastCNN's stem: a 3x3 conv, no bias.
+  if isinstance(module, PaddedConv):  # FastCNN's stem: a 3x3 conv.
     return conv_arithmetic.conv_flops(math.prod(out_shape[1:-1]), 1, in_shape[-1],
-                                      out_shape[-1], (9, 1), 1, False)
+                                      out_shape[-1], (9, 1), 1, module.use_bias)
   if isinstance(module, nn.Dense):
     positions = math.prod(out_shape[1:-1])  # A Dense on a map runs per pixel.
     return positions * conv_arithmetic.dense_flops(in_shape[-1], out_shape[-1],

@@ -33,7 +33,7 @@ def max_pool_2x2(x):
 
 
 class PaddedConv(nn.Module):
-  """nn.Conv (3x3, SAME, no bias) computed on inputs zero-padded to 4 channels.
+  """nn.Conv (3x3, SAME) computed on inputs zero-padded to 4 channels.
 
   The same function and parameters as nn.Conv on 3 channels (the extra input
   channel is zero and its kernel slice a constant zero), but XLA's CPU conv has
@@ -43,6 +43,7 @@ class PaddedConv(nn.Module):
   """
   features: int
   channels_to: int = 4
+  use_bias: bool = False
   dtype: Any = jnp.float32
 
   @nn.compact
@@ -53,8 +54,12 @@ class PaddedConv(nn.Module):
     extra = max(0, self.channels_to - c)
     x = jnp.pad(x, ((0, 0),) * 3 + ((0, extra),)).astype(self.dtype)
     kernel = jnp.pad(kernel, ((0, 0), (0, 0), (0, extra), (0, 0))).astype(self.dtype)
-    return jax.lax.conv_general_dilated(x, kernel, (1, 1), 'SAME',
-                                        dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+    y = jax.lax.conv_general_dilated(x, kernel, (1, 1), 'SAME',
+                                     dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+    if self.use_bias:  # As ConvNormAct's conv has one when there is no norm.
+      y = y + self.param('bias', nn.initializers.zeros, (self.features,),
+                         jnp.float32).astype(self.dtype)
+    return y
 
 
 class Stem(nn.Module):
@@ -66,7 +71,8 @@ class Stem(nn.Module):
 
   @nn.compact
   def __call__(self, x, train: bool):
-    x = PaddedConv(self.features, dtype=self.dtype, name='Conv_0')(x)
+    x = PaddedConv(self.features, use_bias=self.norm == 'none', dtype=self.dtype,
+                   name='Conv_0')(x)
     x = layers.norm_layer(self.norm, train, self.dtype)(name='BatchNorm_0')(x)
     return layers.activation_fn(self.activation)(x)
 
