@@ -1,8 +1,11 @@
-r"""CIFAR-10 to 85% on 2 CPU cores in under 10 minutes: FastCNN, 177k params.
+r"""CIFAR-10 to ~85% on 2 CPU cores in under 10 minutes: FastCNN, 177k params.
 
   LD_PRELOAD=libtcmalloc.so.4 python -m isovolnet_jax.main \
     --config=configs/cifar10_fast_cpu.py --workdir=runs/fast_cpu \
     --config.data.source=folder --config.data.path=../shared/data/cifar10_jpeg
+
+Measured here: 85.03 +- 0.10% test accuracy on the JPEG copy of CIFAR-10 in
+9.76 +- 0.12 minutes, launch to exit, over seeds 0-2 (one seed at 84.91%).
 
 (`apt install libgoogle-perftools4` gives libtcmalloc.so.4; without it XLA's
 CPU buffers use glibc malloc and training is ~20% slower: 509 against 637
