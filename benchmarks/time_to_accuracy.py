@@ -22,6 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from isovolnet_jax import plots
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -37,8 +39,7 @@ def run_seed(config: str, data: str, seed: int, workdir: Path, cache_dir: str,
   seconds = time.perf_counter() - start
   if proc.returncode:
     raise SystemExit(f'seed {seed} failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}')
-  rows = [json.loads(l) for l in (workdir / 'metrics.jsonl').read_text().splitlines()]
-  test = [r for r in rows if r['split'] == 'test'][-1]
+  test = [r for r in plots.read_metrics(workdir) if r['split'] == 'test'][-1]
   return {'seed': seed, 'seconds': seconds, 'test_accuracy': test['accuracy'],
           'steps': test['step']}
 
