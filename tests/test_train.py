@@ -19,18 +19,86 @@ from helpers import last_line, metrics, run_main, smoke_config
 
 # ---------------------------------------------------------------- optimizers
 
-@pytest.mark.parametrize('name', ['sgd', 'adam', 'adamw', 'rmsprop'])
-@pytest.mark.parametrize('schedule', ['constant', 'cosine', 'warmup_cosine',
-                                      'onecycle', 'piecewise'])
-def test_every_optimizer_and_schedule_builds_and_steps(name, schedule):
+LR = 0.1
+# Each schedule's value at known steps of a 200-step run (10 steps per epoch),
+# from its definition: cosine halves at mid-run; warmup_cosine rises over
+# warmup_epochs=2 (20 steps), then halves mid-way through the other 180;
+# onecycle starts at peak/25, peaks at pct_start=0.25 (step 50) and ends at
+# peak/25/1e4 (optax's div factors); piecewise x0.1 at 50% and 75%.
+SCHEDULE_VALUES = {
+    'constant': {0: LR, 100: LR, 199: LR},
+    'cosine': {0: LR, 100: LR / 2, 200: 0.0},
+    'warmup_cosine': {0: 0.0, 10: LR / 2, 20: LR, 110: LR / 2, 200: 0.0},
+    'onecycle': {0: LR / 25, 25: (LR / 25 + LR) / 2, 50: LR,
+                 125: (LR + LR / 25e4) / 2, 200: LR / 25e4},
+    'piecewise': {0: LR, 99: LR, 100: LR / 10, 149: LR / 10, 150: LR / 100},
+}
+
+
+@pytest.mark.parametrize('schedule', sorted(SCHEDULE_VALUES))
+def test_schedules_take_their_values_at_known_steps(schedule):
   opt = config_defaults.get_base_config().optimizer
-  opt.name, opt.schedule = name, schedule
-  sched = train.create_learning_rate_schedule(opt, total_steps=100, steps_per_epoch=10)
-  assert 0 <= float(sched(50)) <= opt.learning_rate + 1e-9
+  opt.update({'schedule': schedule, 'learning_rate': LR})
+  sched = train.create_learning_rate_schedule(opt, total_steps=200, steps_per_epoch=10)
+  for step, value in SCHEDULE_VALUES[schedule].items():
+    assert float(sched(step)) == pytest.approx(value, rel=1e-5, abs=1e-9), step
+
+
+def _reference_updates(name, opt, lr, params, grads):
+  """The optimizers' updates written out in numpy (two kinds of weight decay:
+  L2 added to the gradient, or adamw's decoupled decay; kernels only)."""
+  state = {k: {'m': 0 * p, 'v': 0 * p} for k, p in params.items()}
+  params = dict(params)
+  out = []
+  for t, g_step in enumerate(grads, 1):
+    step_updates = {}
+    for k, p in params.items():
+      decay = opt.weight_decay * p if p.ndim > 1 else 0 * p
+      g = g_step[k] + (decay if name != 'adamw' else 0)
+      m, v = state[k]['m'], state[k]['v']
+      if name == 'sgd':  # Nesterov: the step uses the gradient + momentum x trace.
+        m = g + opt.momentum * m
+        u = -lr(t - 1) * (g + opt.momentum * m)
+      elif name in ('adam', 'adamw'):
+        m = opt.b1 * m + (1 - opt.b1) * g
+        v = opt.b2 * v + (1 - opt.b2) * g * g
+        mhat, vhat = m / (1 - opt.b1 ** t), v / (1 - opt.b2 ** t)
+        u = -lr(t - 1) * (mhat / (np.sqrt(vhat) + opt.eps) +
+                          (decay if name == 'adamw' else 0))
+      else:  # rmsprop, optax's: eps inside the root, momentum on the scaled step.
+        v = opt.decay * v + (1 - opt.decay) * g * g
+        m = -lr(t - 1) * g / np.sqrt(v + opt.eps) + opt.momentum * m
+        u = m
+      state[k] = {'m': m, 'v': v}
+      step_updates[k] = u
+    out.append(step_updates)
+    params = {k: params[k] + step_updates[k] for k in params}
+  return out
+
+
+@pytest.mark.parametrize('name', ['sgd', 'adam', 'adamw', 'rmsprop'])
+def test_optimizer_updates_match_their_formulas(name):
+  """Three steps on the onecycle schedule: each update equals the optimizer's
+  formula (another optimizer, or a schedule not applied, gives others)."""
+  opt = config_defaults.get_base_config().optimizer
+  opt.update({'name': name, 'weight_decay': 0.05, 'schedule': 'onecycle',
+              'learning_rate': LR})
+  sched = train.create_learning_rate_schedule(opt, total_steps=10, steps_per_epoch=5)
   tx = train.create_optimizer(opt, sched)
-  params = {'kernel': jnp.ones((3, 3)), 'bias': jnp.ones(3)}
-  updates, _ = tx.update(jax.tree.map(jnp.ones_like, params), tx.init(params), params)
-  assert all(np.all(np.isfinite(u)) for u in jax.tree.leaves(updates))
+  rng = np.random.default_rng(0)
+  params = {'kernel': rng.normal(size=(3, 4)).astype(np.float32),
+            'bias': rng.normal(size=4).astype(np.float32)}
+  grads = [{k: rng.normal(size=p.shape).astype(np.float32) for k, p in params.items()}
+           for _ in range(3)]
+  expected = _reference_updates(name, opt, lambda t: float(sched(t)),
+                                {k: p.astype(np.float64) for k, p in params.items()},
+                                grads)
+  state, p = tx.init(params), params
+  for g, want in zip(grads, expected):
+    updates, state = tx.update(g, state, p)
+    for k in p:
+      np.testing.assert_allclose(updates[k], want[k], rtol=1e-4, atol=1e-7, err_msg=k)
+    p = optax.apply_updates(p, updates)
 
 
 def test_weight_decay_skips_biases_and_norm_scales():
