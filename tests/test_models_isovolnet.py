@@ -50,7 +50,21 @@ def test_forward_runs_on_any_size(shape):
 
 
 def test_invariant_is_checked_with_chex(monkeypatch):
-  """Breaking the block plan (pool halves, channels x2) trips the chex check."""
+  """A plan that doubles the channels (every shape consistent, the volume
+  halving each block) under channel_multiplier=4 trips the volume check
+  itself: no other shape check fails on it."""
+  real = isovolnet.plan
+  monkeypatch.setattr(isovolnet, 'plan', lambda shape, stem, n, mult=4:
+                      real(shape, stem, n, channel_multiplier=2))
+  with pytest.raises(AssertionError, match='3072'):  # The input's 32*32*3.
+    _init(isovolnet.IsoVolNet(10), (1, 32, 32, 3))
+  # The same plan asked for as the doubling baseline is fine.
+  _init(isovolnet.IsoVolNet(10, channel_multiplier=2), (1, 32, 32, 3))
+
+
+def test_block_input_shape_is_checked_with_chex(monkeypatch):
+  """A first block that does not end where the second begins trips the next
+  block's input check."""
   real = isovolnet.plan
 
   def wrong_plan(*args, **kwargs):
