@@ -315,25 +315,46 @@ def test_accumulated_micro_batches_equal_one_big_batch_without_batchnorm():
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
 
 
-def test_accumulation_with_batchnorm_updates_statistics_per_micro_batch():
-  """With BatchNorm, k=4 is not k=1 (each micro-batch has its own statistics)
-  and the running statistics move four momentum steps."""
-  stats = {}
-  for k in (1, 4):
-    config = _sgd_config('batch')
-    config.grad_accum_steps = k
-    _, mesh, state, images, labels = _state_and_batch(config, jnp.float32)
-    step = jax.jit(lambda s, x, y: train.train_step(
-        s, x, y, jax.random.key(1), config=config, num_classes=10, mesh=mesh))
-    state, m = step(state, images, labels)
-    assert np.isfinite(float(m['loss']))
-    stats[k] = jax.device_get(state.batch_stats)
-  # Running variance starts at 1; after n momentum-0.9 updates it keeps
-  # 0.9**n of that start. Stem BN, first channel: 4 updates vs 1.
-  var1 = stats[1]['stem']['BatchNorm_0']['var']
-  var4 = stats[4]['stem']['BatchNorm_0']['var']
-  assert not np.allclose(var1, var4)
-  assert _dtypes(stats[4]) == {'float32'}
+BN_MOMENTUM = 0.9  # flax's convention: new = 0.9 * running + 0.1 * batch.
+
+
+@pytest.mark.parametrize('k', [1, 4])
+def test_accumulation_with_batchnorm_updates_statistics_per_micro_batch(k):
+  """Each of k micro-batches is normalized with its own statistics s_i, and
+  the running averages take k momentum steps in order:
+  r_i = 0.9 r_(i-1) + 0.1 s_i, r_0 the state's. s_i is read from one
+  train-mode call on micro-batch i (the same params; the statistics a call
+  computes do not depend on the running averages it starts from)."""
+  config = _sgd_config('batch')
+  config.grad_accum_steps = k
+  model, mesh, state, images, labels = _state_and_batch(config, jnp.float32)
+  params, start = jax.device_get((state.params, state.batch_stats))
+  # The step's own augmentation: its key is fold_in(base key, step 0).
+  aug_key, _ = jax.random.split(jax.random.fold_in(jax.random.key(1), 0))
+  x = train.input_pipeline.normalize(train.input_pipeline.augment(
+      aug_key, images, config.augment.crop_padding, config.augment.flip))
+
+  def batch_statistics(micro_batch):
+    _, out = model.apply({'params': params, 'batch_stats': start}, micro_batch,
+                         train=True, mutable=['batch_stats'])
+    return jax.tree.map(lambda new, r: (new - BN_MOMENTUM * r) / (1 - BN_MOMENTUM),
+                        jax.device_get(out['batch_stats']), start)
+
+  expected = start
+  for micro_batch in train.split_micro_batches(x, k):
+    expected = jax.tree.map(lambda r, s: BN_MOMENTUM * r + (1 - BN_MOMENTUM) * s,
+                            expected, batch_statistics(micro_batch))
+  step = jax.jit(lambda s, x, y: train.train_step(
+      s, x, y, jax.random.key(1), config=config, num_classes=10, mesh=mesh))
+  state, m = step(state, images, labels)
+  assert np.isfinite(float(m['loss']))
+  got = jax.device_get(state.batch_stats)
+  assert _dtypes(got) == {'float32'}
+  flat_got = jax.tree_util.tree_flatten_with_path(got)[0]
+  assert len(flat_got) == len(jax.tree.leaves(expected)) > 0
+  for (path, a), b in zip(flat_got, jax.tree.leaves(expected)):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5,
+                               err_msg=jax.tree_util.keystr(path))
 
 
 def test_accumulation_with_batchnorm_trains_and_is_deterministic(small_cifar, tmp_path):
