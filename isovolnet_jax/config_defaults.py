@@ -39,10 +39,21 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.data.image_size = 0     # 0 = keep the images' size; N = resize to N x N.
   config.data.val_size = 5000    # Last N training images (deterministic).
   config.data.cache_dir = ''     # '' = $XDG_CACHE_HOME or ~/.cache /isovolnet_jax.
+  # 'memory': whole splits decoded into RAM, augmentation in the jitted step
+  # (CIFAR-sized data). 'stream': read, decoded and augmented (random-resized
+  # crop + flip) by tf.data on the host, each process its share (ImageNet).
+  config.data.pipeline = 'memory'
+  config.data.train_split = ''   # '' = 'train'.
+  config.data.eval_split = ''    # '' = 'test', or 'validation' if there is no test split.
+  config.data.eval_resize = 0    # stream eval: shorter side before the centre crop; 0 = image_size / 0.875.
+  config.data.shuffle_window = 10000  # stream, tfds: examples shuffled together (encoded bytes in RAM).
+  config.data.prefetch = 2       # stream: batches sent to the devices ahead of the step.
 
   config.augment = ml_collections.ConfigDict()
   config.augment.crop_padding = 4  # Random crop after zero padding; 0 = off.
   config.augment.flip = True       # Random horizontal flip.
+  config.augment.area_range = (0.08, 1.0)    # stream: random-resized crop's area fraction...
+  config.augment.aspect_range = (0.75, 1.3333)  # ...and aspect ratio (Inception).
 
   config.model = ml_collections.ConfigDict()
   config.model.name = 'isovolnet'

@@ -48,6 +48,29 @@ class Dataset:
   def split(self, name: str) -> tuple[np.ndarray, np.ndarray]:
     return getattr(self, f'{name}_images'), getattr(self, f'{name}_labels')
 
+  # The interface train.py shares with input_stream.StreamDataset.
+  def num_examples(self, split: str) -> int:
+    return len(self.split(split)[0])
+
+  def train_batches(self, **kwargs):
+    return train_batches(self.train_images, self.train_labels, **kwargs)
+
+  def eval_batches(self, split: str, batch_size: int, process_index: int = 0,
+                   process_count: int = 1):
+    return eval_batches(*self.split(split), batch_size, process_index, process_count)
+
+
+def dataset(config: ml_collections.ConfigDict):
+  """`data.pipeline`: 'memory' (`load`, whole splits as arrays) or 'stream'
+  (`input_stream.load`, read and augmented on the fly)."""
+  pipeline = config.data.get('pipeline', 'memory')
+  if pipeline == 'memory':
+    return load(config)
+  if pipeline == 'stream':
+    from isovolnet_jax import input_stream  # pylint: disable=import-outside-toplevel
+    return input_stream.load(config)
+  raise InputError(f"unknown data.pipeline={pipeline!r}; choose 'memory' or 'stream'")
+
 
 def load(config: ml_collections.ConfigDict) -> Dataset:
   """Loads train/val/test as uint8 arrays; val = the last `val_size` of train."""
@@ -111,8 +134,11 @@ def _load_tfds(cfg):
     raise InputError(f"data.download={cfg.download!r}; choose 'auto' or 'never'")
 
   def read(download):
+    builder = tfds.builder(cfg.name, data_dir=data_dir)
+    from isovolnet_jax import input_stream  # pylint: disable=import-outside-toplevel
+    splits = list(input_stream.resolve_splits(builder.info.splits.keys(), cfg))
     (train, test), info = tfds.load(
-        cfg.name, split=['train', 'test'], data_dir=data_dir, as_supervised=True,
+        cfg.name, split=splits, data_dir=data_dir, as_supervised=True,
         download=download, with_info=True)
     return (_to_arrays(train, cfg.image_size), _to_arrays(test, cfg.image_size),
             info.features['label'].names)

@@ -126,8 +126,9 @@ def train_step(state: TrainState, images, labels, base_key, *, config, num_class
   """
   key = jax.random.fold_in(base_key, state.step)
   aug_key, dropout_key = jax.random.split(key)
-  images = input_pipeline.augment(aug_key, images, config.augment.crop_padding,
-                                  config.augment.flip)
+  if config.data.get('pipeline', 'memory') == 'memory':  # 'stream' augments on the host.
+    images = input_pipeline.augment(aug_key, images, config.augment.crop_padding,
+                                    config.augment.flip)
   # float32 here; each model casts its input to its compute dtype (bf16 or f32).
   images = input_pipeline.normalize(images)
 
@@ -319,11 +320,10 @@ class MetricLog:
     self.writer.close()
 
 
-def evaluate(state, eval_fn, mesh, images, labels, batch_size) -> dict:
+def evaluate(state, eval_fn, mesh, data, split, batch_size) -> dict:
   totals = {'loss': 0.0, 'correct': 0.0, 'count': 0.0}
   shard = DataShard(mesh)
-  for x, y, m in input_pipeline.eval_batches(images, labels, batch_size,
-                                             shard.index, shard.count):
+  for x, y, m in data.eval_batches(split, batch_size, shard.index, shard.count):
     out = jax.device_get(eval_fn(state, *shard.to_global(*shard.local_rows(x, y, m))))
     for k in totals:
       totals[k] += float(out[k])
@@ -414,13 +414,14 @@ def _train_and_evaluate(config, workdir: Path, signals: _Signals) -> dict:
   mesh = make_mesh(config.batch_size, config.get('mesh_shape', (-1,)),
                    config.get('mesh_axes', ('data',)), accum)
   shard = DataShard(mesh)
-  data = input_pipeline.load(config)
+  data = input_pipeline.dataset(config)
   model = models.create_model(config.model, data.num_classes, models.DTYPES[config.dtype])
 
-  steps_per_epoch = input_pipeline.steps_per_epoch(len(data.train_images), config.batch_size)
+  num = {split: data.num_examples(split) for split in ('train', 'val', 'test')}
+  steps_per_epoch = input_pipeline.steps_per_epoch(num['train'], config.batch_size)
   if steps_per_epoch == 0:
     raise InputError(f'batch_size={config.batch_size} is larger than the '
-                     f'{len(data.train_images)} training images; lower it')
+                     f'{num["train"]} training images; lower it')
   total_steps = (config.num_train_steps if config.num_train_steps > 0
                  else int(config.num_epochs * steps_per_epoch))
   eval_every = max(1, round(config.eval_every_epochs * steps_per_epoch))
@@ -445,8 +446,8 @@ def _train_and_evaluate(config, workdir: Path, signals: _Signals) -> dict:
     (workdir / 'config.json').write_text(config.to_json_best_effort(indent=2))
     (workdir / 'dataset.json').write_text(json.dumps({
         'class_names': data.class_names, 'image_shape': data.image_shape,
-        'num_train': len(data.train_images), 'num_val': len(data.val_images),
-        'num_test': len(data.test_images)}, indent=2))
+        'num_train': num['train'], 'num_val': num['val'],
+        'num_test': num['test']}, indent=2))
 
   manager = checkpointing.manager(workdir, config.keep_checkpoints)
   state, resumed = checkpointing.restore_newest_readable(manager, state)
@@ -470,10 +471,15 @@ def _train_and_evaluate(config, workdir: Path, signals: _Signals) -> dict:
   one_step_at_a_time = (jax.default_backend() == 'cpu' and
                         len(jax.local_devices()) > 1)
   log = MetricLog(workdir)
-  batches = input_pipeline.train_batches(
-      data.train_images, data.train_labels, seed=config.seed,
-      batch_size=config.batch_size, start_step=start_step,
-      process_index=shard.index, process_count=shard.count)
+  # The position is a function of the step in both pipelines: resuming at
+  # start_step reads what an uninterrupted run would have read.
+  batches = ((step, *shard.to_global(*shard.local_rows(images, labels)))
+             for step, images, labels in data.train_batches(
+                 seed=config.seed, batch_size=config.batch_size, start_step=start_step,
+                 process_index=shard.index, process_count=shard.count))
+  if config.data.get('pipeline', 'memory') == 'stream':
+    from isovolnet_jax import input_stream  # pylint: disable=import-outside-toplevel
+    batches = input_stream.prefetch(batches, config.data.prefetch)
   pending, t0, t_start, last_saved = [], time.time(), time.time(), manager.latest_step()
   val = None
 
@@ -489,8 +495,7 @@ def _train_and_evaluate(config, workdir: Path, signals: _Signals) -> dict:
   for step, images, labels in batches:
     if step >= total_steps:
       break
-    state, metrics = p_train(state, *shard.to_global(*shard.local_rows(images, labels)),
-                             step_key)
+    state, metrics = p_train(state, images, labels, step_key)
     if one_step_at_a_time:
       jax.block_until_ready(metrics)
     pending.append(metrics)
@@ -515,8 +520,8 @@ def _train_and_evaluate(config, workdir: Path, signals: _Signals) -> dict:
     stop_signal = _agreed_signal(signals, done, config.log_every_steps)
     last = done == total_steps or out_of_time or stop_signal is not None
     val, t_pause = None, time.time()
-    if (done % eval_every == 0 or last) and len(data.val_images):
-      val = evaluate(state, p_eval, mesh, data.val_images, data.val_labels, eval_batch)
+    if (done % eval_every == 0 or last) and num['val']:
+      val = evaluate(state, p_eval, mesh, data, 'val', eval_batch)
       log.write(done, 'val', val)
       if jax.process_index() == 0:
         plots.learning_curves(workdir, steps_per_epoch)
@@ -542,9 +547,8 @@ def _train_and_evaluate(config, workdir: Path, signals: _Signals) -> dict:
   if val is not None:
     final['val'] = val
   for split in ('val', 'test'):
-    images, labels = data.split(split)
-    if len(images) and split not in final:
-      final[split] = evaluate(state, p_eval, mesh, images, labels, eval_batch)
+    if num[split] and split not in final:
+      final[split] = evaluate(state, p_eval, mesh, data, split, eval_batch)
       log.write(int(state.step), split, final[split])
   if jax.process_index() == 0:
     plots.learning_curves(workdir, steps_per_epoch)

@@ -1,0 +1,380 @@
+"""Streaming input (`data.pipeline='stream'`): datasets larger than memory.
+
+Nothing is loaded whole. tf.data reads, decodes and augments the examples on
+host threads while the devices run the previous step (ImageNet style:
+random-resized crop + flip for training, centre crop + resize for
+evaluation), and `prefetch` puts batches on the devices ahead of the step.
+Each process reads only its share of every epoch.
+
+The data position is a function of the step, as in the memory path, so a
+resumed run reads the same examples in the same order; each example's
+augmentation comes from a stateless seed (config seed, its ordinal in the
+run), so it is the same too.
+
+- Image folders are random access: epoch e is
+  `input_pipeline.epoch_permutation(seed, e, N)`, the global batch of a step
+  is the memory path's, and each process reads only its rows of it.
+- tfds datasets are TFRecord files, read in sequence: of P processes, process
+  p reads examples [p*M, (p+1)*M), M = N // P, in windows of
+  `data.shuffle_window` consecutive examples; an epoch visits the windows in
+  a random order and each window in a random order (tfds shuffles a dataset
+  when it prepares it, so a window is already a mix of classes). A resume
+  rereads, without decoding, at most one window.
+
+Why tf.data and not Grain: Grain reads by index, which tfds offers only for
+datasets prepared as ArrayRecord; ImageNet and most tfds datasets are
+prepared as TFRecord. tf.data reads both tfds and folders, TensorFlow is
+already a dependency, and its C++ threads do not hold the GIL.
+"""
+
+import collections
+import dataclasses
+import functools
+import logging
+import math
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from isovolnet_jax import input_pipeline
+from isovolnet_jax.errors import InputError
+
+CROP_FRACTION = 0.875  # Eval: centre crop of 87.5% of the shorter side (224 of 256).
+
+
+def _tf():
+  import tensorflow as tf  # Lazily, and without the GPU, which is JAX's.
+  tf.config.set_visible_devices([], 'GPU')
+  return tf
+
+
+# ---------------------------------------------------------------- records
+
+class FolderRecords:
+  """Examples of an image-folder split (paths and labels): random access."""
+
+  def __init__(self, paths: np.ndarray, labels: np.ndarray):
+    self.paths, self.labels = paths, labels
+
+  def __len__(self):
+    return len(self.paths)
+
+  def sub(self, lo: int, hi: int) -> 'FolderRecords':
+    return FolderRecords(self.paths[lo:hi], self.labels[lo:hi])
+
+  def take(self, indices: np.ndarray):
+    """(encoded image, label) of the examples at `indices`, in that order."""
+    tf = _tf()
+    ds = tf.data.Dataset.from_tensor_slices((self.paths[indices], self.labels[indices]))
+    return ds.map(lambda p, y: (tf.io.read_file(p), y),
+                  num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+  def range(self, lo: int, hi: int):
+    return self.take(np.arange(lo, hi))
+
+
+class TfdsRecords:
+  """A tfds split, or examples [lo, hi) of it: read in sequence, not decoded."""
+
+  def __init__(self, builder, split: str, lo: int, hi: int):
+    self.builder, self.split, self.lo, self.hi = builder, split, lo, hi
+
+  def __len__(self):
+    return self.hi - self.lo
+
+  def sub(self, lo: int, hi: int) -> 'TfdsRecords':
+    return TfdsRecords(self.builder, self.split, self.lo + lo, self.lo + hi)
+
+  def range(self, lo: int, hi: int):
+    import tensorflow_datasets as tfds
+    ds = self.builder.as_dataset(
+        split=f'{self.split}[{self.lo + lo}:{self.lo + hi}]', shuffle_files=False,
+        decoders={'image': tfds.decode.SkipDecoding()},
+        read_config=tfds.ReadConfig(try_autocache=False))  # Never cache a split.
+    return ds.map(lambda ex: (ex['image'], ex['label']))
+
+
+# ---------------------------------------------------------------- images
+
+def _crop(tf, encoded, box_fn):
+  """Decodes only the crop `box_fn(shape)` -> (offset_y, offset_x, h, w) of a
+  JPEG (decode_and_crop_jpeg); other formats are decoded whole, then cropped."""
+  def jpeg():
+    y, x, h, w = box_fn(tf.image.extract_jpeg_shape(encoded))
+    return tf.image.decode_and_crop_jpeg(encoded, tf.stack([y, x, h, w]), channels=3)
+
+  def other():
+    image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
+    y, x, h, w = box_fn(tf.shape(image))
+    return image[y:y + h, x:x + w]
+  image = tf.cond(tf.io.is_jpeg(encoded), jpeg, other)
+  image.set_shape([None, None, 3])
+  return image
+
+
+def _to_uint8(tf, image, size):
+  image = tf.image.resize(image, (size, size), method='bilinear', antialias=True)
+  return tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
+
+
+def train_image(encoded, seed, *, size: int, area_range, aspect_range, flip: bool):
+  """Random-resized crop (Inception style) + horizontal flip -> uint8 [size, size, 3]."""
+  tf = _tf()
+  crop_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+
+  def box(shape):
+    begin, extent, _ = tf.image.stateless_sample_distorted_bounding_box(
+        shape, tf.constant([[[0.0, 0.0, 1.0, 1.0]]]), seed=crop_seed,
+        min_object_covered=0.1, aspect_ratio_range=aspect_range,
+        area_range=area_range, max_attempts=10, use_image_if_no_bounding_boxes=True)
+    return begin[0], begin[1], extent[0], extent[1]
+  image = _crop(tf, encoded, box)
+  if flip:
+    image = tf.image.stateless_random_flip_left_right(image, flip_seed)
+  return _to_uint8(tf, image, size)
+
+
+def eval_image(encoded, *, size: int, resize: int):
+  """The centre square that a resize of the shorter side to `resize` and a
+  `size` crop would keep, resized to `size`."""
+  tf = _tf()
+
+  def box(shape):
+    h, w = shape[0], shape[1]
+    side = tf.cast(tf.round(tf.cast(tf.minimum(h, w), tf.float32) * size / resize), tf.int32)
+    side = tf.maximum(side, 1)
+    return (h - side) // 2, (w - side) // 2, side, side
+  return _to_uint8(tf, _crop(tf, encoded, box), size)
+
+
+# ---------------------------------------------------------------- dataset
+
+@dataclasses.dataclass
+class StreamDataset:
+  """The splits as records; batches are read, decoded and augmented on demand."""
+  splits: dict  # 'train', 'val', 'test' -> FolderRecords | TfdsRecords
+  class_names: list[str]
+  image_size: int
+  eval_resize: int
+  area_range: tuple[float, float]
+  aspect_range: tuple[float, float]
+  flip: bool
+  shuffle_window: int
+  split_names: dict  # 'train', 'test' -> the dataset's own split names
+
+  @property
+  def num_classes(self) -> int:
+    return len(self.class_names)
+
+  @property
+  def image_shape(self) -> tuple[int, int, int]:
+    return (self.image_size, self.image_size, 3)
+
+  def num_examples(self, split: str) -> int:
+    return len(self.splits[split])
+
+  # ---------------------------------------------------------- training
+
+  def epoch_records(self, seed: int, epoch: int, first: int, n_steps: int,
+                    batch_size: int, process_index: int, process_count: int):
+    """This process's (encoded, label) records of steps [first, n_steps) of `epoch`."""
+    records, local = self.splits['train'], batch_size // process_count
+    if isinstance(records, FolderRecords):
+      perm = input_pipeline.epoch_permutation(seed, epoch, len(records))
+      # As the memory path: global batch i = sorted perm[i*B:(i+1)*B], sliced.
+      rows = np.sort(perm[:n_steps * batch_size].reshape(n_steps, batch_size), axis=1)
+      return records.take(rows[first:, process_index * local:
+                                (process_index + 1) * local].ravel())
+    return self._tfds_epoch(records, seed, epoch, first * local, n_steps * local,
+                            process_index, process_count)
+
+  def _tfds_epoch(self, records, seed, epoch, skip, need, process_index, process_count):
+    per_process = len(records) // process_count
+    shard = records.sub(process_index * per_process, (process_index + 1) * per_process)
+    starts = list(range(0, per_process, self.shuffle_window))
+    rng = np.random.default_rng([seed, epoch, process_index])
+    order, seeds = rng.permutation(len(starts)), rng.integers(2**31, size=len(starts))
+    parts, pos = [], 0
+    for w in order:
+      lo = starts[w]
+      n = min(lo + self.shuffle_window, per_process) - lo
+      if pos + n > skip:  # Windows wholly before the resume point are not read.
+        ds = shard.range(lo, lo + n).shuffle(n, seed=int(seeds[w]),
+                                               reshuffle_each_iteration=False)
+        parts.append(ds.skip(max(0, skip - pos)))
+      pos += n
+    return functools.reduce(lambda a, b: a.concatenate(b), parts).take(need - skip)
+
+  def train_batches(self, *, seed: int, batch_size: int, start_step: int,
+                    process_index: int = 0, process_count: int = 1
+                    ) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+    """Yields (step, uint8 images, int32 labels) of this process, from `start_step` on."""
+    tf = _tf()
+    n_steps = input_pipeline.steps_per_epoch(self.num_examples('train'), batch_size)
+    if n_steps == 0:
+      raise InputError(f'batch_size={batch_size} is larger than the '
+                       f'{self.num_examples("train")} training images; lower --config.batch_size')
+    local = batch_size // process_count
+    augment = functools.partial(train_image, size=self.image_size, area_range=self.area_range,
+                                aspect_range=self.aspect_range, flip=self.flip)
+    step = start_step
+    while True:
+      epoch, first = divmod(step, n_steps)
+      ds = self.epoch_records(seed, epoch, first, n_steps, batch_size, process_index,
+                              process_count).enumerate()
+
+      def prepare(k, record, base=step):
+        # Ordinal of the example in the run: the same whatever the processes.
+        ordinal = (base + k // local) * batch_size + process_index * local + k % local
+        return augment(record[0], tf.stack([tf.constant(seed, tf.int64), ordinal])), record[1]
+      ds = (ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+            .batch(local, drop_remainder=True).prefetch(2))
+      count = 0
+      for images, labels in ds.as_numpy_iterator():
+        yield step, images, labels.astype(np.int32)
+        step, count = step + 1, count + 1
+      if count != n_steps - first:
+        raise InputError(f'the training split yielded {count} of {n_steps - first} batches '
+                         f'of epoch {epoch}; is the dataset complete? (data.name, data.path)')
+
+  # ---------------------------------------------------------- evaluation
+
+  def eval_batches(self, split: str, batch_size: int, process_index: int = 0,
+                   process_count: int = 1):
+    """Yields (images, labels, mask): this process's contiguous part of the
+    split, padded (mask 0) to the same number of batches on every process."""
+    tf = _tf()
+    records, local = self.splits[split], batch_size // process_count
+    n = len(records)
+    part = math.ceil(n / process_count)
+    lo, hi = min(process_index * part, n), min((process_index + 1) * part, n)
+    prep = functools.partial(eval_image, size=self.image_size, resize=self.eval_resize)
+    batches = iter(())
+    if hi > lo:
+      batches = (records.range(lo, hi).take(hi - lo)
+                 .map(lambda x, y: (prep(x), y), num_parallel_calls=tf.data.AUTOTUNE,
+                      deterministic=True).batch(local).prefetch(2).as_numpy_iterator())
+    for _ in range(math.ceil(part / local)):
+      x, y = next(batches, (np.zeros((0, *self.image_shape), np.uint8), np.zeros(0, np.int32)))
+      pad = local - len(x)
+      mask = np.concatenate([np.ones(len(x), np.float32), np.zeros(pad, np.float32)])
+      x = np.concatenate([x, np.zeros((pad, *self.image_shape), np.uint8)])
+      y = np.concatenate([y.astype(np.int32), np.zeros(pad, np.int32)])
+      yield x, y, mask
+
+
+def prefetch(iterator, size: int):
+  """Keeps `size` items ahead: batches already sent to the devices (the
+  transfer is asynchronous) overlap with the step that runs."""
+  queue = collections.deque()
+  for item in iterator:
+    queue.append(item)
+    if len(queue) > size:
+      yield queue.popleft()
+  yield from queue
+
+
+# ---------------------------------------------------------------- loading
+
+def resolve_splits(available, cfg) -> tuple[str, str]:
+  """(train, eval) split names: the overrides, else 'train' and the
+  dataset's 'test', or 'validation' when it has no test split."""
+  available = list(available)
+  train = cfg.get('train_split') or 'train'
+  evaluation = cfg.get('eval_split') or next(
+      (s for s in ('test', 'validation', 'val') if s in available), 'test')
+  for key, name in (('train_split', train), ('eval_split', evaluation)):
+    if available and name not in available:
+      raise InputError(f'{cfg.name if cfg.source == "tfds" else cfg.path} has no split '
+                       f'{name!r} (it has {", ".join(sorted(available))}); set '
+                       f'--config.data.{key}=NAME')
+  return train, evaluation
+
+
+def _count(builder, split: str) -> int:
+  if split in builder.info.splits:
+    return builder.info.splits[split].num_examples
+  n = int(builder.as_dataset(split=split).cardinality())  # tfds' mock data
+  if n < 0:
+    raise InputError(f'tfds does not know the size of split {split!r} of '
+                     f'{builder.name}; prepare the dataset again')
+  return n
+
+
+def _open_tfds(cfg):
+  import tensorflow_datasets as tfds
+  data_dir = cfg.tfds_data_dir or None
+  try:
+    builder = tfds.builder(cfg.name, data_dir=data_dir)
+  except tfds.core.DatasetNotFoundError as e:
+    raise InputError(f'tfds has no dataset {cfg.name!r}; check data.name') from e
+  train, evaluation = resolve_splits(builder.info.splits.keys(), cfg)
+  try:
+    counts = (_count(builder, train), _count(builder, evaluation))
+  except AssertionError:  # Not prepared.
+    if not (cfg.download == 'auto' and input_pipeline._online()):
+      raise InputError(
+          f'tfds dataset {cfg.name!r} is not prepared in '
+          f'{data_dir or "~/tensorflow_datasets"}; prepare it (tfds build {cfg.name} '
+          f'--data_dir=DIR) and set --config.data.tfds_data_dir=DIR') from None
+    builder.download_and_prepare()
+    counts = (_count(builder, train), _count(builder, evaluation))
+  names = builder.info.features['label'].names
+  return ((TfdsRecords(builder, train, 0, counts[0]),
+           TfdsRecords(builder, evaluation, 0, counts[1])), names, (train, evaluation))
+
+
+def _open_folder(cfg):
+  import tensorflow_datasets as tfds
+  if not cfg.path:
+    raise InputError('data.source=folder needs --config.data.path=DIR '
+                     '(DIR/train/<class>/*.jpg, DIR/test/<class>/*.jpg)')
+  root = Path(cfg.path).expanduser()
+  if not root.is_dir():
+    raise InputError(f'data folder {root} does not exist; pass '
+                     f'--config.data.path=DIR with train/ and test/ class folders')
+  builder = tfds.folder_dataset.ImageFolder(str(root))
+  available = [s for s in builder.info.splits.keys() if builder._split_examples[s]]
+  train, evaluation = resolve_splits(available, cfg)
+  names = builder.info.features['label'].names
+  out = []
+  for split in (train, evaluation):
+    # ImageFolder's own order (sorted, then shuffled with a fixed seed): the
+    # memory path's order, so both paths see the same examples at a step.
+    examples = builder._split_examples[split]  # pylint: disable=protected-access
+    out.append(FolderRecords(
+        np.array([e.image_path for e in examples]),
+        np.array([names.index(e.label) for e in examples], np.int32)))
+  return tuple(out), names, (train, evaluation)
+
+
+def load(config) -> StreamDataset:
+  """The splits of `config.data` as streams: train = the training split less
+  its last `val_size` examples, val = those, test = the evaluation split."""
+  cfg = config.data
+  if not cfg.image_size:
+    raise InputError('data.pipeline=stream crops every image to one size; set '
+                     '--config.data.image_size=N (e.g. 224)')
+  if cfg.source == 'tfds':
+    (train, test), names, split_names = _open_tfds(cfg)
+  elif cfg.source == 'folder':
+    (train, test), names, split_names = _open_folder(cfg)
+  else:
+    raise InputError(f"unknown data.source={cfg.source!r}; choose 'tfds' or 'folder'")
+  if not 0 <= cfg.val_size < len(train):
+    raise InputError(f'data.val_size={cfg.val_size} must be in [0, {len(train)}) '
+                     f'for a training split of {len(train)} images')
+  cut = len(train) - cfg.val_size
+  aug = config.augment
+  logging.info('Streaming %s: train=%r (%d, %d held out for val), test=%r (%d).',
+               cfg.name if cfg.source == 'tfds' else cfg.path, split_names[0], cut,
+               cfg.val_size, split_names[1], len(test))
+  return StreamDataset(
+      splits={'train': train.sub(0, cut), 'val': train.sub(cut, len(train)), 'test': test},
+      class_names=list(names), image_size=cfg.image_size,
+      eval_resize=cfg.eval_resize or round(cfg.image_size / CROP_FRACTION),
+      area_range=tuple(aug.area_range), aspect_range=tuple(aug.aspect_range),
+      flip=aug.flip, shuffle_window=cfg.shuffle_window,
+      split_names={'train': split_names[0], 'test': split_names[1]})
