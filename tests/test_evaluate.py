@@ -12,8 +12,10 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
+from isovolnet_jax import checkpointing
 from isovolnet_jax import config_defaults
 from isovolnet_jax import evaluate
+from isovolnet_jax import input_pipeline
 from isovolnet_jax import metrics
 from isovolnet_jax import plots
 from isovolnet_jax import train
@@ -78,9 +80,11 @@ def test_apply_overrides_parses_like_the_command_line():
 
 @pytest.fixture(scope='module')
 def run_dir(small_cifar, tmp_path_factory) -> Path:
-  """configs/smoke.py trained for 20 steps (checkpoints at 10 and 20)."""
+  """configs/smoke.py trained for 20 steps (checkpoints at 10 and 20), with
+  eval_flip=True as configs/cifar10_fast_cpu.py (its figures rely on it)."""
   workdir = tmp_path_factory.mktemp('eval_run')
   config = smoke_config()
+  config.eval_flip = True
   config.data.source = 'folder'
   config.data.path = str(small_cifar)
   config.data.cache_dir = str(workdir / 'cache')
@@ -124,6 +128,27 @@ def test_evaluate_run_matches_training_and_writes_files(run_dir):
   assert csv_accuracy == pytest.approx(result['accuracy'], abs=1e-9)
   probs = np.array([[float(r[n]) for n in result['class_names']] for r in rows])
   np.testing.assert_allclose(probs.sum(1), 1.0, atol=1e-4)
+
+
+def test_eval_flip_averages_with_the_mirror_in_training_and_evaluation(run_dir, tmp_path):
+  """The test loss train.py logged and evaluate_run's are those of the logits
+  averaged with the mirror images' (eval_flip=True), not the plain logits'."""
+  run = checkpointing.load_run(run_dir)
+  assert run.config.eval_flip
+  images, labels = input_pipeline.load(run.config).split('test')
+
+  def loss(flip):
+    logits = train.eval_logits(run.model.apply, run.variables, images, flip)
+    return float(train.cross_entropy(logits, labels, len(run.class_names), 0.0).mean())
+
+  flipped, plain = loss(True), loss(False)
+  # 2.4143 against 2.4163 here: far apart for the rel=1e-5 checks below.
+  assert abs(flipped - plain) > 1e-4 * plain
+  assert logged(run_dir, 'test', 20)['loss'] == pytest.approx(flipped, rel=1e-5)
+  result = evaluate.evaluate_run(run_dir, output_dir=tmp_path)
+  assert result['loss'] == pytest.approx(flipped, rel=1e-5)
+  off = evaluate.evaluate_run(run_dir, overrides={'eval_flip': False}, output_dir=tmp_path)
+  assert off['loss'] == pytest.approx(plain, rel=1e-5)
 
 
 def test_best_checkpoint_on_val_matches_its_logged_val_accuracy(run_dir, tmp_path):
