@@ -21,7 +21,7 @@ def get_config():
   config.model.update(
       name='dense_ds', growth_rate=32, layers_per_block=6, num_blocks=4,
       compression=0.5, stem_features=0, dropout=0.1, conv='separable',
-      norm='batch', activation='relu')
+      norm='batch', activation='relu', conv_impl='auto')
   # SGD + one-cycle, the usual CIFAR recipe for a BatchNorm net (untuned here).
   config.optimizer.update(name='sgd', learning_rate=0.1, momentum=0.9,
                           nesterov=True, weight_decay=5e-4, schedule='onecycle')

@@ -20,7 +20,7 @@ def get_config():
   config.model.update(
       name='dilated_ds', width=64, expanded=128, groups=32,
       dilations=(1, 1, 2, 4, 8, 12, 16, 20, 22), valid_blocks=2, dropout=0.05,
-      norm='batch', activation='relu')
+      norm='batch', activation='relu', conv_impl='auto')
   # The seed does not give its recipe: SGD + one-cycle, the usual CIFAR recipe
   # for a BatchNorm net (untuned here).
   config.optimizer.update(name='sgd', learning_rate=0.1, momentum=0.9,

@@ -19,7 +19,7 @@ def get_config():
   # 32x32 image ends at 4x4 instead of 1x1 (2,236,682 params for 10 classes).
   config.model.update(
       name='mobilenet_v2', width_multiplier=1.0, cifar_stem=True, expansion=6,
-      dropout=0.2, norm='batch', activation='relu6')
+      dropout=0.2, norm='batch', activation='relu6', conv_impl='auto')
   config.optimizer.update(name='sgd', learning_rate=0.1, momentum=0.9,
                           nesterov=True, weight_decay=5e-4, schedule='onecycle')
   config.label_smoothing = 0.1

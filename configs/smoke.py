@@ -12,7 +12,8 @@ def get_config():
   config.model.update(
       name='isovolnet', stem_features=0, num_blocks=3, convs_per_block=1,
       pool='max', norm='batch', activation='relu', dropout=0.0,
-      conv='separable', channel_multiplier=4)
+      conv='separable', channel_multiplier=4,
+      conv_impl='auto')
   config.optimizer.update(name='adamw', learning_rate=2e-3, weight_decay=5e-2,
                           schedule='onecycle')
   config.data.val_size = 100

@@ -154,18 +154,6 @@ def test_unknown_option_names_the_model_options():
     create_model(config.model, num_classes=10)
 
 
-@pytest.mark.parametrize('shape', [(2, 8, 8, 3), (1, 7, 9, 2)])
-def test_fast_cnn_pooling_matches_flax_max_pool(shape):
-  from isovolnet_jax.models.fast_cnn import max_pool_2x2
-  import flax.linen as nn
-  x = jax.random.normal(jax.random.key(0), shape)
-  np.testing.assert_array_equal(max_pool_2x2(x), nn.max_pool(x, (2, 2), strides=(2, 2)))
-  # The gradient reaches exactly the max of each window.
-  g = jax.grad(lambda x: max_pool_2x2(x).sum())(x)
-  g_ref = jax.grad(lambda x: nn.max_pool(x, (2, 2), strides=(2, 2)).sum())(x)
-  np.testing.assert_array_equal(g, g_ref)
-
-
 def test_fast_cnn_stem_pads_channels_without_changing_the_function():
   from isovolnet_jax.models.fast_cnn import PaddedConv
   import flax.linen as nn

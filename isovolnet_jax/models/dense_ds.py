@@ -32,6 +32,7 @@ class DenseDS(nn.Module):
   conv: str = 'separable'       # or 'standard': the full-conv twin.
   norm: str = 'batch'
   activation: str = 'relu'
+  conv_impl: str = 'auto'      # Depthwise/grouped convs: 'auto', 'lax', 'unrolled'.
   dtype: Any = jnp.float32
 
   def __post_init__(self):
@@ -47,7 +48,8 @@ class DenseDS(nn.Module):
 
   @nn.compact
   def __call__(self, x, train: bool = False):
-    common = dict(norm=self.norm, activation=self.activation, dtype=self.dtype)
+    common = dict(norm=self.norm, activation=self.activation,
+                  conv_impl=self.conv_impl, dtype=self.dtype)
     x = x.astype(self.dtype)
     x = layers.ConvNormAct(self.stem_features or 2 * self.growth_rate,
                            name='stem', **common)(x, train)
@@ -63,7 +65,7 @@ class DenseDS(nn.Module):
         width = max(1, int(x.shape[-1] * self.compression))
         x = layers.ConvNormAct(width, (1, 1), name=f'transition{b + 1}',
                                **common)(x, train)
-        x = nn.avg_pool(x, (2, 2), strides=(2, 2))
+        x = layers.avg_pool_2x2(x)
     x = jnp.mean(x, axis=(1, 2))
     x = nn.Dense(self.num_classes, dtype=self.dtype, name='classifier')(x)
     return x.astype(jnp.float32)

@@ -50,14 +50,16 @@ class ConvActNorm(nn.Module):
   dropout: float = 0.0
   norm: str = 'batch'
   activation: str = 'relu'
+  conv_impl: str = 'auto'
   dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x, train: bool):
     k = (self.kernel_size, self.kernel_size)
-    x = nn.Conv(self.features, k, kernel_dilation=self.dilation,
-                padding=self.padding, feature_group_count=self.groups,
-                use_bias=self.norm == 'none', dtype=self.dtype, name='conv')(x)
+    x = layers.Conv(self.features, k, kernel_dilation=self.dilation,
+                    padding=self.padding, feature_group_count=self.groups,
+                    use_bias=self.norm == 'none', dtype=self.dtype,
+                    conv_impl=self.conv_impl, name='conv')(x)
     x = layers.activation_fn(self.activation)(x)
     x = layers.norm_layer(self.norm, train, self.dtype)(name='norm')(x)
     return nn.Dropout(self.dropout, deterministic=not train)(x)
@@ -73,6 +75,7 @@ class DilatedDS(nn.Module):
   dropout: float = 0.05
   norm: str = 'batch'
   activation: str = 'relu'
+  conv_impl: str = 'auto'      # Depthwise/grouped convs: 'auto', 'lax', 'unrolled'.
   dtype: Any = jnp.float32
 
   def __post_init__(self):
@@ -86,8 +89,8 @@ class DilatedDS(nn.Module):
 
   @nn.compact
   def __call__(self, x, train: bool = False):
-    common = dict(dropout=self.dropout, norm=self.norm,
-                  activation=self.activation, dtype=self.dtype)
+    common = dict(dropout=self.dropout, norm=self.norm, activation=self.activation,
+                  conv_impl=self.conv_impl, dtype=self.dtype)
     x = x.astype(self.dtype)
     x = ConvActNorm(self.width, padding='VALID', name='stem', **common)(x, train)
     for i, d in enumerate(self.dilations):

@@ -19,19 +19,6 @@ import jax.numpy as jnp
 from isovolnet_jax.models import layers
 
 
-def max_pool_2x2(x):
-  """2x2/2 max pooling as a reshape and a max (H and W even).
-
-  Same values as nn.max_pool, but its gradient is an elementwise mask instead
-  of XLA's select-and-scatter: FastCNN trained 16% faster on 2 CPU cores
-  (637 -> 740 img/s, batch 256, 2 CPU devices, tcmalloc).
-  """
-  b, h, w, c = x.shape
-  h, w = h // 2 * 2, w // 2 * 2  # An odd row or column is dropped, as VALID pooling does.
-  x = x[:, :h, :w]
-  return x.reshape(b, h // 2, 2, w // 2, 2, c).max(axis=(2, 4))
-
-
 class PaddedConv(nn.Module):
   """nn.Conv (3x3, SAME) computed on inputs zero-padded to 4 channels.
 
@@ -93,7 +80,7 @@ class FastCNN(nn.Module):
       x = unit(width, norm=self.norm, activation=self.activation, dtype=self.dtype,
                name=f'conv{i}')(x, train)
       if i in self.pool_after:
-        x = max_pool_2x2(x)
+        x = layers.max_pool_2x2(x)
     x = jnp.max(x, axis=(1, 2))
     x = nn.Dense(self.num_classes, dtype=self.dtype, name='classifier')(x)
     return x.astype(jnp.float32)

@@ -88,6 +88,7 @@ class IsoVolNet(nn.Module):
   dropout: float = 0.0          # Before the classifier.
   conv: str = 'separable'       # or 'standard': the full-conv twin.
   channel_multiplier: int = 4   # 4 keeps H*W*C; 2 is the doubling baseline.
+  conv_impl: str = 'auto'      # Depthwise/grouped convs: 'auto', 'lax', 'unrolled'.
   dtype: Any = jnp.float32
 
   def __post_init__(self):
@@ -105,10 +106,11 @@ class IsoVolNet(nn.Module):
     blocks = plan(x.shape[1:], self.stem_features, self.num_blocks,
                   self.channel_multiplier)
     x = x.astype(self.dtype)
-    common = dict(norm=self.norm, activation=self.activation, dtype=self.dtype)
+    common = dict(norm=self.norm, activation=self.activation,
+                  conv_impl=self.conv_impl, dtype=self.dtype)
     if self.stem_features:
       x = layers.ConvNormAct(self.stem_features, name='stem', **common)(x, train)
-    pool = nn.max_pool if self.pool == 'max' else nn.avg_pool
+    pool = layers.max_pool_2x2 if self.pool == 'max' else layers.avg_pool_2x2
     for i, block in enumerate(blocks):
       chex.assert_shape(x, (None, *block.in_shape))
       for j in range(self.convs_per_block):
@@ -117,7 +119,7 @@ class IsoVolNet(nn.Module):
             block.out_shape[2] if last else block.in_shape[2],
             separable=self.conv == 'separable', name=f'block{i + 1}_conv{j + 1}',
             **common)(x, train)
-      x = pool(x, (2, 2), strides=(2, 2))
+      x = pool(x)
       chex.assert_shape(x, (None, *block.out_shape))
       if self.channel_multiplier == 4:
         # The invariant the architecture is named for.

@@ -45,11 +45,12 @@ class InvertedResidual(nn.Module):
   expansion: int
   norm: str = 'batch'
   activation: str = 'relu6'
+  conv_impl: str = 'auto'
   dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x, train: bool):
-    common = dict(norm=self.norm, dtype=self.dtype)
+    common = dict(norm=self.norm, conv_impl=self.conv_impl, dtype=self.dtype)
     in_features = x.shape[-1]
     hidden = in_features * self.expansion
     y = x
@@ -74,6 +75,7 @@ class MobileNetV2(nn.Module):
   dropout: float = 0.2          # Before the classifier, as the reference.
   norm: str = 'batch'
   activation: str = 'relu6'
+  conv_impl: str = 'auto'      # Depthwise/grouped convs: 'auto', 'lax', 'unrolled'.
   dtype: Any = jnp.float32
 
   def __post_init__(self):
@@ -84,7 +86,8 @@ class MobileNetV2(nn.Module):
   @nn.compact
   def __call__(self, x, train: bool = False):
     w = self.width_multiplier
-    common = dict(norm=self.norm, activation=self.activation, dtype=self.dtype)
+    common = dict(norm=self.norm, activation=self.activation,
+                  conv_impl=self.conv_impl, dtype=self.dtype)
     x = x.astype(self.dtype)
     x = layers.ConvNormAct(make_divisible(STEM * w), (3, 3),
                            strides=1 if self.cifar_stem else 2, name='stem',

@@ -33,7 +33,7 @@ class SimpleCNN(nn.Module):
       x = nn.Conv(width, (3, 3), padding=1, use_bias=True, dtype=self.dtype,
                   name=f'conv{i + 1}')(x)
       x = layers.norm_layer(self.norm, train, self.dtype)(name=f'norm{i + 1}')(x)
-      x = nn.max_pool(act(x), (2, 2), strides=(2, 2))
+      x = layers.max_pool_2x2(act(x))
     x = jnp.mean(x, axis=(1, 2))
     x = act(nn.Dense(self.hidden, dtype=self.dtype, name='fc1')(x))
     x = nn.Dropout(self.dropout, deterministic=not train)(x)

@@ -1,0 +1,194 @@
+"""Depthwise and grouped 2-D convolutions as shifted slices, for XLA:CPU.
+
+XLA's CPU backend runs `lax.conv_general_dilated` with `feature_group_count
+> 1` as one small im2col + GEMM per group, and JAX expresses the kernel
+gradient as a `batch_group_count` convolution that XLA:CPU expands into a
+dense C x C convolution plus a mask: C times the necessary work (jax-ml/jax
+#23713). Written as k*k shifted slices of the padded input, each multiplied
+by its tap's weights and summed, the same convolution is a handful of fused
+elementwise loops (depthwise) or small einsums (grouped), and a custom VJP
+keeps the backward pass in that form too:
+
+  * input gradient: the same shift-and-add on the output gradient, dilated by
+    the stride and padded so that each tap's slice lines up, kernel flipped;
+  * kernel gradient: for each tap, the sum over (N, H, W) of shifted input x
+    output gradient.
+
+`conv_general_dilated` has lax's signature, so it plugs into
+`flax.linen.Conv(conv_general_dilated=...)`: parameters, names and
+initialisation stay those of nn.Conv. Whatever it cannot do (lhs dilation,
+batch groups, layouts other than NHWC/HWIO, feature_group_count == 1) it
+hands to lax unchanged; plain convolutions stay on lax on purpose, since the
+same rewrite was 2-5x slower than XLA for them (issue 12).
+"""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+_NHWC = lax.conv_dimension_numbers((1, 1, 1, 1), (1, 1, 1, 1),
+                                   ('NHWC', 'HWIO', 'NHWC'))
+
+
+def _acc_dtype(dtype):
+  """Sums in at least float32 (bfloat16 taps are added in float32)."""
+  return jnp.promote_types(dtype, jnp.float32)
+
+
+def _taps(x_pad, kernel_hw, dilation, strides, out_hw):
+  """(i, j, slice) per tap: x_pad's window that tap (i, j) multiplies."""
+  n, _, _, c = x_pad.shape
+  (kh, kw), (dh, dw), (sh, sw), (ho, wo) = kernel_hw, dilation, strides, out_hw
+  for i in range(kh):
+    for j in range(kw):
+      start = (0, i * dh, j * dw, 0)
+      limit = (n, i * dh + (ho - 1) * sh + 1, j * dw + (wo - 1) * sw + 1, c)
+      yield i, j, lax.slice(x_pad, start, limit, (1, sh, sw, 1))
+
+
+def _apply_tap(patch, k_tap, groups, acc):
+  """One tap's contribution: patch (N,H,W,Cin) x k_tap (Cin/G, Cout)."""
+  gi, cout = k_tap.shape
+  go = cout // groups
+  if gi == 1 and go == 1:  # Depthwise: a per-channel scale.
+    return patch.astype(acc) * k_tap[0].astype(acc)
+  if gi == 1:  # Depthwise with a channel multiplier.
+    y = patch[..., None].astype(acc) * k_tap[0].reshape(groups, go).astype(acc)
+    return y.reshape(*patch.shape[:3], cout)
+  p = patch.reshape(*patch.shape[:3], groups, gi)
+  y = jnp.einsum('nhwgc,cgo->nhwgo', p, k_tap.reshape(gi, groups, go),
+                 preferred_element_type=acc)
+  return y.reshape(*patch.shape[:3], cout)
+
+
+def _transpose_tap(g, k_tap, groups, acc):
+  """The adjoint of `_apply_tap` in the patch: g (N,H,W,Cout) -> (N,H,W,Cin)."""
+  gi, cout = k_tap.shape
+  go = cout // groups
+  if gi == 1 and go == 1:
+    return g.astype(acc) * k_tap[0].astype(acc)
+  if gi == 1:
+    y = g.reshape(*g.shape[:3], groups, go).astype(acc)
+    return (y * k_tap[0].reshape(groups, go).astype(acc)).sum(-1)
+  y = jnp.einsum('nhwgo,cgo->nhwgc', g.reshape(*g.shape[:3], groups, go),
+                 k_tap.reshape(gi, groups, go), preferred_element_type=acc)
+  return y.reshape(*g.shape[:3], groups * gi)
+
+
+def channel_sum(x, acc=jnp.float32):
+  """Sum over all axes but the last, in `acc`.
+
+  Reduces the batch axis first, over a wide (H*W*C) minor dimension, then the
+  small rest: XLA:CPU vectorises a reduction along the minor axis poorly when
+  C is a handful of channels, which made these sums cost several times their
+  bytes in the backward pass of the 3- and 12-channel layers.
+  """
+  c = x.shape[-1]
+  x = x.astype(acc).reshape(x.shape[0], -1).sum(0)
+  return x.reshape(-1, c).sum(0)
+
+
+def _tap_kernel_grad(patch, g, groups, gi, acc):
+  """d(loss)/d(k_tap): sum over (N, H, W) of patch x g, shape (Cin/G, Cout)."""
+  cout = g.shape[-1]
+  go = cout // groups
+  if gi == 1 and go == 1:
+    return channel_sum(patch.astype(acc) * g.astype(acc), acc)[None]
+  if gi == 1:
+    p = patch[..., None].astype(acc)
+    y = p * g.reshape(*g.shape[:3], groups, go).astype(acc)
+    return channel_sum(y.reshape(*g.shape), acc)[None]
+  p = patch.reshape(*patch.shape[:3], groups, gi)
+  y = jnp.einsum('nhwgc,nhwgo->cgo', p, g.reshape(*g.shape[:3], groups, go),
+                 preferred_element_type=acc)
+  return y.reshape(gi, cout)
+
+
+def _out_size(size, pads, k, d, s):
+  return (size + pads[0] + pads[1] - (k - 1) * d - 1) // s + 1
+
+
+def _forward(x, k, strides, pads, dilation, groups):
+  kh, kw, _, _ = k.shape
+  out_hw = tuple(_out_size(n, p, kk, d, s) for n, p, kk, d, s in
+                 zip(x.shape[1:3], pads, (kh, kw), dilation, strides))
+  acc = _acc_dtype(x.dtype)
+  x_pad = jnp.pad(x, ((0, 0), *pads, (0, 0)))
+  y = None
+  for i, j, patch in _taps(x_pad, (kh, kw), dilation, strides, out_hw):
+    t = _apply_tap(patch, k[i, j], groups, acc)
+    y = t if y is None else y + t
+  return y.astype(x.dtype)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4, 5))
+def grouped_conv(x, k, strides, pads, dilation, groups):
+  """NHWC x HWIO grouped convolution; pads = ((top, bottom), (left, right))."""
+  return _forward(x, k, strides, pads, dilation, groups)
+
+
+def _grouped_conv_fwd(x, k, strides, pads, dilation, groups):
+  return _forward(x, k, strides, pads, dilation, groups), (x, k)
+
+
+def _grouped_conv_bwd(strides, pads, dilation, groups, res, g):
+  x, k = res
+  kh, kw, gi, _ = k.shape
+  acc = _acc_dtype(x.dtype)
+  h, w = x.shape[1:3]
+  ho, wo = g.shape[1:3]
+  # Input gradient: dilate g by the stride and pad it so that tap (i, j)'s
+  # window of x lines up with the slice of g at ((kh-1-i)*dh, (kw-1-j)*dw).
+  g_pads = [(0, 0, 0)]
+  for n, out, (lo, _), kk, d, s in zip((h, w), (ho, wo), pads, (kh, kw),
+                                       dilation, strides):
+    before = (kk - 1) * d - lo
+    after = n + (kk - 1) * d - ((out - 1) * s + 1) - before
+    g_pads.append((before, after, s - 1))
+  g_pads.append((0, 0, 0))
+  g_pad = lax.pad(g, jnp.zeros((), g.dtype), g_pads)
+  dx = None
+  for i, j, patch in _taps(g_pad, (kh, kw), dilation, (1, 1), (h, w)):
+    t = _transpose_tap(patch, k[kh - 1 - i, kw - 1 - j], groups, acc)
+    dx = t if dx is None else dx + t
+  # Kernel gradient: each tap's input window against g.
+  x_pad = jnp.pad(x, ((0, 0), *pads, (0, 0)))
+  rows = [[None] * kw for _ in range(kh)]
+  for i, j, patch in _taps(x_pad, (kh, kw), dilation, strides, (ho, wo)):
+    rows[i][j] = _tap_kernel_grad(patch, g, groups, gi, acc)
+  dk = jnp.stack([jnp.stack(r) for r in rows])
+  return dx.astype(x.dtype), dk.astype(k.dtype)
+
+
+grouped_conv.defvjp(_grouped_conv_fwd, _grouped_conv_bwd)
+
+
+def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
+                         rhs_dilation=None, dimension_numbers=None,
+                         feature_group_count=1, batch_group_count=1,
+                         precision=None, preferred_element_type=None):
+  """`lax.conv_general_dilated`, unrolled when it is a grouped 2-D NHWC conv."""
+  args = (lhs, rhs, window_strides, padding)
+  kwargs = dict(lhs_dilation=lhs_dilation, rhs_dilation=rhs_dilation,
+                dimension_numbers=dimension_numbers,
+                feature_group_count=feature_group_count,
+                batch_group_count=batch_group_count, precision=precision,
+                preferred_element_type=preferred_element_type)
+  dilation = tuple(rhs_dilation or (1, 1))
+  supported = (
+      lhs.ndim == 4 and feature_group_count > 1 and batch_group_count == 1
+      and tuple(lhs_dilation or (1, 1)) == (1, 1)
+      and preferred_element_type is None
+      and lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers)
+      == _NHWC)
+  if not supported:  # Anything else: lax, unchanged.
+    return lax.conv_general_dilated(*args, **kwargs)
+  kh, kw = rhs.shape[:2]
+  if isinstance(padding, str):
+    eff = [(kk - 1) * d + 1 for kk, d in zip((kh, kw), dilation)]
+    padding = lax.padtype_to_pads(lhs.shape[1:3], eff, window_strides, padding)
+  pads = tuple(tuple(int(p) for p in pair) for pair in padding)
+  return grouped_conv(lhs, rhs, tuple(window_strides), pads, dilation,
+                      feature_group_count)

@@ -1,0 +1,158 @@
+"""The shared depthwise/grouped convolution and 2x2 pooling (models/layers.py)."""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax import lax
+
+from isovolnet_jax.errors import InputError
+from isovolnet_jax.models import layers
+from isovolnet_jax.models import unrolled_conv
+
+DN = ('NHWC', 'HWIO', 'NHWC')
+
+
+def _random_case(rng):
+  """A grouped conv drawn from the kinds the models use, and odder ones."""
+  groups = int(rng.choice([1, 2, 3, 4]))
+  per_in = int(rng.choice([1, 1, 2, 3]))   # Input channels per group (1: depthwise).
+  per_out = int(rng.choice([1, 1, 2]))     # Outputs per group (2: multiplier).
+  k = (int(rng.choice([1, 3, 5])), int(rng.choice([1, 2, 3])))
+  strides = (int(rng.choice([1, 2])), int(rng.choice([1, 2, 3])))
+  dilation = (int(rng.choice([1, 2, 4])), int(rng.choice([1, 3])))
+  padding = rng.choice(['SAME', 'VALID', 'EXPLICIT'])
+  if padding == 'EXPLICIT':
+    padding = tuple((int(rng.integers(0, 3)), int(rng.integers(0, 3))) for _ in range(2))
+  # Large enough for a VALID window: (k-1)*d+1 <= size.
+  h = (k[0] - 1) * dilation[0] + 1 + int(rng.integers(0, 6))
+  w = (k[1] - 1) * dilation[1] + 1 + int(rng.integers(0, 6))
+  batch = int(rng.choice([1, 2]))
+  groups = max(groups, 2)  # feature_group_count == 1 goes to lax by design.
+  return dict(x=(batch, h, w, groups * per_in), k=(*k, per_in, groups * per_out),
+              groups=groups, strides=strides, dilation=dilation, padding=padding)
+
+
+def _conv(impl, case):
+  def f(x, k):
+    return impl(x, k, case['strides'], case['padding'], rhs_dilation=case['dilation'],
+                dimension_numbers=DN, feature_group_count=case['groups'])
+  return f
+
+
+def _values_and_grads(impl, case, x, k, g):
+  @jax.jit  # One compilation, not one per tap's eager op.
+  def run(x, k, g):
+    y, vjp = jax.vjp(_conv(impl, case), x, k)
+    return (y, *vjp(g))
+  return run(x, k, g)
+
+
+CASES = [_random_case(np.random.default_rng(seed)) for seed in range(16)] + [
+    # The models' own: IsoVolNet's 3- and 12-channel depthwise, MobileNetV2's
+    # stride-2 depthwise, the seed-002 net's 32-group dilated conv (VALID and
+    # SAME with dilation 22 on 26x26).
+    dict(x=(2, 32, 32, 3), k=(3, 3, 1, 3), groups=3, strides=(1, 1), dilation=(1, 1), padding='SAME'),
+    dict(x=(1, 16, 16, 12), k=(3, 3, 1, 12), groups=12, strides=(1, 1), dilation=(1, 1), padding='SAME'),
+    dict(x=(2, 15, 16, 24), k=(3, 3, 1, 24), groups=24, strides=(2, 2), dilation=(1, 1), padding='SAME'),
+    dict(x=(2, 30, 30, 64), k=(3, 3, 2, 128), groups=32, strides=(1, 1), dilation=(1, 1), padding='VALID'),
+    dict(x=(1, 26, 26, 64), k=(3, 3, 2, 128), groups=32, strides=(1, 1), dilation=(22, 22), padding='SAME'),
+]
+
+
+@pytest.mark.parametrize('case', CASES, ids=lambda c: f"{c['x']}-{c['k']}-g{c['groups']}"
+                         f"-s{c['strides']}-d{c['dilation']}-{c['padding']}")
+def test_unrolled_conv_matches_lax_values_and_both_gradients(case):
+  keys = jax.random.split(jax.random.key(0), 3)
+  x = jax.random.normal(keys[0], case['x'])
+  k = jax.random.normal(keys[1], case['k'])
+  y_shape = jax.eval_shape(_conv(lax.conv_general_dilated, case), x, k).shape
+  g = jax.random.normal(keys[2], y_shape)
+  ref = _values_and_grads(lax.conv_general_dilated, case, x, k, g)
+  got = _values_and_grads(unrolled_conv.conv_general_dilated, case, x, k, g)
+  for name, a, b in zip(('value', 'input grad', 'kernel grad'), got, ref):
+    assert a.shape == b.shape, name
+    # float32: the same products summed in another order. atol covers sums
+    # whose terms cancel to ~0 (relative error is meaningless there).
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5 * float(jnp.abs(b).max()),
+                               err_msg=name)
+
+
+def test_unrolled_conv_bfloat16_is_as_close_to_float32_as_lax():
+  """bfloat16 has an 8-bit mantissa (relative rounding 2**-8 = 0.4%), so the
+  two implementations cannot agree to float32 tolerances; both are compared
+  with the float32 result instead, and the unrolled one (which sums taps in
+  float32) must be no worse than 1.5x lax's own error, and under 1%."""
+  case = dict(x=(2, 16, 16, 8), k=(3, 3, 2, 16), groups=4, strides=(1, 1),
+              dilation=(2, 2), padding='SAME')
+  keys = jax.random.split(jax.random.key(1), 3)
+  x = jax.random.normal(keys[0], case['x'])
+  k = jax.random.normal(keys[1], case['k'])
+  g = jax.random.normal(keys[2], (2, 16, 16, 16))
+  exact = _values_and_grads(lax.conv_general_dilated, case, x, k, g)
+  bf = [a.astype(jnp.bfloat16) for a in (x, k, g)]
+  lax_bf = _values_and_grads(lax.conv_general_dilated, case, *bf)
+  ours_bf = _values_and_grads(unrolled_conv.conv_general_dilated, case, *bf)
+  for e, l, o in zip(exact, lax_bf, ours_bf):
+    assert o.dtype == jnp.bfloat16
+    scale = float(jnp.abs(e).max())
+    err_ours = float(jnp.abs(o.astype(jnp.float32) - e).max()) / scale
+    err_lax = float(jnp.abs(l.astype(jnp.float32) - e).max()) / scale
+    assert err_ours < 1e-2 and err_ours <= 1.5 * err_lax + 1e-3, (err_ours, err_lax)
+
+
+def test_unrolled_conv_hands_what_it_cannot_do_to_lax(monkeypatch):
+  calls = []
+  real = lax.conv_general_dilated
+  monkeypatch.setattr(unrolled_conv.lax, 'conv_general_dilated',
+                      lambda *a, **kw: calls.append(kw) or real(*a, **kw))
+  x = jnp.ones((1, 6, 6, 4))
+  unrolled_conv.conv_general_dilated(x, jnp.ones((3, 3, 4, 4)), (1, 1), 'SAME',
+                                     dimension_numbers=DN)  # Plain conv.
+  unrolled_conv.conv_general_dilated(jnp.ones((1, 4, 6, 6)), jnp.ones((4, 1, 3, 3)),
+                                     (1, 1), 'SAME', feature_group_count=4)  # NCHW.
+  assert len(calls) == 2
+  unrolled_conv.conv_general_dilated(x, jnp.ones((3, 3, 1, 4)), (1, 1), 'SAME',
+                                     dimension_numbers=DN, feature_group_count=4)
+  assert len(calls) == 2  # The depthwise conv did not go to lax.
+
+
+def test_conv_impl_choice_and_its_error():
+  assert layers.conv_general_dilated('lax') is lax.conv_general_dilated
+  assert layers.conv_general_dilated('unrolled') is unrolled_conv.conv_general_dilated
+  # This suite runs on CPU, where 'auto' means unrolled.
+  assert jax.default_backend() == 'cpu'
+  assert layers.conv_general_dilated('auto') is unrolled_conv.conv_general_dilated
+  with pytest.raises(InputError, match=r"model.conv_impl='fast'.*'auto', 'lax', 'unrolled'"):
+    layers.conv_general_dilated('fast')
+
+
+def test_conv_keeps_nn_conv_parameters():
+  """Same names, shapes and initial values as nn.Conv: checkpoints carry over."""
+  x = jnp.ones((1, 8, 8, 6))
+  ours = layers.Conv(12, (3, 3), feature_group_count=3, conv_impl='unrolled')
+  ref = nn.Conv(12, (3, 3), feature_group_count=3)
+  v_ours = ours.init(jax.random.key(3), x)
+  v_ref = ref.init(jax.random.key(3), x)
+  jax.tree.map(np.testing.assert_array_equal, v_ours, v_ref)
+  np.testing.assert_allclose(ours.apply(v_ours, x), ref.apply(v_ref, x), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize('shape', [(2, 8, 8, 3), (1, 7, 9, 2), (3, 5, 4, 1)])
+@pytest.mark.parametrize('ours, ref', [(layers.max_pool_2x2, nn.max_pool),
+                                       (layers.avg_pool_2x2, nn.avg_pool)],
+                         ids=['max', 'avg'])
+def test_pooling_matches_flax_values_and_gradients(shape, ours, ref):
+  x = jax.random.normal(jax.random.key(0), shape)  # No ties: continuous values.
+  pool_ref = lambda x: ref(x, (2, 2), strides=(2, 2))
+  np.testing.assert_allclose(ours(x), pool_ref(x), rtol=1e-6)
+  w = jax.random.normal(jax.random.key(1), pool_ref(x).shape)
+  g = jax.grad(lambda x: (ours(x) * w).sum())(x)
+  g_ref = jax.grad(lambda x: (pool_ref(x) * w).sum())(x)
+  np.testing.assert_allclose(g, g_ref, rtol=1e-6)
+
+
+def test_channel_sum_equals_a_plain_sum():
+  x = jax.random.normal(jax.random.key(0), (4, 5, 6, 3))
+  np.testing.assert_allclose(unrolled_conv.channel_sum(x), x.sum((0, 1, 2)), rtol=1e-5)
