@@ -101,18 +101,24 @@ def test_kill_9_at_random_points_ends_bit_identical(kills, main_reference, data,
   assert final_figures(workdir) == main_reference, f'killed at {targets}'
 
 
-def test_sigterm_saves_a_checkpoint_and_exits_cleanly(main_reference, data, tmp_path):
-  workdir = tmp_path / 'w'
+def interrupt(workdir, data, signum):
+  """Starts main, sends `signum` after step 12; returns the step it saved."""
   proc = start_main(workdir, data)
   assert wait_for_step(proc, workdir, 12)
   time.sleep(0.1)
-  proc.send_signal(signal.SIGTERM)
+  proc.send_signal(signum)
   _, stderr = proc.communicate(timeout=120)
-  assert proc.returncode == 128 + signal.SIGTERM, stderr[-3000:]
-  assert 'Traceback' not in stderr
-  assert 'preempted: stopped by signal 15 at step' in stderr
+  assert proc.returncode == 128 + signum, stderr[-3000:]
+  assert 'Traceback' not in stderr and 'KeyboardInterrupt' not in stderr, stderr[-3000:]
+  assert f'preempted: stopped by signal {int(signum)} at step' in stderr
   saved = int(stderr.split('at step ')[-1].split(';')[0])
-  assert saved in checkpointing.manager(workdir, read_only=True).all_steps()
+  assert checkpointing.manager(workdir, read_only=True).latest_step() == saved
+  return saved
+
+
+def test_sigterm_saves_a_checkpoint_and_exits_cleanly(main_reference, data, tmp_path):
+  workdir = tmp_path / 'w'
+  saved = interrupt(workdir, data, signal.SIGTERM)
   out = run_main(workdir, *FLAGS, **data)
   assert out.returncode == 0, out.stderr[-3000:]
   assert f'Resumed from the checkpoint at step {saved}' in out.stderr
@@ -120,6 +126,38 @@ def test_sigterm_saves_a_checkpoint_and_exits_cleanly(main_reference, data, tmp_
   # window since the resume, so it is only exact when resuming on a log step.
   _, test_acc, params = final_figures(workdir)
   assert (test_acc, params) == main_reference[1:]
+
+
+def test_sigint_saves_a_checkpoint_and_exits_cleanly(data, tmp_path):
+  """Ctrl-C is handled as SIGTERM is (the resume from the saved step is the
+  SIGTERM test's): exit 130, no KeyboardInterrupt, the step saved."""
+  workdir = tmp_path / 'w'
+  saved = interrupt(workdir, data, signal.SIGINT)
+  assert 12 <= saved < STEPS
+  run = checkpointing.load_run(workdir)
+  assert run.step == saved
+  assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(run.variables))
+
+
+def test_time_budget_stops_saves_and_evaluates(data, tmp_path, caplog):
+  """max_train_time_minutes: the first log step past the budget (here 60 us:
+  step 5) ends the run as its last step would: a checkpoint (none was due),
+  the validation and test evaluations, the metrics returned."""
+  caplog.set_level('INFO')
+  workdir = tmp_path / 'w'
+  final = train_in_process(workdir, data, max_train_time_minutes=1e-6,
+                           checkpoint_every_steps=1000)
+  assert 'max_train_time_minutes=1e-06 reached at step 5; stopping' in caplog.text
+  assert checkpointing.manager(workdir, read_only=True).all_steps() == [5]
+  assert checkpointing.load_run(workdir).step == 5
+  rows = metrics(workdir)
+  assert [(r['step'], r['split']) for r in rows] == [(5, 'train'), (5, 'val'), (5, 'test')]
+  assert set(final) == {'val', 'test'}
+  for split in ('val', 'test'):
+    logged = [r for r in rows if r['split'] == split][0]
+    assert final[split] == pytest.approx({'loss': logged['loss'],
+                                          'accuracy': logged['accuracy']})
+  assert (workdir / 'learning_curves.png').stat().st_size > 0
 
 
 def damage_truncate(step_dir):
