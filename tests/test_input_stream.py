@@ -210,10 +210,11 @@ def test_stream_augmentation_is_the_same_after_resume(tmp_path):
   """Real images (not id images): crops and flips depend on the step only."""
   root = write_jpegs(tmp_path / 'f', (('train', 40), ('test', 4)), seed=1, size=None)
   data = input_pipeline.dataset(stream_config(source='folder', path=str(root)))
-  full = epoch_ids(data, 8, steps=9)
-  resumed = epoch_ids(data, 8, start_step=5, steps=4)
-  for (_, a, _), (_, b, _) in zip(full[5:], resumed):
-    np.testing.assert_array_equal(a, b)
+  full = epoch_ids(data, 8, steps=12)  # 5 steps per epoch.
+  for start in (3, 5, 7):  # Mid-epoch, at an epoch's start, in the next epoch.
+    resumed = epoch_ids(data, 8, start_step=start, steps=12 - start)
+    for (_, a, _), (_, b, _) in zip(full[start:], resumed):
+      np.testing.assert_array_equal(a, b)
   other_seed = epoch_ids(data, 8, steps=1, seed=1)
   assert not np.array_equal(other_seed[0][1], full[0][1])
 
@@ -221,7 +222,8 @@ def test_stream_augmentation_is_the_same_after_resume(tmp_path):
 # ---------------------------------------------------------------- training
 
 def test_stream_training_resumes_bit_identically(tmp_path, monkeypatch):
-  """Preempted at step 10 and rerun = one uninterrupted run: same metrics, exactly."""
+  """Preempted at step 8 (mid-epoch) and rerun = one uninterrupted run: the
+  same metrics, exactly."""
   root = write_jpegs(tmp_path / 'f', (('train', 96), ('test', 24)), seed=2)
   config = smoke_config(root, tmp_path / 'cache', **{
       'data.pipeline': 'stream', 'data.image_size': 32, 'data.val_size': 16,
@@ -231,14 +233,14 @@ def test_stream_training_resumes_bit_identically(tmp_path, monkeypatch):
 
   real = train._agreed_signal
   monkeypatch.setattr(train, '_agreed_signal', lambda signals, step, every: (
-      signal.SIGTERM if step == 10 else real(signals, step, every)))
+      signal.SIGTERM if step == 8 else real(signals, step, every)))
   with pytest.raises(train.Preempted):
     train.train_and_evaluate(config, tmp_path / 'resumed')
   monkeypatch.undo()
   resumed = train.train_and_evaluate(config, tmp_path / 'resumed')
   assert resumed == final  # Bit-identical floats.
-  after = [r for r in metrics(tmp_path / 'resumed', 'train') if r['step'] > 10]
-  straight = [r for r in metrics(tmp_path / 'straight', 'train') if r['step'] > 10]
+  after = [r for r in metrics(tmp_path / 'resumed', 'train') if r['step'] > 8]
+  straight = [r for r in metrics(tmp_path / 'straight', 'train') if r['step'] > 8]
   assert [(r['step'], r['loss']) for r in after] == [(r['step'], r['loss']) for r in straight]
   assert json.loads((tmp_path / 'straight' / 'dataset.json').read_text())['num_val'] == 16
 
@@ -250,7 +252,7 @@ MEMORY_SCRIPT = textwrap.dedent('''
     from isovolnet_jax import config_defaults, input_pipeline
     config = config_defaults.get_base_config()
     config.data.update(source='folder', path=sys.argv[1], pipeline='stream',
-                       image_size=64, val_size=0)
+                       image_size=224, val_size=0)
     data = input_pipeline.dataset(config)
     n_steps = input_pipeline.steps_per_epoch(data.num_examples('train'), 50)
     seen = set()
