@@ -13,6 +13,8 @@ from isovolnet_jax import benchmark
 from isovolnet_jax import config_defaults
 from isovolnet_jax import cpu_devices
 
+from helpers import require, require_torch
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -42,9 +44,9 @@ def test_configure_sets_one_device_per_core_and_respects_xla_flags():
 
 
 def test_cpu_peak_is_computed_from_cpuinfo():
+  require(os.path.exists('/proc/cpuinfo'),
+          'no /proc/cpuinfo (not Linux): this test reads the CPU model from it')
   peak, how = benchmark.cpu_peak_flops(2)
-  if not os.path.exists('/proc/cpuinfo'):
-    pytest.skip('no /proc/cpuinfo')
   assert peak > 1e9 and '2 cores x' in how and 'FLOPs/cycle' in how
 
 
@@ -63,7 +65,7 @@ ARGS = types.SimpleNamespace(steps=1, warmup=1, repeats=1, threads=1,
 
 
 def test_benchmark_json_has_the_figures_and_equal_params(tmp_path):
-  pytest.importorskip('torch')
+  require_torch()
   config = tmp_path / 'tiny.py'
   config.write_text(
       'from isovolnet_jax import config_defaults\n'
@@ -90,7 +92,7 @@ def test_benchmark_json_has_the_figures_and_equal_params(tmp_path):
 
 
 def test_benchmark_refuses_a_twin_with_other_parameter_counts(monkeypatch):
-  pytest.importorskip('torch')
+  require_torch()
   from isovolnet_jax import torch_models
   real = torch_models.num_params
   monkeypatch.setattr(torch_models, 'num_params', lambda net: real(net) + 1)

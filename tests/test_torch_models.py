@@ -13,11 +13,17 @@ from isovolnet_jax import models
 from isovolnet_jax import torch_models
 from isovolnet_jax.errors import InputError
 
-torch = pytest.importorskip('torch')
+from helpers import require_torch
+
+try:
+  import torch
+except ImportError:  # one_thread() says so: a skip, a failure under CI=true.
+  torch = None
 
 
 @pytest.fixture(autouse=True, scope='module')
 def one_thread():
+  require_torch()
   # The tests run tiny nets; more threads only slow a shared machine down.
   threads = torch.get_num_threads()
   torch.set_num_threads(1)
