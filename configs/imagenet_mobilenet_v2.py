@@ -1,20 +1,37 @@
 r"""MobileNetV2 (width 1.0) on ImageNet-2012 at 224x224: 3,504,872 params.
 
-tfds cannot download ImageNet: put ILSVRC2012_img_train.tar and
-ILSVRC2012_img_val.tar in <tfds_data_dir>/downloads/manual/ first. Then:
+Streams the data (`data.pipeline='stream'`): tf.data reads, decodes and
+augments (random-resized crop + flip; eval: centre crop) on each host, each
+process its own share, so nothing like the ~190 GB of decoded images is held
+in memory. Evaluation reads `validation` (imagenet2012 has no `test`); the
+last 10,000 training images are held out as `val` for the best checkpoint.
 
-  python -m isovolnet_jax.main --config=configs/imagenet_mobilenet_v2.py --workdir=runs/imagenet_mobilenet_v2
+Prepare ImageNet once (tfds cannot download it): put ILSVRC2012_img_train.tar
+and ILSVRC2012_img_val.tar in DATA_DIR/downloads/manual/, run
+`tfds build imagenet2012 --data_dir=DATA_DIR` (DATA_DIR may be gs://BUCKET/tfds),
+then on one machine:
 
-Offline, on an image folder (train/<class>/*.jpg, test/<class>/*.jpg):
+  python -m isovolnet_jax.main --config=configs/imagenet_mobilenet_v2.py \
+    --workdir=runs/imagenet_mobilenet_v2 --config.data.tfds_data_dir=DATA_DIR
 
-  python -m isovolnet_jax.main --config=configs/imagenet_mobilenet_v2.py --workdir=runs/imagenet_mobilenet_v2 \
+On a Cloud TPU pod slice: the same command on every host, the data on a
+bucket, the workdir on a file system all hosts share (e.g. a gcsfuse or
+Filestore mount):
+
+  gcloud compute tpus tpu-vm ssh TPU_NAME --zone=ZONE --worker=all --command="
+    cd isovolnet_jax && python -m isovolnet_jax.main \
+    --config=configs/imagenet_mobilenet_v2.py --workdir=/mnt/shared/imagenet_mnv2 \
+    --config.data.tfds_data_dir=gs://BUCKET/tfds --jax_distributed_auto"
+
+Offline, on an image folder (train/<class>/*.jpg and validation/ or test/):
+
+  python -m isovolnet_jax.main --config=configs/imagenet_mobilenet_v2.py \
+    --workdir=runs/imagenet_mobilenet_v2 \
     --config.data.source=folder --config.data.path=/path/to/imagenet_jpeg
 
-The number of classes comes from the dataset (1000) at train time.
-
-Scale: 1.28M training images are ~190 GB as 224x224 uint8 arrays, so the
-input pipeline must stream them rather than hold them in memory, and tfds
-names ImageNet's held-out split 'validation', not 'test'.
+The number of classes comes from the dataset (1000) at train time. Tests run
+this config on `tfds.testing.mock_data` and on a generated folder of 224x224
+JPEGs (tests/test_input_stream_imagenet.py).
 
   python -m isovolnet_jax.summary --config=configs/imagenet_mobilenet_v2.py
 prints the per-layer table: 3,504,872 params, 601.5 MFLOPs (300.8M MACs).
@@ -25,8 +42,11 @@ from isovolnet_jax import config_defaults
 
 def get_config():
   config = config_defaults.get_base_config()
-  config.data.update(source='tfds', name='imagenet2012', image_size=224,
-                     val_size=10000)
+  # eval_split '' = the dataset's 'test', else 'validation' (ImageNet's).
+  config.data.update(source='tfds', name='imagenet2012', pipeline='stream',
+                     image_size=224, eval_resize=256, val_size=10000,
+                     shuffle_window=10000)
+  config.augment.update(area_range=(0.08, 1.0), aspect_range=(0.75, 1.3333), flip=True)
   config.model.update(
       name='mobilenet_v2', width_multiplier=1.0, cifar_stem=False, expansion=6,
       dropout=0.2, norm='batch', activation='relu6')
