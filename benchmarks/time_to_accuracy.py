@@ -2,7 +2,7 @@ r"""Wall time and test accuracy of a training command over several seeds.
 
   LD_PRELOAD=libtcmalloc.so.4 python benchmarks/time_to_accuracy.py \
     --config=configs/cifar10_fast_cpu.py --seeds=0,1,2 \
-    --data=../shared/data/cifar10_jpeg [--cold]
+    --data=../shared/data/cifar10_jpeg [--cold] [--workdir=DIR]
 
 Each seed runs `python -m isovolnet_jax.main` as its own process in a fresh
 workdir, one after the other, and is timed from launch to exit: imports, data
@@ -51,15 +51,25 @@ def main():
   parser.add_argument('--seeds', default='0,1,2')
   parser.add_argument('--cold', action='store_true', help='decode the JPEGs in every run')
   parser.add_argument('--json', action='store_true')
+  parser.add_argument('--workdir', default='',
+                      help='keep each seed\'s run in WORKDIR/run<seed> (default: '
+                           'a temporary folder, deleted at the end)')
   args, extra = parser.parse_known_args()
   bad = [a for a in extra if not a.startswith('--config.')]
   if bad:
     parser.error(f'unknown arguments {bad}; only --config.KEY=VALUE pass through')
   args.extra = extra
+  seeds = [int(s) for s in args.seeds.split(',')]
+  # A kept run would resume, not train: every seed needs a fresh workdir.
+  taken = [str(Path(args.workdir, f'run{s}')) for s in seeds
+           if args.workdir and Path(args.workdir, f'run{s}').exists()]
+  if taken:
+    parser.error(f'{taken[0]} exists; each seed needs a fresh workdir')
 
   results = []
   with tempfile.TemporaryDirectory() as tmp:
-    for seed in map(int, args.seeds.split(',')):
+    tmp = args.workdir or tmp
+    for seed in seeds:
       cache = os.path.join(tmp, f'cache{seed}') if args.cold else ''
       r = run_seed(args.config, args.data, seed, Path(tmp, f'run{seed}'), cache, args.extra)
       print(f'seed {r["seed"]}: {r["seconds"] / 60:.2f} min, test accuracy '

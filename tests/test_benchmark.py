@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import types
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from isovolnet_jax import benchmark
 from isovolnet_jax import config_defaults
 from isovolnet_jax import cpu_devices
 
-from helpers import require, require_torch
+from helpers import metrics, require, require_torch
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -107,17 +108,31 @@ def test_jax_only_without_torch():
   assert 'jax (' in benchmark.format_table(result)
 
 
-def test_time_to_accuracy_times_each_seed_and_reads_the_test_accuracy(small_cifar, cache_dir):
+def test_time_to_accuracy_times_each_seed_and_reads_the_test_accuracy(small_cifar, cache_dir,
+                                                                     tmp_path):
+  start = time.perf_counter()
   out = subprocess.run(
       [sys.executable, 'benchmarks/time_to_accuracy.py', '--config=configs/smoke.py',
        f'--data={small_cifar}', '--seeds=0,1', '--json', '--config.num_train_steps=4',
-       f'--config.data.cache_dir={cache_dir}'],
+       f'--config.data.cache_dir={cache_dir}', f'--workdir={tmp_path}'],
       capture_output=True, text=True, cwd=ROOT, timeout=600)
+  elapsed = time.perf_counter() - start
   assert out.returncode == 0, out.stderr[-2000:]
   runs = json.loads(out.stdout.strip().splitlines()[-1])['runs']
   assert [r['seed'] for r in runs] == [0, 1] and all(r['steps'] == 4 for r in runs)
-  assert all(0 <= r['test_accuracy'] <= 1 and r['seconds'] > 0 for r in runs)
-  assert '2 seeds:' in out.stdout
+  # Each figure is its run's: the test line of its metrics.jsonl, the seed of
+  # its config.json, and seconds that fit in this test's own wall time.
+  for r in runs:
+    run_dir = tmp_path / f'run{r["seed"]}'
+    test_rows = [m for m in metrics(run_dir) if m['split'] == 'test']
+    assert r['test_accuracy'] == test_rows[-1]['accuracy']
+    assert json.loads((run_dir / 'config.json').read_text())['seed'] == r['seed']
+  assert 0 < sum(r['seconds'] for r in runs) < elapsed
+  mean = 100 * (runs[0]['test_accuracy'] + runs[1]['test_accuracy']) / 2
+  assert '2 seeds:' in out.stdout and f'test accuracy {mean:.2f} ±' in out.stdout
+  again = subprocess.run([sys.executable, 'benchmarks/time_to_accuracy.py', '--seeds=1',
+                          f'--workdir={tmp_path}'], capture_output=True, text=True, cwd=ROOT)
+  assert again.returncode == 2 and 'run1 exists' in again.stderr
 
 
 def test_time_to_accuracy_refuses_unknown_arguments():
