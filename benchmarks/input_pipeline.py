@@ -1,14 +1,17 @@
-r"""Which input path trains faster here: augmentation inside the jitted step, or tf.data?
+r"""Does the streaming input path cost CIFAR-10 speed? memory vs stream.
 
   python benchmarks/input_pipeline.py --data_path=../shared/data/cifar10_jpeg \
-    [--steps=40] [--batch_size=256]
+    [--steps=40] [--batch_size=256] [--cpu_devices=-1]
 
-(a) what train.py does: uint8 arrays in memory, a host-side gather per step,
-    random crop + flip inside the jitted train step;
-(b) the classic alternative: a tf.data pipeline (shuffle, crop + flip with
-    tf.image, batch, prefetch) running on CPU threads beside XLA, feeding the
-    same step with its own augmentation switched off.
-Both train configs/cifar10.py's model; prints images/s of each after a warm-up.
+(a) memory (data.pipeline='memory', the CIFAR default): uint8 arrays in RAM
+    (decoded once, then read from the .npz cache), a host-side gather per
+    step, random crop + flip inside the jitted train step;
+(b) stream (data.pipeline='stream'): tf.data reads each JPEG, decodes it,
+    random-resized crop + flip on host threads, batches, and the batches are
+    put on the devices 2 steps ahead; the step's own augmentation is off.
+Both train configs/cifar10.py's model through train.train_step, exactly as
+train.py jits it. Prints the time to the first batch, then images/s of the
+input alone (no training) and of training, after 5 warm-up steps.
 """
 
 import os
@@ -18,84 +21,85 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
 from absl import app
 from absl import flags
-import jax
-import numpy as np
-import tensorflow as tf
 
 from isovolnet_jax import config_defaults
-from isovolnet_jax import input_pipeline
-from isovolnet_jax import models
-from isovolnet_jax import train
+from isovolnet_jax import cpu_devices
 
 flags.DEFINE_string('data_path', '../shared/data/cifar10_jpeg', 'Image folder.')
 flags.DEFINE_integer('steps', 40, 'Timed steps per path (after 5 warm-up steps).')
 flags.DEFINE_integer('batch_size', 256, 'Global batch size.')
+flags.DEFINE_integer('cpu_devices', -1, 'As main: -1 = one CPU device per core.')
 FLAGS = flags.FLAGS
 
 
-def cifar10_config():
+def cifar10_config(pipeline):
   config = config_defaults.load_config_file(
       os.path.join(os.path.dirname(__file__), '..', 'configs', 'cifar10.py'))
-  config.data.update({'source': 'folder', 'path': FLAGS.data_path})
+  config.data.update({'source': 'folder', 'path': FLAGS.data_path, 'val_size': 0,
+                      'pipeline': pipeline})
+  if pipeline == 'stream':
+    config.data.image_size = 32
   config.batch_size = FLAGS.batch_size
   return config
 
 
-def timed(step_fn, batches, state):
-  for _ in range(5):  # Compile and warm up.
-    state, m = step_fn(state, *next(batches))
-  jax.block_until_ready(m)
+def rate(it, steps):
   start = time.perf_counter()
-  for _ in range(FLAGS.steps):
-    state, m = step_fn(state, *next(batches))
-  jax.block_until_ready(m)
-  return FLAGS.steps * FLAGS.batch_size / (time.perf_counter() - start)
-
-
-def tf_data_batches(images, labels, batch_size, seed):
-  def aug(x, y):
-    x = tf.image.pad_to_bounding_box(x, 4, 4, 40, 40)
-    x = tf.image.random_crop(x, (32, 32, 3), seed=seed)
-    return tf.image.random_flip_left_right(x, seed=seed), y
-  ds = (tf.data.Dataset.from_tensor_slices((images, labels))
-        .shuffle(len(images), seed=seed).repeat()
-        .map(aug, num_parallel_calls=tf.data.AUTOTUNE)
-        .batch(batch_size, drop_remainder=True).prefetch(2))
-  return ds.as_numpy_iterator()
+  for _ in range(steps):
+    x = next(it)
+  _ = [a.block_until_ready() if hasattr(a, 'block_until_ready') else a for a in x[1:]]
+  return steps * FLAGS.batch_size / (time.perf_counter() - start)
 
 
 def main(argv):
   del argv
-  tf.config.set_visible_devices([], 'GPU')
-  config = cifar10_config()
-  data = input_pipeline.load(config)
-  mesh = train.make_mesh(config.batch_size)
+  cpu_devices.configure(FLAGS.cpu_devices, FLAGS.batch_size)  # Before JAX starts.
+  import jax  # pylint: disable=import-outside-toplevel
+  from isovolnet_jax import input_pipeline, input_stream, models, train  # pylint: disable=import-outside-toplevel
+  mesh = train.make_mesh(FLAGS.batch_size)
+  shard = train.DataShard(mesh)
   replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
-  model = models.create_model(config.model, data.num_classes)
-  schedule = train.create_learning_rate_schedule(config.optimizer, 1000, 175)
-  tx = train.create_optimizer(config.optimizer, schedule)
   key = jax.random.key(0)
-
+  print(f'{jax.device_count()} devices, batch {FLAGS.batch_size}, {FLAGS.steps} timed steps')
+  print(f'{"path":8s} {"first batch (s)":>16s} {"input img/s":>12s} {"train img/s":>12s}')
   results = {}
-  for name, augment_in_step in (('augment in the jitted step', True),
-                                ('tf.data pipeline', False)):
-    cfg = config.copy_and_resolve_references()
-    if not augment_in_step:
-      cfg.augment.update({'crop_padding': 0, 'flip': False})
-    step = jax.jit(lambda s, x, y, c=cfg: train.train_step(
-        s, *train.to_global(mesh, x, y), key, config=c, num_classes=10),
-                   donate_argnums=0)
-    state = train.create_train_state(cfg, model, data.image_shape, tx, key, replicated)
-    if augment_in_step:
-      batches = ((x, y) for _, x, y in input_pipeline.train_batches(
-          data.train_images, data.train_labels, seed=0,
-          batch_size=cfg.batch_size, start_step=0))
-    else:
-      batches = tf_data_batches(data.train_images, data.train_labels, cfg.batch_size, 0)
-    results[name] = timed(step, batches, state)
-    print(f'{name:28s} {results[name]:7.0f} img/s', flush=True)
-  a, b = results.values()
-  print(f'in-step / tf.data = {a / b:.2f}')
+  for pipeline in ('memory', 'stream'):
+    config = cifar10_config(pipeline)
+
+    def batches(config=config):
+      start = time.perf_counter()
+      data = input_pipeline.dataset(config)
+      it = ((s, *shard.to_global(x, y)) for s, x, y in data.train_batches(
+          seed=0, batch_size=config.batch_size, start_step=0))
+      if pipeline == 'stream':
+        it = input_stream.prefetch(it, config.data.prefetch)
+      next(it)
+      return data, it, time.perf_counter() - start
+
+    data, it, first = batches()
+    input_rate = rate(it, FLAGS.steps)
+    model = models.create_model(config.model, data.num_classes)
+    schedule = train.create_learning_rate_schedule(config.optimizer, 1000, 195)
+    tx = train.create_optimizer(config.optimizer, schedule)
+    state = train.create_train_state(config, model, data.image_shape, tx, key, replicated)
+    step = jax.jit(lambda s, x, y, c=config: train.train_step(
+        s, x, y, key, config=c, num_classes=10, mesh=mesh),
+                   out_shardings=(replicated, replicated), donate_argnums=0)
+    _, it, _ = batches()
+
+    def train_steps(state=state, it=it, step=step):
+      while True:
+        _, x, y = next(it)
+        state, m = step(state, x, y)
+        jax.block_until_ready(m)  # As train.py with several CPU devices.
+        yield None, m['loss']
+    steps = train_steps()
+    for _ in range(5):  # Compile and warm up.
+      next(steps)
+    results[pipeline] = rate(steps, FLAGS.steps)
+    print(f'{pipeline:8s} {first:16.1f} {input_rate:12,.0f} {results[pipeline]:12,.0f}',
+          flush=True)
+  print(f'stream / memory (training) = {results["stream"] / results["memory"]:.2f}')
 
 
 if __name__ == '__main__':
