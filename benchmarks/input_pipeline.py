@@ -12,6 +12,11 @@ r"""Does the streaming input path cost CIFAR-10 speed? memory vs stream.
 Both train configs/cifar10.py's model through train.train_step, exactly as
 train.py jits it. Prints the time to the first batch, then images/s of the
 input alone (no training) and of training, after 5 warm-up steps.
+
+--grain (needs `pip install grain`): also times, input alone, the same
+read + decode + random-resized crop + flip written for Grain (PIL and NumPy
+in Python, as a Grain map runs), in threads and in 2 worker processes: the
+measurement behind choosing tf.data for the stream path.
 """
 
 import os
@@ -29,6 +34,7 @@ flags.DEFINE_string('data_path', '../shared/data/cifar10_jpeg', 'Image folder.')
 flags.DEFINE_integer('steps', 40, 'Timed steps per path (after 5 warm-up steps).')
 flags.DEFINE_integer('batch_size', 256, 'Global batch size.')
 flags.DEFINE_integer('cpu_devices', -1, 'As main: -1 = one CPU device per core.')
+flags.DEFINE_bool('grain', False, 'Also time a Grain version of the stream input.')
 FLAGS = flags.FLAGS
 
 
@@ -49,6 +55,44 @@ def rate(it, steps):
     x = next(it)
   _ = [a.block_until_ready() if hasattr(a, 'block_until_ready') else a for a in x[1:]]
   return steps * FLAGS.batch_size / (time.perf_counter() - start)
+
+
+def grain_rates(records, size=32):
+  """Images/s of Grain pipelines doing the stream path's host work."""
+  import io  # pylint: disable=import-outside-toplevel
+  import grain  # pylint: disable=import-outside-toplevel
+  import numpy as np  # pylint: disable=import-outside-toplevel
+  from PIL import Image  # pylint: disable=import-outside-toplevel
+
+  def load(i, rng):
+    with open(records.paths[i], 'rb') as f:
+      image = Image.open(io.BytesIO(f.read())).convert('RGB')
+    w, h = image.size
+    for _ in range(10):  # Inception crop: area 8-100%, aspect 3/4-4/3.
+      area = rng.uniform(0.08, 1.0) * w * h
+      aspect = np.exp(rng.uniform(np.log(0.75), np.log(4 / 3)))
+      cw, ch = round(np.sqrt(area * aspect)), round(np.sqrt(area / aspect))
+      if 0 < cw <= w and 0 < ch <= h:
+        break
+    else:
+      cw, ch = w, h
+    x, y = rng.integers(0, w - cw + 1), rng.integers(0, h - ch + 1)
+    image = image.resize((size, size), Image.BILINEAR, box=(x, y, x + cw, y + ch))
+    if rng.random() < 0.5:
+      image = image.transpose(Image.FLIP_LEFT_RIGHT)
+    return np.asarray(image), records.labels[i]
+
+  base = (grain.MapDataset.range(len(records)).shuffle(seed=0).random_map(load, seed=0)
+          .batch(FLAGS.batch_size, drop_remainder=True))
+  out = {}
+  for name, ds in (('grain, 2 threads', base.to_iter_dataset(grain.ReadOptions(num_threads=2))),
+                   ('grain, 2 processes', base.to_iter_dataset().mp_prefetch(
+                       grain.MultiprocessingOptions(num_workers=2)))):
+    it = iter(ds)
+    for _ in range(3):
+      next(it)
+    out[name] = rate(((None, *b) for b in it), FLAGS.steps)
+  return out
 
 
 def main(argv):
@@ -100,6 +144,13 @@ def main(argv):
     print(f'{pipeline:8s} {first:16.1f} {input_rate:12,.0f} {results[pipeline]:12,.0f}',
           flush=True)
   print(f'stream / memory (training) = {results["stream"] / results["memory"]:.2f}')
+  if FLAGS.grain:  # Host work only (no transfer to the devices), all three.
+    host = data.train_batches(seed=0, batch_size=FLAGS.batch_size, start_step=0)
+    for _ in range(3):
+      next(host)
+    rates = {'tf.data (stream)': rate(host, FLAGS.steps), **grain_rates(data.splits['train'])}
+    for name, r in rates.items():
+      print(f'{name:20s} host img/s {r:8,.0f}')
 
 
 if __name__ == '__main__':
