@@ -336,7 +336,10 @@ def _open_folder(cfg):
     raise InputError(f'data folder {root} does not exist; pass '
                      f'--config.data.path=DIR with train/ and test/ class folders')
   builder = tfds.folder_dataset.ImageFolder(str(root))
-  available = [s for s in builder.info.splits.keys() if builder._split_examples[s]]
+  available = [s for s in builder.info.splits.keys() if builder._split_examples[s]]  # pylint: disable=protected-access
+  if not available:
+    raise InputError(f'no .jpg/.png images under {root}/<split>/<class>/; it needs '
+                     f'train/<class name>/<image> and test/ or validation/ (set data.path)')
   train, evaluation = resolve_splits(available, cfg)
   names = builder.info.features['label'].names
   out = []

@@ -135,6 +135,11 @@ def test_folder_split_names_and_errors(tmp_path):
   assert data.split_names['test'] == 'validation' and data.num_examples('test') == 6
   with pytest.raises(InputError, match='does not exist.*data.path'):
     input_pipeline.dataset(stream_config(source='folder', path=str(tmp_path / 'no')))
+  (tmp_path / 'empty' / 'train' / 'a').mkdir(parents=True)
+  with pytest.raises(InputError, match='no .jpg/.png images.*data.path'):
+    input_pipeline.dataset(stream_config(source='folder', path=str(tmp_path / 'empty')))
+  with pytest.raises(InputError, match=r"no split 'val'.*--config.data.eval_split"):
+    input_pipeline.dataset(stream_config(source='folder', path=str(root), eval_split='val'))
 
 
 # ---------------------------------------------------------------- order
