@@ -114,6 +114,11 @@ def test_split_names_come_from_the_dataset(tfds_dir):
   assert [data.num_examples(s) for s in ('train', 'val', 'test')] == [50, 10, 20]
   ids = np.concatenate([image_ids(x[m > 0]) for x, _, m in data.eval_batches('test', 8)])
   assert sorted(ids) == list(range(60, 80))
+  # Two processes evaluate disjoint halves, in as many batches each (padded).
+  parts = [list(data.eval_batches('test', 8, p, 2)) for p in (0, 1)]
+  assert len(parts[0]) == len(parts[1]) == 3 and all(len(x) == 4 for x, _, _ in parts[1])
+  halves = [sum([image_ids(x[m > 0]) for x, _, m in part], []) for part in parts]
+  assert sorted(halves[0] + halves[1]) == list(range(60, 80)) and len(halves[0]) == 10
   # The memory path resolves the same way.
   config = tfds_config(tfds_dir, val_size=10, pipeline='memory', image_size=0)
   assert sorted(image_ids(input_pipeline.dataset(config).test_images)) == list(range(60, 80))
