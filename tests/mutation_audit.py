@@ -1,0 +1,181 @@
+r"""Breaks the code on purpose, one change at a time, and checks that the test
+named for each change fails (issue 16's audit, kept runnable).
+
+  python tests/mutation_audit.py             # every mutation (~15 min on 2 cores)
+  python tests/mutation_audit.py --only=rmsprop,flip
+  python tests/mutation_audit.py --list
+
+Each mutation runs in a scratch git worktree of HEAD (the working tree is
+never touched), with ../shared linked beside it as in a checkout. A mutation
+whose text is no longer in the code is reported as stale: update it with the
+code (tests/test_mutation_audit.py checks this in the suite, in milliseconds).
+Exit status 1 if any mutation survives or is stale.
+"""
+
+import argparse
+import dataclasses
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+# pytest.main with `import torch` failing, as on a machine without torch.
+NO_TORCH = ("import sys; sys.modules['torch'] = None; import pytest; "
+            "sys.exit(pytest.main(sys.argv[1:]))")
+
+
+@dataclasses.dataclass(frozen=True)
+class Mutation:
+  name: str
+  what: str
+  tests: tuple[str, ...]        # pytest node ids; at least one must fail.
+  path: str = ''                # File to change ('' = none)...
+  old: str = ''                 # ...this text, found exactly once...
+  new: str = ''                 # ...replaced by this.
+  env: tuple[tuple[str, str], ...] = ()
+  no_data: bool = False         # Run without ../shared beside the checkout.
+  no_torch: bool = False        # Run with `import torch` failing.
+
+
+MUTATIONS = (
+    Mutation('invariant', 'IsoVolNet: the H*W*C chex check removed',
+             ('tests/test_models_isovolnet.py::test_invariant_is_checked_with_chex',),
+             'isovolnet_jax/models/isovolnet.py',
+             'chex.assert_equal(math.prod(x.shape[1:]), math.prod(block.in_shape))',
+             'pass'),
+    Mutation('flip-train', 'train.py ignores config.eval_flip',
+             ('tests/test_evaluate.py::test_eval_flip_averages_with_the_mirror_in_'
+              'training_and_evaluation',),
+             'isovolnet_jax/train.py', "flip=config.get('eval_flip', False)", 'flip=False'),
+    Mutation('flip-evaluate', 'evaluate.py ignores config.eval_flip',
+             ('tests/test_evaluate.py::test_eval_flip_averages_with_the_mirror_in_'
+              'training_and_evaluation',),
+             'isovolnet_jax/evaluate.py', "flip=config.get('eval_flip', False)",
+             'flip=False'),
+    Mutation('accum-bn', 'each micro-batch starts from state.batch_stats, not the '
+             'carried statistics',
+             ('tests/test_scale_out.py::test_accumulation_with_batchnorm_updates_'
+              'statistics_per_micro_batch',),
+             'isovolnet_jax/train.py', 'state.params, batch_stats, x, y,',
+             'state.params, state.batch_stats, x, y,'),
+    Mutation('rmsprop', "optimizer.name='rmsprop' builds Adam",
+             ('tests/test_train.py::test_optimizer_updates_match_their_formulas',),
+             'isovolnet_jax/train.py', 'base = optax.rmsprop(schedule,',
+             'base = optax.adam(schedule) or optax.rmsprop(schedule,'),
+    Mutation('onecycle', 'the onecycle schedule is constant',
+             ('tests/test_train.py::test_schedules_take_their_values_at_known_steps',),
+             'isovolnet_jax/train.py',
+             'return optax.cosine_onecycle_schedule(total_steps, lr, opt.pct_start)',
+             'return optax.constant_schedule(lr)'),
+    Mutation('count-isovolnet', 'IsoVolNet defaults to 4 blocks (another parameter count)',
+             ('tests/test_torch_models.py::test_default_parameter_counts',),
+             'isovolnet_jax/models/isovolnet.py', 'DEFAULT_BLOCKS = 5', 'DEFAULT_BLOCKS = 4'),
+    Mutation('count-dense_ds', 'DenseDS growth rate 24 (another parameter count)',
+             ('tests/test_torch_models.py::test_default_parameter_counts',),
+             'isovolnet_jax/models/dense_ds.py', 'growth_rate: int = 32',
+             'growth_rate: int = 24'),
+    Mutation('predict-probs', 'the predict CLI prints 0.9 x each probability',
+             ('tests/test_predict.py::test_cli_prints_top_k_and_json',),
+             'isovolnet_jax/predict.py', "'probability': round(prob, 4)",
+             "'probability': round(prob * 0.9, 4)"),
+    Mutation('efficiency', 'inference throughput in batches/s, not images/s',
+             ('tests/test_efficiency.py::test_report_compares_separable_with_standard',),
+             'isovolnet_jax/efficiency.py', "'infer_img_s': batch_size / infer_s",
+             "'infer_img_s': 1 / infer_s"),
+    Mutation('time-to-accuracy', 'time_to_accuracy reports the val accuracy',
+             ('tests/test_benchmark.py::test_time_to_accuracy_times_each_seed_and_'
+              'reads_the_test_accuracy',),
+             'benchmarks/time_to_accuracy.py', "if r['split'] == 'test'][-1]",
+             "if r['split'] == 'val'][-1]"),
+    Mutation('no-data', 'CI=true without ../shared/data/cifar10_jpeg',
+             ('tests/test_predict.py::test_cli_refuses_small_image_in_one_line',),
+             env=(('CI', 'true'),), no_data=True),
+    Mutation('no-torch', 'CI=true without torch',
+             ('tests/test_torch_models.py::test_train_mode_matches_batch_statistics',
+              'tests/test_benchmark.py::test_benchmark_refuses_a_twin_with_other_'
+              'parameter_counts'),
+             env=(('CI', 'true'),), no_torch=True),
+    Mutation('sigint', 'SIGINT not handled (KeyboardInterrupt mid-step)',
+             ('tests/test_checkpoints.py::test_sigint_saves_a_checkpoint_and_exits_cleanly',),
+             'isovolnet_jax/train.py', 'for s in (signal.SIGTERM, signal.SIGINT)}',
+             'for s in (signal.SIGTERM,)}'),
+    Mutation('time-budget', 'max_train_time_minutes logs but does not stop',
+             ('tests/test_checkpoints.py::test_time_budget_stops_saves_and_evaluates',),
+             'isovolnet_jax/train.py', '    if out_of_time:\n      break\n', ''),
+)
+
+
+def stale(m: Mutation, root: Path = ROOT) -> str:
+  """Why the mutation no longer applies to the code under `root`, or ''."""
+  if m.path:
+    n = (root / m.path).read_text().count(m.old)
+    if n != 1:
+      return f'{m.path} holds its text {n} times, not once'
+  for test in m.tests:
+    file, name = test.split('::')
+    if f'def {name}(' not in (root / file).read_text():
+      return f'{test} does not exist'
+  return ''
+
+
+def run(m: Mutation, checkout: Path) -> tuple[bool, str]:
+  """Applies `m` in `checkout`, runs its tests; (caught, last output line)."""
+  original = (checkout / m.path).read_text() if m.path else None
+  shared = checkout.parent / 'shared'
+  try:
+    if m.path:
+      (checkout / m.path).write_text(original.replace(m.old, m.new))
+    if m.no_data:
+      shared.unlink()
+    cmd = ([sys.executable, '-c', NO_TORCH] if m.no_torch
+           else [sys.executable, '-m', 'pytest'])
+    out = subprocess.run([*cmd, '-q', *m.tests], cwd=checkout,
+                         env={**os.environ, **dict(m.env)}, capture_output=True,
+                         text=True)
+    lines = [l for l in out.stdout.splitlines() if l.strip()]
+    return out.returncode != 0, lines[-1] if lines else out.stderr[-300:]
+  finally:
+    if m.path:
+      (checkout / m.path).write_text(original)
+    if not shared.exists():
+      shared.symlink_to(ROOT.parent / 'shared')
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+  parser.add_argument('--only', default='', help='comma-separated mutation names')
+  parser.add_argument('--list', action='store_true')
+  args = parser.parse_args()
+  chosen = [m for m in MUTATIONS if not args.only or m.name in args.only.split(',')]
+  if args.list or not chosen:
+    for m in MUTATIONS:
+      print(f'{m.name:18} {m.what}\n{"":18} caught by {", ".join(m.tests)}')
+    return 0 if chosen else 2
+  bad = 0
+  with tempfile.TemporaryDirectory() as tmp:
+    checkout = Path(tmp, 'repo')
+    subprocess.run(['git', 'worktree', 'add', '--detach', '-q', str(checkout), 'HEAD'],
+                   cwd=ROOT, check=True)
+    Path(tmp, 'shared').symlink_to(ROOT.parent / 'shared')
+    try:
+      for m in chosen:
+        why = stale(m, checkout)
+        if why:
+          bad += 1
+          print(f'STALE     {m.name}: {why}', flush=True)
+          continue
+        start = time.time()
+        caught, last = run(m, checkout)
+        bad += not caught
+        print(f'{"caught" if caught else "SURVIVED":9} {m.name} ({m.what}; '
+              f'{time.time() - start:.0f} s): {last}', flush=True)
+    finally:
+      subprocess.run(['git', 'worktree', 'remove', '--force', str(checkout)], cwd=ROOT)
+  return 1 if bad else 0
+
+
+if __name__ == '__main__':
+  sys.exit(main())
