@@ -18,8 +18,9 @@ run), so it is the same too.
   p reads examples [p*M, (p+1)*M), M = N // P, in windows of
   `data.shuffle_window` consecutive examples; an epoch visits the windows in
   a random order and each window in a random order (tfds shuffles a dataset
-  when it prepares it, so a window is already a mix of classes). A resume
-  rereads, without decoding, at most one window.
+  when it prepares it, so a window is already a mix of classes). The next
+  window is read while the current one is consumed (2 windows of encoded
+  bytes in memory). A resume rereads, without decoding, at most one window.
 
 Why tf.data and not Grain: Grain reads by index, which tfds offers only for
 datasets prepared as ArrayRecord; ImageNet and most tfds datasets are
@@ -205,7 +206,14 @@ class StreamDataset:
                                                reshuffle_each_iteration=False)
         parts.append(ds.skip(max(0, skip - pos)))
       pos += n
-    return functools.reduce(lambda a, b: a.concatenate(b), parts).take(need - skip)
+    # One window after the other, but the next one is opened (read into its
+    # shuffle buffer) by a background thread while this one is consumed: a
+    # deterministic interleave whose block spans a whole window.
+    tf = _tf()
+    windows = functools.reduce(lambda a, b: a.concatenate(b),
+                               [tf.data.Dataset.from_tensors(p) for p in parts])
+    return windows.interleave(lambda w: w, cycle_length=2, block_length=self.shuffle_window,
+                              num_parallel_calls=2, deterministic=True).take(need - skip)
 
   def train_batches(self, *, seed: int, batch_size: int, start_step: int,
                     process_index: int = 0, process_count: int = 1
