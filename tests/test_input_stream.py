@@ -329,27 +329,36 @@ SHARD_SCRIPT = textwrap.dedent('''
 ''')
 
 
-def test_two_processes_read_disjoint_shards_covering_the_epoch(tmp_path, tfds_dir):
-  root = write_id_folder(tmp_path / 'f')
+def run_two_processes(tmp_path, args, devices_per_process=2):
+  """`python ARGS... PORT PROCESS_ID` twice (a coordinator on 127.0.0.1)."""
   with socket.socket() as s:
     s.bind(('127.0.0.1', 0))
-    port, procs = s.getsockname()[1], []
-  env = {**os.environ, 'XLA_FLAGS': '--xla_force_host_platform_device_count=2',
-         'TF_CPP_MIN_LOG_LEVEL': '2'}
-  for i in range(2):
-    procs.append(subprocess.Popen(
-        [sys.executable, '-c', SHARD_SCRIPT, str(port), str(i), str(tmp_path / f'{i}.json'),
-         str(root), str(tfds_dir)], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-        stderr=open(tmp_path / f'{i}.log', 'w')))
+    port = s.getsockname()[1]
+  env = {**os.environ, 'TF_CPP_MIN_LOG_LEVEL': '2',
+         'XLA_FLAGS': f'--xla_force_host_platform_device_count={devices_per_process}'}
+  procs, logs = [], [tmp_path / f'process{i}.log' for i in range(2)]
   try:
+    for i in range(2):
+      with open(logs[i], 'w') as log:  # A file: a full pipe would block a collective.
+        procs.append(subprocess.Popen([sys.executable, *args(port, i)], cwd=ROOT, env=env,
+                                      stdout=log, stderr=subprocess.STDOUT))
     for p in procs:
       p.wait(timeout=300)
   finally:
     for p in procs:
       if p.poll() is None:
         p.kill()
-  for i, p in enumerate(procs):
-    assert p.returncode == 0, (tmp_path / f'{i}.log').read_text()[-3000:]
+        p.wait()
+  for p, log in zip(procs, logs):
+    assert p.returncode == 0, log.read_text()[-3000:]
+  return [log.read_text() for log in logs]
+
+
+def test_two_processes_read_disjoint_shards_covering_the_epoch(tmp_path, tfds_dir):
+  root = write_id_folder(tmp_path / 'f')
+  run_two_processes(tmp_path, lambda port, i: [
+      '-c', SHARD_SCRIPT, str(port), str(i), str(tmp_path / f'{i}.json'), str(root),
+      str(tfds_dir)])
   out = [json.loads((tmp_path / f'{i}.json').read_text()) for i in range(2)]
   assert [(o['index'], o['count'], o['devices']) for o in out] == [(0, 2, 4), (1, 2, 4)]
   memory = input_pipeline.dataset(stream_config(source='folder', path=str(root),
@@ -363,3 +372,33 @@ def test_two_processes_read_disjoint_shards_covering_the_epoch(tmp_path, tfds_di
   # The folder's global batches are the one-process (and memory) batches.
   rows = [out[i]['folder'][s * 4:(s + 1) * 4] for s in range(8) for i in (0, 1)]
   assert sum(rows, []) == memory_epoch
+
+
+@pytest.mark.slow  # ~40-90 s; the shard test above covers the default run.
+def test_two_processes_train_as_one_on_the_stream(tmp_path):
+  """2 processes x 2 CPU devices = 1 process x 4 devices, streaming a folder:
+  the same global batches and crops whatever the topology (a folder's batch
+  is the memory path's; each example's seed is its row in the global batch)."""
+  root = write_jpegs(tmp_path / 'f', (('train', 80), ('test', 16)), seed=3)
+  flags = ['--config=configs/smoke.py', '--config.data.source=folder',
+           f'--config.data.path={root}', '--config.data.pipeline=stream',
+           '--config.data.image_size=32', '--config.data.val_size=16',
+           '--config.num_train_steps=6', '--config.batch_size=16',
+           '--config.eval_batch_size=16', '--config.log_every_steps=2']
+  one = subprocess.run([sys.executable, '-m', 'isovolnet_jax.main', *flags,
+                        f'--workdir={tmp_path / "1x4"}'], cwd=ROOT, capture_output=True,
+                       text=True, timeout=300, env={
+                           **os.environ, 'TF_CPP_MIN_LOG_LEVEL': '2',
+                           'XLA_FLAGS': '--xla_force_host_platform_device_count=4'})
+  assert one.returncode == 0, one.stderr[-3000:]
+  logs = run_two_processes(tmp_path, lambda port, i: [
+      '-m', 'isovolnet_jax.main', *flags, f'--workdir={tmp_path / "2x2"}',
+      f'--jax_coordinator_address=127.0.0.1:{port}', '--jax_num_processes=2',
+      f'--jax_process_id={i}'])
+  assert 'this one feeds batch slice 1 of 2' in logs[1]
+  losses = {name: [r['loss'] for r in metrics(tmp_path / name, 'train')]
+            for name in ('1x4', '2x2')}
+  assert len(losses['2x2']) == 3
+  np.testing.assert_allclose(losses['2x2'], losses['1x4'], rtol=1e-3)
+  test = {name: metrics(tmp_path / name, 'test')[0] for name in ('1x4', '2x2')}
+  assert test['2x2']['accuracy'] == test['1x4']['accuracy']
