@@ -1,5 +1,5 @@
 """tests/mutation_audit.py still applies: each mutation's text is in the code
-once and the test named to catch it exists (running them takes ~15 min:
+once and the test named to catch it exists (running them takes ~7 min:
 `python tests/mutation_audit.py`)."""
 
 import pytest
