@@ -295,6 +295,7 @@ def test_streaming_a_folder_larger_than_the_memory_budget(tmp_path):
                        env={**os.environ, 'TF_CPP_MIN_LOG_LEVEL': '2'})
   assert out.returncode == 0, out.stderr[-3000:]
   result = json.loads(out.stdout.strip().splitlines()[-1])
+  print('streamed a folder of', round(decoded_mib), 'MiB decoded:', result)  # pytest -s
   assert result['steps'] == 39 and result['classes'] == [0, 1, 2, 3]  # The whole epoch.
   assert result['peak_mib'] < budget_mib, result
 
