@@ -29,7 +29,7 @@ def _random_case(rng):
   h = (k[0] - 1) * dilation[0] + 1 + int(rng.integers(0, 6))
   w = (k[1] - 1) * dilation[1] + 1 + int(rng.integers(0, 6))
   batch = int(rng.choice([1, 2]))
-  groups = max(groups, 2)  # feature_group_count == 1 goes to lax by design.
+  groups = max(groups, 2)  # Plain k x k convs go to lax by design.
   return dict(x=(batch, h, w, groups * per_in), k=(*k, per_in, groups * per_out),
               groups=groups, strides=strides, dilation=dilation, padding=padding)
 
@@ -58,6 +58,13 @@ CASES = [_random_case(np.random.default_rng(seed)) for seed in range(16)] + [
     dict(x=(2, 15, 16, 24), k=(3, 3, 1, 24), groups=24, strides=(2, 2), dilation=(1, 1), padding='SAME'),
     dict(x=(2, 30, 30, 64), k=(3, 3, 2, 128), groups=32, strides=(1, 1), dilation=(1, 1), padding='VALID'),
     dict(x=(1, 26, 26, 64), k=(3, 3, 2, 128), groups=32, strides=(1, 1), dilation=(22, 22), padding='SAME'),
+    # Batches of several 4-image chunks: the depthwise kernel gradient's loop.
+    dict(x=(8, 9, 9, 5), k=(3, 3, 1, 5), groups=5, strides=(1, 1), dilation=(1, 1), padding='SAME'),
+    dict(x=(12, 7, 8, 4), k=(3, 3, 1, 8), groups=4, strides=(2, 1), dilation=(2, 1), padding='VALID'),
+    # 1x1 convs (matmuls from 8 input channels up; lax below).
+    dict(x=(2, 5, 6, 8), k=(1, 1, 8, 16), groups=1, strides=(1, 1), dilation=(1, 1), padding='SAME'),
+    dict(x=(3, 5, 7, 12), k=(1, 1, 12, 4), groups=1, strides=(2, 2), dilation=(1, 1), padding='VALID'),
+    dict(x=(2, 5, 6, 3), k=(1, 1, 3, 12), groups=1, strides=(1, 1), dilation=(1, 1), padding='SAME'),
 ]
 
 
@@ -109,13 +116,17 @@ def test_unrolled_conv_hands_what_it_cannot_do_to_lax(monkeypatch):
                       lambda *a, **kw: calls.append(kw) or real(*a, **kw))
   x = jnp.ones((1, 6, 6, 4))
   unrolled_conv.conv_general_dilated(x, jnp.ones((3, 3, 4, 4)), (1, 1), 'SAME',
-                                     dimension_numbers=DN)  # Plain conv.
+                                     dimension_numbers=DN)  # Plain 3x3 conv.
   unrolled_conv.conv_general_dilated(jnp.ones((1, 4, 6, 6)), jnp.ones((4, 1, 3, 3)),
                                      (1, 1), 'SAME', feature_group_count=4)  # NCHW.
-  assert len(calls) == 2
+  unrolled_conv.conv_general_dilated(x, jnp.ones((1, 1, 4, 8)), (1, 1), 'SAME',
+                                     dimension_numbers=DN)  # 1x1, 4 channels.
+  assert len(calls) == 3
   unrolled_conv.conv_general_dilated(x, jnp.ones((3, 3, 1, 4)), (1, 1), 'SAME',
                                      dimension_numbers=DN, feature_group_count=4)
-  assert len(calls) == 2  # The depthwise conv did not go to lax.
+  unrolled_conv.conv_general_dilated(jnp.ones((1, 6, 6, 8)), jnp.ones((1, 1, 8, 4)),
+                                     (1, 1), 'SAME', dimension_numbers=DN)
+  assert len(calls) == 3  # Depthwise and 8-channel 1x1 convs did not go to lax.
 
 
 def test_conv_impl_choice_and_its_error():
@@ -156,3 +167,53 @@ def test_pooling_matches_flax_values_and_gradients(shape, ours, ref):
 def test_channel_sum_equals_a_plain_sum():
   x = jax.random.normal(jax.random.key(0), (4, 5, 6, 3))
   np.testing.assert_allclose(unrolled_conv.channel_sum(x), x.sum((0, 1, 2)), rtol=1e-5)
+
+
+@pytest.mark.parametrize('shape', [(4, 6, 5, 3), (2, 3, 3, 12), (8, 1, 1, 7)])
+def test_batch_norm_matches_flax_values_statistics_and_gradients(shape):
+  from isovolnet_jax.models.batch_norm import BatchNorm
+  kw = dict(momentum=0.9, epsilon=1e-5)
+  x = 3 * jax.random.normal(jax.random.key(0), shape) + 1
+  ours, ref = BatchNorm(**kw), nn.BatchNorm(use_running_average=False, **kw)
+  variables = ref.init(jax.random.key(1), x)
+  jax.tree.map(np.testing.assert_array_equal, ours.init(jax.random.key(1), x), variables)
+  # Non-trivial parameters and running statistics.
+  c = shape[-1]
+  variables = {'params': {'scale': jnp.linspace(0.5, 2, c), 'bias': jnp.linspace(-1, 1, c)},
+               'batch_stats': {'mean': jnp.linspace(-0.3, 0.3, c), 'var': jnp.linspace(1, 2, c)}}
+  w = jax.random.normal(jax.random.key(2), shape)
+
+  def loss(module, params, x):
+    y, updates = module.apply({**variables, 'params': params}, x, mutable=['batch_stats'])
+    return (y * w).sum(), (y, updates)
+
+  for module in (ours, ref):
+    (_, (y, stats)), grads = jax.value_and_grad(
+        lambda p, x: loss(module, p, x), argnums=(0, 1), has_aux=True)(variables['params'], x)
+    if module is ref:
+      y_ref, stats_ref, grads_ref = y, stats, grads
+    else:
+      y_ours, stats_ours, grads_ours = y, stats, grads
+  np.testing.assert_allclose(y_ours, y_ref, rtol=1e-5, atol=1e-5)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6),
+               stats_ours, stats_ref)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5),
+               grads_ours, grads_ref)
+  # Evaluation mode: the running statistics, nothing updated.
+  eval_ours = BatchNorm(use_running_average=True, **kw).apply(variables, x)
+  eval_ref = nn.BatchNorm(use_running_average=True, **kw).apply(variables, x)
+  np.testing.assert_allclose(eval_ours, eval_ref, rtol=1e-5, atol=1e-6)
+
+
+def test_batch_norm_keeps_float32_statistics_under_bfloat16():
+  from isovolnet_jax.models.batch_norm import BatchNorm
+  x = (3 * jax.random.normal(jax.random.key(0), (4, 5, 5, 6)) + 2).astype(jnp.bfloat16)
+  module = BatchNorm(dtype=jnp.bfloat16)
+  variables = module.init(jax.random.key(1), x)
+  y, stats = module.apply(variables, x, mutable=['batch_stats'])
+  ref, stats_ref = nn.BatchNorm(use_running_average=False, momentum=0.9,
+                                 dtype=jnp.bfloat16).apply(
+      variables, x, mutable=['batch_stats'])
+  assert y.dtype == jnp.bfloat16 and stats['batch_stats']['mean'].dtype == jnp.float32
+  np.testing.assert_allclose(y.astype(jnp.float32), ref.astype(jnp.float32), atol=2e-2)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5), stats, stats_ref)

@@ -16,10 +16,11 @@ keeps the backward pass in that form too:
 
 `conv_general_dilated` has lax's signature, so it plugs into
 `flax.linen.Conv(conv_general_dilated=...)`: parameters, names and
-initialisation stay those of nn.Conv. Whatever it cannot do (lhs dilation,
-batch groups, layouts other than NHWC/HWIO, feature_group_count == 1) it
-hands to lax unchanged; plain convolutions stay on lax on purpose, since the
-same rewrite was 2-5x slower than XLA for them (issue 12).
+initialisation stay those of nn.Conv. 1x1 convs (pointwise, 8 or more input
+channels) become matmuls. Whatever it cannot do (lhs dilation, batch groups,
+layouts other than NHWC/HWIO) it hands to lax unchanged, and plain k x k
+convolutions stay on lax on purpose: the same rewrite was 2-5x slower than
+XLA for them (issue 12).
 """
 
 import functools
@@ -106,6 +107,35 @@ def _tap_kernel_grad(patch, g, groups, gi, acc):
   return y.reshape(gi, cout)
 
 
+# Images per step of the depthwise kernel-gradient loop: the k*k tap sums of
+# a chunk of 4 images read it from cache instead of reading the whole batch
+# from memory k*k times. At batch 128 on one core, 3x3 taps: 5.6 -> 4.9 ms
+# (32x32x3), 2.8 -> 2.2 (16x16x12), 2.3 -> 1.5 (4x4x192); chunks of 16 or 32
+# were slower (benchmarks/layer_profile.py, issue 12).
+_DK_CHUNK = 4
+
+
+def _kernel_grad(x_pad, g, kernel_hw, dilation, strides, groups, gi, acc):
+  """All taps' kernel gradients, shape (kh, kw, Cin/G, Cout)."""
+  kh, kw = kernel_hw
+  out_hw = g.shape[1:3]
+
+  def taps(x_pad, g):
+    rows = [[None] * kw for _ in range(kh)]
+    for i, j, patch in _taps(x_pad, kernel_hw, dilation, strides, out_hw):
+      rows[i][j] = _tap_kernel_grad(patch, g, groups, gi, acc)
+    return jnp.stack([jnp.stack(r) for r in rows])
+
+  n = x_pad.shape[0]
+  if gi > 1 or n % _DK_CHUNK or n == _DK_CHUNK:  # Grouped: einsums, no loop.
+    return taps(x_pad, g)
+  chunks = lambda a: a.reshape(n // _DK_CHUNK, _DK_CHUNK, *a.shape[1:])
+  def body(total, xg):
+    return total + taps(*xg), None
+  zero = jnp.zeros((kh, kw, gi, g.shape[-1]), acc)
+  return lax.scan(body, zero, (chunks(x_pad), chunks(g)))[0]
+
+
 def _out_size(size, pads, k, d, s):
   return (size + pads[0] + pads[1] - (k - 1) * d - 1) // s + 1
 
@@ -155,14 +185,67 @@ def _grouped_conv_bwd(strides, pads, dilation, groups, res, g):
     dx = t if dx is None else dx + t
   # Kernel gradient: each tap's input window against g.
   x_pad = jnp.pad(x, ((0, 0), *pads, (0, 0)))
-  rows = [[None] * kw for _ in range(kh)]
-  for i, j, patch in _taps(x_pad, (kh, kw), dilation, strides, (ho, wo)):
-    rows[i][j] = _tap_kernel_grad(patch, g, groups, gi, acc)
-  dk = jnp.stack([jnp.stack(r) for r in rows])
+  dk = _kernel_grad(x_pad, g, (kh, kw), dilation, strides, groups, gi, acc)
   return dx.astype(x.dtype), dk.astype(k.dtype)
 
 
 grouped_conv.defvjp(_grouped_conv_fwd, _grouped_conv_bwd)
+
+
+# Narrower inputs stay on lax: a 3 -> 12 channel 1x1 conv at 32x32 ran its
+# forward pass 5x slower as a matmul (K = 3 is too short for the GEMM kernel).
+_MIN_DOT_CHANNELS = 8
+
+
+def _is_pointwise(lhs, rhs, padding, lhs_dilation, feature_group_count,
+                  batch_group_count, preferred_element_type, dimension_numbers):
+  """A 1x1 NHWC conv with no padding: a matmul over the channels."""
+  no_padding = (padding in ('SAME', 'VALID') or
+                all(tuple(p) == (0, 0) for p in padding))
+  return (lhs.ndim == 4 and rhs.shape[:2] == (1, 1) and feature_group_count == 1
+          and batch_group_count == 1 and no_padding
+          and tuple(lhs_dilation or (1, 1)) == (1, 1)
+          and preferred_element_type is None
+          and lhs.shape[-1] >= _MIN_DOT_CHANNELS
+          and lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers)
+          == _NHWC)
+
+
+def pointwise_conv(x, k, strides=(1, 1)):
+  """A 1x1 conv as a matmul: (N*H*W, Cin) @ (Cin, Cout).
+
+  XLA:CPU's convolution emitter runs 1x1 convs' backward pass at about half
+  the speed of the same products as dots: IsoVolNet's 768 -> 3072 pointwise
+  conv at 2x2, batch 128, one core, took 121 ms forward + backward as a conv
+  and 62 ms as a dot; 48 -> 192 at 8x8, 10.4 -> 5.3 ms (issue 12).
+  """
+  x = x[:, ::strides[0], ::strides[1]]
+  return _pointwise(x, k)
+
+
+@jax.custom_vjp
+def _pointwise(x, k):
+  return jnp.einsum('nhwc,co->nhwo', x, k[0, 0])
+
+
+def _pointwise_fwd(x, k):
+  return _pointwise(x, k), (x, k)
+
+
+def _pointwise_bwd(res, g):
+  x, k = res
+  # The barrier keeps XLA from fusing the transpose that the kernel
+  # gradient's dot wants into the producer of g (BatchNorm's backward pass):
+  # that fusion wrote its output with a stride of Cout and took 25 ms for
+  # 512 x 3072 values in IsoVolNet's last block; on its own the copy is a
+  # tiled transpose.
+  g = lax.optimization_barrier(g)
+  dx = jnp.einsum('nhwo,co->nhwc', g, k[0, 0])
+  dk = jnp.einsum('nhwc,nhwo->co', x, g)[None, None]
+  return dx, dk
+
+
+_pointwise.defvjp(_pointwise_fwd, _pointwise_bwd)
 
 
 def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
@@ -177,6 +260,9 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
                 batch_group_count=batch_group_count, precision=precision,
                 preferred_element_type=preferred_element_type)
   dilation = tuple(rhs_dilation or (1, 1))
+  if _is_pointwise(lhs, rhs, padding, lhs_dilation, feature_group_count,
+                   batch_group_count, preferred_element_type, dimension_numbers):
+    return pointwise_conv(lhs, rhs, tuple(window_strides))
   supported = (
       lhs.ndim == 4 and feature_group_count > 1 and batch_group_count == 1
       and tuple(lhs_dilation or (1, 1)) == (1, 1)
