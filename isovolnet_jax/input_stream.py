@@ -33,7 +33,6 @@ import dataclasses
 import functools
 import logging
 import math
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -234,7 +233,7 @@ class StreamDataset:
                               process_count).enumerate()
 
       def prepare(k, record, base=step):
-        # Ordinal of the example in the run: the same whatever the processes.
+        # The example's row in the run's global batches: its own seed.
         ordinal = (base + k // local) * batch_size + process_index * local + k % local
         return augment(record[0], tf.stack([tf.constant(seed, tf.int64), ordinal])), record[1]
       ds = (ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
