@@ -79,10 +79,11 @@ def test_two_processes_match_one_process_and_one_device(small_cifar, tmp_path):
 
   Each process feeds its half of the same global batch (same augmentation,
   same BatchNorm statistics over the whole batch); only the order of
-  floating-point reductions differs: the losses agree to ~1e-6 here, hence
-  rtol 1e-5 as for 8 devices in test_train (a row fed twice or a statistic
-  over part of the batch moves them by far more). Then the 2-process run is
-  resumed, on a 2-D ('data', 'model') mesh, from the checkpoint it saved.
+  floating-point reductions differs: as for 8 devices in test_train, the
+  first logged loss (from the same initial params) agrees to rtol 1e-5, the
+  later ones, where training amplifies those roundings, to rtol 1e-3. Then the
+  2-process run is resumed, on a 2-D ('data', 'model') mesh, from the
+  checkpoint it saved.
   """
   data = dict(data_path=small_cifar, cache_dir=tmp_path / 'cache')
   steps = ('--config.num_train_steps=20', '--config.log_every_steps=2')
@@ -108,8 +109,9 @@ def test_two_processes_match_one_process_and_one_device(small_cifar, tmp_path):
   assert [r['step'] for r in rows if r['split'] == 'train'] == list(range(2, 21, 2))
   losses['2x2'] = [r['loss'] for r in metrics(workdir, 'train')]
   assert len(losses['1x1']) == 10 and all(np.isfinite(losses['1x1']))
-  np.testing.assert_allclose(losses['1x4'], losses['1x1'], rtol=1e-5)
-  np.testing.assert_allclose(losses['2x2'], losses['1x1'], rtol=1e-5)
+  for name in ('1x4', '2x2'):
+    np.testing.assert_allclose(losses[name][0], losses['1x1'][0], rtol=1e-5)
+    np.testing.assert_allclose(losses[name], losses['1x1'], rtol=1e-3)
   assert sorted(int(p.name) for p in (workdir / 'checkpoints').iterdir()) == [10, 20]
 
   # Resume both processes from step 20, now on a 2x2 (data, model) mesh:

@@ -230,8 +230,10 @@ def test_eight_devices_match_one_device(small_cifar, tmp_path):
   """Data parallel over 8 fake CPU devices: the same losses as on 1 device.
 
   The global batch, its augmentation and the BatchNorm statistics are the same;
-  only the order of floating-point reductions differs (float32 rounding, well
-  under 1e-5 here), hence rtol 1e-5.
+  only the order of floating-point reductions differs. The first logged loss
+  (steps 1-2, from the same initial params) agrees to float32 rounding, so
+  rtol 1e-5; later steps amplify those roundings (up to 2e-4 relative by step
+  20, measured), so rtol 1e-3 for the rest.
   """
   losses = {}
   for n in (1, 8):
@@ -243,7 +245,8 @@ def test_eight_devices_match_one_device(small_cifar, tmp_path):
     assert f'{n} devices' in out.stderr
     losses[n] = [r['loss'] for r in metrics(workdir, 'train')]
   assert len(losses[1]) == 10
-  np.testing.assert_allclose(losses[8], losses[1], rtol=1e-5)
+  np.testing.assert_allclose(losses[8][0], losses[1][0], rtol=1e-5)
+  np.testing.assert_allclose(losses[8], losses[1], rtol=1e-3)
 
 
 # ---------------------------------------------------------------- bad input
