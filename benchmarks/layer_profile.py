@@ -37,11 +37,13 @@ def record_layers(model, x):
   import flax.linen as nn
   import jax
 
+  from isovolnet_jax.models.batch_norm import BatchNorm
+
   seen = []
 
   def interceptor(next_fun, args, kwargs, context):
     mod = context.module
-    if context.method_name == '__call__' and isinstance(mod, (nn.Conv, nn.BatchNorm, nn.Dense)):
+    if context.method_name == '__call__' and isinstance(mod, (nn.Conv, nn.BatchNorm, BatchNorm, nn.Dense)):
       seen.append(('/'.join(mod.path), mod.clone(parent=None, name=None), args[0].shape,
                    args[0].dtype))
     return next_fun(*args, **kwargs)
@@ -57,18 +59,19 @@ def time_layer(module, shape, dtype, repeats):
   """(forward ms, forward + backward ms) of one layer alone."""
   import flax.linen as nn
   import jax
-  import jax.numpy as jnp
+
+  from isovolnet_jax.models.batch_norm import BatchNorm
 
   x = jax.random.normal(jax.random.key(0), shape).astype(dtype)
   call = (lambda m, v, x: m.apply(v, x, mutable=['batch_stats'])[0]
-          if isinstance(module, nn.BatchNorm) else m.apply(v, x))
+          if isinstance(module, (nn.BatchNorm, BatchNorm)) else m.apply(v, x))
   variables = module.init(jax.random.key(1), x)
   y = call(module, variables, x)
   g = jax.random.normal(jax.random.key(2), y.shape).astype(y.dtype)
-  fwd = jax.jit(lambda v, x: call(module, v, x))
-  bwd = jax.jit(lambda v, x: jax.grad(lambda v, x: (call(module, v, x) * g).sum(),
-                                      argnums=(0, 1))(v, x))
-  run = lambda f: (lambda: jax.block_until_ready(f(variables, x)))
+  fwd = jax.jit(lambda v, x, g: call(module, v, x))
+  bwd = jax.jit(lambda v, x, g: jax.grad(lambda v, x: (call(module, v, x) * g).sum(),
+                                         argnums=(0, 1))(v, x))
+  run = lambda f: (lambda: jax.block_until_ready(f(variables, x, g)))
   return _median_ms(run(fwd), repeats), _median_ms(run(bwd), repeats)
 
 

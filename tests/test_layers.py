@@ -58,6 +58,8 @@ CASES = [_random_case(np.random.default_rng(seed)) for seed in range(16)] + [
     dict(x=(2, 15, 16, 24), k=(3, 3, 1, 24), groups=24, strides=(2, 2), dilation=(1, 1), padding='SAME'),
     dict(x=(2, 30, 30, 64), k=(3, 3, 2, 128), groups=32, strides=(1, 1), dilation=(1, 1), padding='VALID'),
     dict(x=(1, 26, 26, 64), k=(3, 3, 2, 128), groups=32, strides=(1, 1), dilation=(22, 22), padding='SAME'),
+    # Wide groups (8 -> 16 channels each): einsums instead of multiply-adds.
+    dict(x=(2, 6, 7, 16), k=(3, 3, 8, 32), groups=2, strides=(1, 1), dilation=(2, 1), padding='SAME'),
     # Batches of several 4-image chunks: the depthwise kernel gradient's loop.
     dict(x=(8, 9, 9, 5), k=(3, 3, 1, 5), groups=5, strides=(1, 1), dilation=(1, 1), padding='SAME'),
     dict(x=(12, 7, 8, 4), k=(3, 3, 1, 8), groups=4, strides=(2, 1), dilation=(2, 1), padding='VALID'),

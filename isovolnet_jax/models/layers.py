@@ -76,8 +76,9 @@ def max_pool_2x2(x: jnp.ndarray) -> jnp.ndarray:
   Its gradient is an elementwise mask (custom VJP) instead of XLA's
   select-and-scatter or the window reductions that autodiff of a max builds:
   FastCNN trained 16% faster on 2 CPU cores with the reshape (637 -> 740
-  img/s, batch 256, 2 CPU devices, tcmalloc), and the mask took IsoVolNet's
-  first block forward + backward from 45 to NN ms (batch 128, one core). On
+  img/s, batch 256, 2 CPU devices, tcmalloc). Forward + backward at
+  128x32x32x12 on one core: nn.max_pool 25.7 ms, reshape + max with autodiff
+  9.9 ms, with this mask 2.5 ms (16x16x48: 22.4, 3.5, 1.5 ms). On
   ties (equal maxima in a window) every tied element gets the gradient where
   nn.max_pool gives it to one; after a ReLU the only common tie is at 0,
   where the ReLU's own gradient is 0 anyway.

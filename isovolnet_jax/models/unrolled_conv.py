@@ -49,33 +49,44 @@ def _taps(x_pad, kernel_hw, dilation, strides, out_hw):
       yield i, j, lax.slice(x_pad, start, limit, (1, sh, sw, 1))
 
 
+# Grouped convs with at most this many input x output channels per group are
+# written as broadcast multiply-adds rather than einsums: the seed-002 net's
+# 32 groups of 2 -> 4 channels ran 500 ms forward per 64 images as a batched
+# einsum (32 tiny matmuls per pixel) and 9 ms as multiply-adds (one core).
+_MAX_ELEMENTWISE_GROUP = 64
+
+
+def _elementwise(gi, go):
+  return gi * go <= _MAX_ELEMENTWISE_GROUP
+
+
 def _apply_tap(patch, k_tap, groups, acc):
   """One tap's contribution: patch (N,H,W,Cin) x k_tap (Cin/G, Cout)."""
   gi, cout = k_tap.shape
   go = cout // groups
+  lead = patch.shape[:3]
   if gi == 1 and go == 1:  # Depthwise: a per-channel scale.
     return patch.astype(acc) * k_tap[0].astype(acc)
-  if gi == 1:  # Depthwise with a channel multiplier.
-    y = patch[..., None].astype(acc) * k_tap[0].reshape(groups, go).astype(acc)
-    return y.reshape(*patch.shape[:3], cout)
-  p = patch.reshape(*patch.shape[:3], groups, gi)
-  y = jnp.einsum('nhwgc,cgo->nhwgo', p, k_tap.reshape(gi, groups, go),
-                 preferred_element_type=acc)
-  return y.reshape(*patch.shape[:3], cout)
+  w = k_tap.reshape(gi, groups, go).astype(acc)
+  p = patch.reshape(*lead, groups, gi).astype(acc)
+  if _elementwise(gi, go):  # Sum over the group's inputs of input x weights.
+    y = sum(p[..., c, None] * w[c] for c in range(gi))
+  else:
+    y = jnp.einsum('nhwgc,cgo->nhwgo', p, w, preferred_element_type=acc)
+  return y.reshape(*lead, cout)
 
 
 def _transpose_tap(g, k_tap, groups, acc):
-  """The adjoint of `_apply_tap` in the patch: g (N,H,W,Cout) -> (N,H,W,Cin)."""
+  """The adjoint of `_apply_tap` in the patch: g (N,H,W,Cout) -> (N,H,W,Cin).
+
+  It is `_apply_tap` itself with each group's kernel transposed (Cout/G
+  inputs, Cin/G outputs): multiply-adds, no reduction over a short minor
+  axis (which took 330 ms for the seed-002 net's 2 -> 4 channel groups).
+  """
   gi, cout = k_tap.shape
   go = cout // groups
-  if gi == 1 and go == 1:
-    return g.astype(acc) * k_tap[0].astype(acc)
-  if gi == 1:
-    y = g.reshape(*g.shape[:3], groups, go).astype(acc)
-    return (y * k_tap[0].reshape(groups, go).astype(acc)).sum(-1)
-  y = jnp.einsum('nhwgo,cgo->nhwgc', g.reshape(*g.shape[:3], groups, go),
-                 k_tap.reshape(gi, groups, go), preferred_element_type=acc)
-  return y.reshape(*g.shape[:3], groups * gi)
+  k_t = k_tap.reshape(gi, groups, go).transpose(2, 1, 0).reshape(go, groups * gi)
+  return _apply_tap(g, k_t, groups, acc)
 
 
 def channel_sum(x, acc=jnp.float32):
@@ -91,49 +102,56 @@ def channel_sum(x, acc=jnp.float32):
   return x.reshape(-1, c).sum(0)
 
 
-def _tap_kernel_grad(patch, g, groups, gi, acc):
-  """d(loss)/d(k_tap): sum over (N, H, W) of patch x g, shape (Cin/G, Cout)."""
-  cout = g.shape[-1]
-  go = cout // groups
-  if gi == 1 and go == 1:
-    return channel_sum(patch.astype(acc) * g.astype(acc), acc)[None]
-  if gi == 1:
-    p = patch[..., None].astype(acc)
-    y = p * g.reshape(*g.shape[:3], groups, go).astype(acc)
-    return channel_sum(y.reshape(*g.shape), acc)[None]
-  p = patch.reshape(*patch.shape[:3], groups, gi)
-  y = jnp.einsum('nhwgc,nhwgo->cgo', p, g.reshape(*g.shape[:3], groups, go),
-                 preferred_element_type=acc)
-  return y.reshape(gi, cout)
+def _depthwise_kernel_grad(x_pad, g, kernel_hw, dilation, strides, acc):
+  """Per-tap sums over (N, H, W) of x_pad's window x g: shape (kh, kw, C)."""
+  kh, kw = kernel_hw
+  rows = [[None] * kw for _ in range(kh)]
+  for i, j, patch in _taps(x_pad, kernel_hw, dilation, strides, g.shape[1:3]):
+    rows[i][j] = channel_sum(patch.astype(acc) * g.astype(acc), acc)
+  return jnp.stack([jnp.stack(r) for r in rows])
 
 
 # Images per step of the depthwise kernel-gradient loop: the k*k tap sums of
 # a chunk of 4 images read it from cache instead of reading the whole batch
 # from memory k*k times. At batch 128 on one core, 3x3 taps: 5.6 -> 4.9 ms
 # (32x32x3), 2.8 -> 2.2 (16x16x12), 2.3 -> 1.5 (4x4x192); chunks of 16 or 32
-# were slower (benchmarks/layer_profile.py, issue 12).
+# were slower (measured beside niced test jobs, issue 12).
 _DK_CHUNK = 4
 
 
 def _kernel_grad(x_pad, g, kernel_hw, dilation, strides, groups, gi, acc):
   """All taps' kernel gradients, shape (kh, kw, Cin/G, Cout)."""
   kh, kw = kernel_hw
-  out_hw = g.shape[1:3]
-
-  def taps(x_pad, g):
+  n, cout = g.shape[0], g.shape[-1]
+  go = cout // groups
+  if not _elementwise(gi, go):
+    out_hw = g.shape[1:3]
+    lead = g.shape[:3]
+    y = g.reshape(*lead, groups, go)
     rows = [[None] * kw for _ in range(kh)]
     for i, j, patch in _taps(x_pad, kernel_hw, dilation, strides, out_hw):
-      rows[i][j] = _tap_kernel_grad(patch, g, groups, gi, acc)
+      p = patch.reshape(*lead, groups, gi)
+      dk = jnp.einsum('nhwgc,nhwgo->cgo', p, y, preferred_element_type=acc)
+      rows[i][j] = dk.reshape(gi, cout)
     return jnp.stack([jnp.stack(r) for r in rows])
-
-  n = x_pad.shape[0]
-  if gi > 1 or n % _DK_CHUNK or n == _DK_CHUNK:  # Grouped: einsums, no loop.
-    return taps(x_pad, g)
+  if gi > 1 or go > 1:
+    # Input channel c of every group, repeated for the group's go outputs, is
+    # laid out as g is: each (tap, c) is then a depthwise kernel gradient, all
+    # multiply-adds and wide reductions. Reading the channels straight from
+    # x_pad inside each tap's reduction (strided, broadcast) took 220 ms for
+    # the seed-002 net's 2 -> 4 groups at 26x26, batch 64 (dilation 4); this, 109 ms.
+    xs = x_pad.reshape(*x_pad.shape[:3], groups, gi)
+    per_c = [jnp.repeat(xs[..., c], go, axis=-1) for c in range(gi)]
+    dks = [_depthwise_kernel_grad(xc, g, kernel_hw, dilation, strides, acc)
+           for xc in per_c]
+    return jnp.stack(dks, axis=2)
+  if n % _DK_CHUNK or n == _DK_CHUNK:
+    return _depthwise_kernel_grad(x_pad, g, kernel_hw, dilation, strides, acc)[:, :, None]
   chunks = lambda a: a.reshape(n // _DK_CHUNK, _DK_CHUNK, *a.shape[1:])
   def body(total, xg):
-    return total + taps(*xg), None
-  zero = jnp.zeros((kh, kw, gi, g.shape[-1]), acc)
-  return lax.scan(body, zero, (chunks(x_pad), chunks(g)))[0]
+    return total + _depthwise_kernel_grad(*xg, kernel_hw, dilation, strides, acc), None
+  zero = jnp.zeros((kh, kw, cout), acc)
+  return lax.scan(body, zero, (chunks(x_pad), chunks(g)))[0][:, :, None]
 
 
 def _out_size(size, pads, k, d, s):
