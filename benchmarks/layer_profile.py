@@ -37,13 +37,11 @@ def record_layers(model, x):
   import flax.linen as nn
   import jax
 
-  from isovolnet_jax.models.batch_norm import BatchNorm
-
   seen = []
 
   def interceptor(next_fun, args, kwargs, context):
     mod = context.module
-    if context.method_name == '__call__' and isinstance(mod, (nn.Conv, nn.BatchNorm, BatchNorm, nn.Dense)):
+    if context.method_name == '__call__' and isinstance(mod, (nn.Conv, nn.BatchNorm, nn.Dense)):
       seen.append(('/'.join(mod.path), mod.clone(parent=None, name=None), args[0].shape,
                    args[0].dtype))
     return next_fun(*args, **kwargs)
@@ -60,11 +58,9 @@ def time_layer(module, shape, dtype, repeats):
   import flax.linen as nn
   import jax
 
-  from isovolnet_jax.models.batch_norm import BatchNorm
-
   x = jax.random.normal(jax.random.key(0), shape).astype(dtype)
   call = (lambda m, v, x: m.apply(v, x, mutable=['batch_stats'])[0]
-          if isinstance(module, (nn.BatchNorm, BatchNorm)) else m.apply(v, x))
+          if isinstance(module, nn.BatchNorm) else m.apply(v, x))
   variables = module.init(jax.random.key(1), x)
   y = call(module, variables, x)
   g = jax.random.normal(jax.random.key(2), y.shape).astype(y.dtype)

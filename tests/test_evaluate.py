@@ -182,3 +182,18 @@ def test_cli_bad_config_key_is_one_line(run_dir):
   assert len(errors) == 1, proc.stderr
   assert "'model.activaton'" in errors[0] and "'model.activation'" in errors[0]
   assert 'Traceback' not in proc.stderr
+
+
+def test_run_trained_with_unrolled_convs_evaluates_the_same_with_lax(run_dir, tmp_path):
+  """model.conv_impl changes how depthwise convs are computed, not what: the
+  smoke run trained with 'auto' (unrolled on CPU) gives the same test accuracy
+  and loss when its checkpoint is evaluated with lax's convolutions."""
+  from isovolnet_jax import checkpointing
+  assert checkpointing.load_config(run_dir).model.conv_impl == 'auto'
+  ours = evaluate.evaluate_run(run_dir, overrides={'model.conv_impl': 'unrolled'},
+                               output_dir=tmp_path / 'unrolled')
+  ref = evaluate.evaluate_run(run_dir, overrides={'model.conv_impl': 'lax'},
+                              output_dir=tmp_path / 'lax')
+  assert abs(ours['accuracy'] - ref['accuracy']) <= 1e-3
+  assert ours['loss'] == pytest.approx(ref['loss'], rel=1e-4)
+  assert ours['accuracy'] == logged(run_dir, 'test', 20)['accuracy']

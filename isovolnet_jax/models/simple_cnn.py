@@ -30,8 +30,8 @@ class SimpleCNN(nn.Module):
     act = layers.activation_fn(self.activation)
     x = x.astype(self.dtype)
     for i, width in enumerate(self.widths):
-      x = nn.Conv(width, (3, 3), padding=1, use_bias=True, dtype=self.dtype,
-                  name=f'conv{i + 1}')(x)
+      x = layers.Conv(width, (3, 3), padding=1, use_bias=True, dtype=self.dtype,
+                      name=f'conv{i + 1}')(x)
       x = layers.norm_layer(self.norm, train, self.dtype)(name=f'norm{i + 1}')(x)
       x = layers.max_pool_2x2(act(x))
     x = jnp.mean(x, axis=(1, 2))

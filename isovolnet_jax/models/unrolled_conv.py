@@ -252,11 +252,13 @@ def _pointwise_fwd(x, k):
 
 def _pointwise_bwd(res, g):
   x, k = res
-  # The barrier keeps XLA from fusing the transpose that the kernel
-  # gradient's dot wants into the producer of g (BatchNorm's backward pass):
-  # that fusion wrote its output with a stride of Cout and took 25 ms for
-  # 512 x 3072 values in IsoVolNet's last block; on its own the copy is a
-  # tiled transpose.
+  # XLA fuses the transpose that the kernel gradient's dot wants into the
+  # producer of its operand, a loop that writes with a stride of C. Written
+  # this way (custom VJP + barrier) that fusion went away for IsoVolNet's
+  # last block (25 ms for 512 x 3072 values, one core), but not for the
+  # seed-002 net, where the fusions that transpose x (re-running the grouped
+  # conv + BatchNorm + dropout forward) take 50-160 ms per block at batch 32:
+  # the largest item left in its profile (README, "Speed").
   g = lax.optimization_barrier(g)
   dx = jnp.einsum('nhwo,co->nhwc', g, k[0, 0])
   dk = jnp.einsum('nhwc,nhwo->co', x, g)[None, None]
