@@ -48,10 +48,11 @@ CONV_IMPLS = ('auto', 'lax', 'unrolled')
 def conv_general_dilated(impl: str) -> Callable[..., jnp.ndarray]:
   """The function nn.Conv runs, by `model.conv_impl`.
 
-  'unrolled' (`unrolled_conv`) only changes depthwise and grouped convs; plain
-  ones go to lax either way. 'auto' picks it on CPU, where it measured 5-40x
-  faster than lax for these convs (README, "Speed"), and lax elsewhere: GPU
-  and TPU compilers have their own depthwise kernels.
+  'unrolled' (`unrolled_conv`) changes depthwise and grouped convs (shifted
+  slices) and 1x1 convs with 8+ input channels (matmuls); plain k x k convs
+  go to lax either way. 'auto' picks it on CPU, where it trained IsoVolNet
+  2.9x and the seed-002 net 10x faster than lax (README, "Fast on CPU"), and
+  lax elsewhere: GPU and TPU compilers have their own depthwise kernels.
   """
   if impl not in CONV_IMPLS:
     raise InputError(f'unknown model.conv_impl={impl!r}; choose one of '
