@@ -194,8 +194,8 @@ def default_cache_dir() -> Path:
   return Path(base) / 'isovolnet_jax'
 
 
-def _load_folder_cached(cfg):
-  """Decoding 60k JPEGs takes ~15 s here; the decoded arrays are cached."""
+def folder_root(cfg) -> Path:
+  """data.path as an existing folder, or a one-line InputError naming the fix."""
   if not cfg.path:
     raise InputError('data.source=folder needs --config.data.path=DIR '
                      '(DIR/train/<class>/*.jpg, DIR/test/<class>/*.jpg)')
@@ -203,6 +203,12 @@ def _load_folder_cached(cfg):
   if not root.is_dir():
     raise InputError(f'data folder {root} does not exist; pass '
                      f'--config.data.path=DIR with train/ and test/ class folders')
+  return root
+
+
+def _load_folder_cached(cfg):
+  """Decoding 60k JPEGs takes ~15 s here; the decoded arrays are cached."""
+  root = folder_root(cfg)
   cache = Path(cfg.cache_dir or default_cache_dir())
   cache_file = cache / f'folder-{folder_fingerprint(root, cfg.image_size)}.npz'
   if cache_file.exists():

@@ -34,7 +34,6 @@ import functools
 import logging
 import math
 from collections.abc import Iterator
-from pathlib import Path
 
 import numpy as np
 
@@ -335,13 +334,7 @@ def _open_tfds(cfg):
 
 def _open_folder(cfg):
   import tensorflow_datasets as tfds
-  if not cfg.path:
-    raise InputError('data.source=folder needs --config.data.path=DIR '
-                     '(DIR/train/<class>/*.jpg, DIR/test/<class>/*.jpg)')
-  root = Path(cfg.path).expanduser()
-  if not root.is_dir():
-    raise InputError(f'data folder {root} does not exist; pass '
-                     f'--config.data.path=DIR with train/ and test/ class folders')
+  root = input_pipeline.folder_root(cfg)
   builder = tfds.folder_dataset.ImageFolder(str(root))
   available = [s for s in builder.info.splits.keys() if builder._split_examples[s]]  # pylint: disable=protected-access
   if not available:
