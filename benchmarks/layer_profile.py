@@ -17,19 +17,8 @@ on one core each (`--cores=1` pins the process to one core).
 import argparse
 import collections
 import os
-import statistics
-import time
 
-
-def _median_ms(fn, repeats):
-  fn()
-  fn()
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    fn()
-    times.append(time.perf_counter() - start)
-  return 1e3 * statistics.median(times)
+from conv_layers import _median_ms  # benchmarks/ is this script's sys.path[0].
 
 
 def record_layers(model, x):

@@ -87,10 +87,15 @@ def max_pool_2x2(x: jnp.ndarray) -> jnp.ndarray:
   return _max_pool_2x2(x)
 
 
-def _max_pool_2x2(x):
+def _windows_2x2(x):
+  """(B, H/2, 2, W/2, 2, C): the 2x2 windows, as stride-2 VALID pooling sees them."""
   b, h, w, c = x.shape
   h, w = h // 2 * 2, w // 2 * 2  # An odd row or column is dropped, as VALID pooling does.
-  return x[:, :h, :w].reshape(b, h // 2, 2, w // 2, 2, c).max(axis=(2, 4))
+  return x[:, :h, :w].reshape(b, h // 2, 2, w // 2, 2, c)
+
+
+def _max_pool_2x2(x):
+  return _windows_2x2(x).max(axis=(2, 4))
 
 
 def _max_pool_fwd(x):
@@ -112,9 +117,7 @@ max_pool_2x2.defvjp(_max_pool_fwd, _max_pool_bwd)
 
 def avg_pool_2x2(x: jnp.ndarray) -> jnp.ndarray:
   """2x2/2 average pooling as a reshape and a mean (nn.avg_pool's values)."""
-  b, h, w, c = x.shape
-  h, w = h // 2 * 2, w // 2 * 2
-  return x[:, :h, :w].reshape(b, h // 2, 2, w // 2, 2, c).mean(axis=(2, 4))
+  return _windows_2x2(x).mean(axis=(2, 4))
 
 
 class ConvNormAct(nn.Module):
