@@ -23,7 +23,7 @@ def get_config():
       name='isovolnet', stem_features=0, num_blocks=-1, convs_per_block=1,
       pool='max', norm='batch', activation='relu', dropout=0.0,
       conv='separable', channel_multiplier=4,
-      conv_impl='auto')  # 'auto': shifted-slice depthwise convs on CPU, lax elsewhere.
+      conv_impl='auto')  # 'auto': shifted-slice depthwise convs on CPU/GPU, lax on TPU.
   # AdamW, not SGD: this net's 768->3072 pointwise conv feeding a 3072-wide
   # classifier diverged under SGD-momentum at lr 0.05-0.1 (loss > 30, chance
   # accuracy after 150 steps) and learned slowly at 0.01, while Adam at 1e-3

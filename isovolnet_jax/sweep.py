@@ -6,20 +6,29 @@ r"""Hyper-parameter sweeps, one training run per point, one results table.
 
 The sweep file's `get_sweep()` returns a list of dicts of dotted config keys,
 e.g. [{'model.activation': 'swish', 'seed': 1}, ...]; each is applied on top
-of --config and its command-line overrides. Points run one after another, each
+of --config and its command-line overrides. A point's `config` key names
+another config file to start from (e.g. {'config': 'configs/cifar10_fast_cpu.py'}),
+with the same command-line overrides: one sweep can compare models. Points run one after another, each
 in WORKDIR/<its overrides> (e.g. `model.activation=swish,seed=1`). A finished
 point leaves a result.json there and is skipped when the command is rerun; an
 interrupted one has none and resumes from its checkpoints. After every point
 WORKDIR/results.{csv,md,png} are rewritten: one row per point, and in the
 markdown and the plot the mean +- std over the points that differ only in
 `seed`.
+
+--results=DIR (e.g. results/<sweep>, kept in git) receives each finished
+point's result.json and metrics.jsonl and the tables instead of WORKDIR, which
+then holds only checkpoints: a sweep rerun on a fresh clone skips the points
+whose results are committed, and nothing large is committed.
 """
 
 import csv
 import hashlib
 import json
+import math
 import os
 import re
+import shutil
 import sys
 import time
 from collections.abc import Mapping
@@ -32,6 +41,7 @@ from absl import logging
 import jax
 import matplotlib
 import ml_collections
+from ml_collections import config_flags
 import numpy as np
 
 matplotlib.use('Agg')
@@ -39,6 +49,7 @@ import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 
 from isovolnet_jax import checkpointing
 from isovolnet_jax import config_defaults
+from isovolnet_jax import cpu_devices
 from isovolnet_jax import evaluate
 from isovolnet_jax import logs
 # main's --config (a config file, locked) and --workdir flags and its parser,
@@ -91,13 +102,26 @@ def point_name(overrides: Mapping[str, Any]) -> str:
   return name
 
 
-def point_configs(config: ml_collections.ConfigDict, points: list[dict]
+def point_configs(config: ml_collections.ConfigDict, points: list[dict],
+                  cli_overrides: Mapping[str, Any] | None = None
                   ) -> list[ml_collections.ConfigDict]:
-  """Every point's config, checked before anything trains."""
+  """Every point's config, checked before anything trains.
+
+  A point's `config` (a config file path) replaces `config` as its base, with
+  `cli_overrides` (the command line's --config.KEY=VALUE) applied to it.
+  """
   configs = []
   for i, point in enumerate(points):
     try:
-      configs.append(evaluate.apply_overrides(config, point))
+      point = dict(point)
+      base = config
+      if 'config' in point:
+        path = Path(point.pop('config'))
+        if not path.is_file():
+          raise InputError(f'config file {path} does not exist')
+        base = evaluate.apply_overrides(config_defaults.load_config_file(path),
+                                        cli_overrides)
+      configs.append(evaluate.apply_overrides(base, point))
     except InputError as e:
       raise InputError(f'sweep point {i} {point}: {e}') from None
   names = [point_name(p) for p in points]
@@ -124,37 +148,44 @@ def _write_json(path: Path, obj):
 
 
 def run_sweep(config: ml_collections.ConfigDict, points: list[dict],
-              workdir: str | Path) -> list[dict]:
+              workdir: str | Path, results_dir: str | Path | None = None,
+              cli_overrides: Mapping[str, Any] | None = None) -> list[dict]:
   """Trains every point not yet done; writes and returns the results rows.
+
+  Results (each point's result.json and metrics.jsonl, and the tables) go to
+  `results_dir`, the workdir if None; a point is done if its result.json is there.
 
   A point that fails with an InputError (e.g. a learning rate that diverges)
   is recorded as failed and the sweep goes on; the error is raised at the end.
   SIGTERM/SIGINT stop the point with a checkpoint (train.Preempted) and the sweep.
   """
   workdir = Path(workdir)
-  configs = point_configs(config, points)
+  results_dir = Path(results_dir) if results_dir else workdir
+  configs = point_configs(config, points, cli_overrides)
   workdir.mkdir(parents=True, exist_ok=True)
   if jax.process_index() == 0:
+    results_dir.mkdir(parents=True, exist_ok=True)
     # A second sweep in the same workdir would race this one point by point.
     with checkpointing.WorkdirLock(workdir):
-      return _run_points(points, configs, workdir, True)
-  return _run_points(points, configs, workdir, False)
+      return _run_points(points, configs, workdir, results_dir, True)
+  return _run_points(points, configs, workdir, results_dir, False)
 
 
-def _run_points(points, configs, workdir: Path, is_main: bool) -> list[dict]:
+def _run_points(points, configs, workdir: Path, results_dir: Path,
+                is_main: bool) -> list[dict]:
   rows, failed = [], []
   for i, (point, cfg) in enumerate(zip(points, configs)):
     name = point_name(point)
-    sub = workdir / name
+    sub, out = workdir / name, results_dir / name
     config_dict = json.loads(cfg.to_json_best_effort())
-    if (sub / RESULT).exists():
+    if (out / RESULT).exists():
       logging.info('Point %d/%d %s: done before, skipped.', i + 1, len(points), name)
-      row = json.loads((sub / RESULT).read_text())
+      row = json.loads((out / RESULT).read_text())
       changed = _diff(row.pop('config', {}), config_dict)
       if changed:
         logging.warning('Point %s was trained with other values of %s than the '
                         'config now asks for; its results are the old run\'s '
-                        '(delete %s to retrain it).', name, changed, sub / RESULT)
+                        '(delete %s to retrain it).', name, changed, out / RESULT)
       rows.append(row)
     else:
       logging.info('Point %d/%d %s: training in %s', i + 1, len(points), name, sub)
@@ -175,10 +206,13 @@ def _run_points(points, configs, workdir: Path, is_main: bool) -> list[dict]:
             row[f'{split}_{k}'] = final.get(split, {}).get(k)
         row['params'], row['step'] = params_and_step(sub)
         if is_main:  # The config too, to notice a rerun that changed it.
-          _write_json(sub / RESULT, {**row, 'config': config_dict})
+          out.mkdir(parents=True, exist_ok=True)
+          if out != sub:  # The learning curve, for plots of accuracy vs epochs.
+            shutil.copyfile(sub / 'metrics.jsonl', out / 'metrics.jsonl')
+          _write_json(out / RESULT, {**row, 'config': config_dict})
         rows.append(row)
     if is_main:
-      write_results(workdir, rows)
+      write_results(results_dir, rows)
   if failed:
     raise InputError(f'{len(failed)} of {len(points)} sweep points failed '
                      f'(rerun to retry them): ' + ' | '.join(failed))
@@ -328,7 +362,21 @@ FLAGS = flags.FLAGS
 def define_flags():
   """--sweep; --config and --workdir are main's (command line only, as evaluate's)."""
   flags.DEFINE_string('sweep', None, 'Python file whose get_sweep() lists the points.')
+  flags.DEFINE_string('results', None, 'Folder for the results (result.json and '
+                      'metrics.jsonl per point, tables); default: --workdir.')
   flags.mark_flag_as_required('sweep')
+
+
+def _setup_devices(configs: list[ml_collections.ConfigDict]) -> None:
+  """main.py's CPU device split and jax.distributed, before JAX starts.
+
+  The CPU devices must split every point's batch: their gcd decides.
+  """
+  processes = FLAGS.jax_num_processes or 1
+  per_process = math.gcd(*(c.batch_size // max(1, c.get('grad_accum_steps', 1) * processes)
+                           for c in configs))
+  cpu_devices.configure(FLAGS.cpu_devices, max(1, per_process))
+  main_lib.initialize_distributed()
 
 
 def main(argv):
@@ -336,7 +384,10 @@ def main(argv):
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
   logs.quiet_orbax()
   try:
-    rows = run_sweep(FLAGS.config, load_sweep(FLAGS.sweep), FLAGS.workdir)
+    overrides = config_flags.get_override_values(FLAGS['config'])
+    _setup_devices(point_configs(FLAGS.config, load_sweep(FLAGS.sweep), overrides))
+    rows = run_sweep(FLAGS.config, load_sweep(FLAGS.sweep), FLAGS.workdir,
+                     FLAGS.results, overrides)
   except train.Preempted as e:  # As main.py: rerunning the command resumes.
     print(f'preempted: {e}', file=sys.stderr)
     sys.exit(128 + e.signum)
@@ -344,7 +395,7 @@ def main(argv):
     print(f'error: {e}', file=sys.stderr)
     sys.exit(2)
   logging.info('%d points; results in %s', len(rows),
-               Path(FLAGS.workdir, 'results.md'))
+               Path(FLAGS.results or FLAGS.workdir, 'results.md'))
 
 
 if __name__ == '__main__':

@@ -73,6 +73,30 @@ def test_rerun_skips_finished_points(swept, monkeypatch):
   assert (workdir / 'results.csv').exists()  # Rewritten from the result.json files.
 
 
+def test_results_dir_holds_results_and_skips_points_on_a_fresh_workdir(
+    swept, tmp_path, monkeypatch):
+  """--results=results/<sweep> (committed): a fresh clone's rerun trains nothing."""
+  config, points, workdir, rows = swept
+  results = tmp_path / 'results'
+  # Point 0's result is committed (copied from the finished sweep); point 1 trains.
+  (results / 'seed=0').mkdir(parents=True)
+  for f in (sweep.RESULT, 'metrics.jsonl'):
+    (results / 'seed=0' / f).write_bytes((workdir / 'seed=0' / f).read_bytes())
+  trained = []
+  real = train.train_and_evaluate
+  monkeypatch.setattr(train, 'train_and_evaluate',
+                      lambda c, w: trained.append(Path(w).name) or real(c, w))
+  new_rows = sweep.run_sweep(config, points, tmp_path / 'fresh', results)
+  assert trained == ['seed=1']
+  assert [r['test_accuracy'] for r in new_rows] == [r['test_accuracy'] for r in rows]
+  for name in ('seed=0', 'seed=1'):
+    assert (results / name / sweep.RESULT).exists()
+    assert (results / name / 'metrics.jsonl').exists()
+    assert not (tmp_path / 'fresh' / name / sweep.RESULT).exists()
+  assert (results / 'results.md').exists() and (results / 'results.png').exists()
+  assert not (tmp_path / 'fresh' / 'results.md').exists()
+
+
 def test_bad_key_is_refused_before_training(monkeypatch):
   monkeypatch.setattr(train, 'train_and_evaluate', lambda *a: pytest.fail('trained'))
   config = smoke_config(Path('unused'), Path('unused'))
@@ -136,3 +160,32 @@ def test_sweep_files_apply_to_cifar10(name):
   assert len(by_value) >= 2
   assert all(sorted(seeds) == [0, 1, 2] for seeds in by_value.values())
   assert sorted({c.seed for c in configs}) == [0, 1, 2]
+
+
+def test_cli_sweep_uses_several_cpu_devices_and_per_point_config_files(
+    small_cifar, tmp_path):
+  """--cpu_devices splits each point's batch (main.py's set-up), and a point's
+  `config` file replaces --config with the command line's overrides kept."""
+  sweep_file = tmp_path / 'two_models.py'
+  sweep_file.write_text(
+      "def get_sweep():\n"
+      "  return [{'seed': 0},\n"
+      "          {'config': 'configs/cifar10_fast_cpu.py', 'model.widths': (4, 4, 4, 4, 4, 4, 4)}]\n")
+  data = [f'--config.data.source=folder', f'--config.data.path={small_cifar}',
+          f'--config.data.cache_dir={tmp_path / "cache"}', '--config.num_train_steps=2',
+          '--config.batch_size=16', '--config.eval_batch_size=16']
+  proc = subprocess.run(
+      [sys.executable, '-m', 'isovolnet_jax.sweep', '--config=configs/smoke.py',
+       f'--sweep={sweep_file}', f'--workdir={tmp_path / "w"}',
+       f'--results={tmp_path / "r"}', '--cpu_devices=2', *data],
+      capture_output=True, text=True, cwd=ROOT, timeout=600,
+      env={**os.environ, 'TF_CPP_MIN_LOG_LEVEL': '2'})
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert proc.stderr.count("Mesh {'data': 2}") == 2, proc.stderr[-3000:]
+  results = {p.parent.name: json.loads(p.read_text())
+             for p in (tmp_path / 'r').glob(f'*/{sweep.RESULT}')}
+  assert len(results) == 2
+  fast = next(r for n, r in results.items() if n.startswith('config='))
+  assert fast['config']['model']['name'] == 'fast_cnn'
+  assert fast['config']['batch_size'] == 16 and fast['step'] == 2  # Overrides kept.
+  assert results['seed=0']['config']['model']['name'] == 'isovolnet'

@@ -1,0 +1,55 @@
+r"""Seed 000's question: does keeping H*W*C constant help? Equal training time.
+
+  LD_PRELOAD=libtcmalloc.so.4 python -m isovolnet_jax.sweep \
+    --config=configs/cifar10.py --sweep=configs/sweeps/isovolnet_equal_time.py \
+    --workdir=runs/sweeps/isovolnet_equal_time --results=results/isovolnet_equal_time \
+    --config.data.source=folder --config.data.path=../shared/data/cifar10_jpeg
+
+Every arm gets the same training time on this machine's 2 CPU cores: the time
+IsoVolNet (the seed's design) takes for 10 epochs of the 45,000-image training
+split, 450,000 images / 1,430 img/s = 315 s of training steps. Each arm's
+steps = 315 s x its img/s / its batch. The img/s are the bare training step's,
+measured alone on the machine with tcmalloc (`python -m isovolnet_jax.benchmark
+--skip_torch --json --config=...`, raw output in results/isovolnet_question/speed/,
+2026-11-26); evaluation and compilation are not counted, so the budget is the
+same whatever else shares the machine when the sweep runs.
+
+| arm | params | batch | train img/s | steps | epochs |
+|---|---|---|---|---|---|
+| IsoVolNet, the seed's design (configs/cifar10.py) | 2,566,747 | 256 | 1,430 | 1,750 | 10.0 |
+| channel doubling widened to equal params (3x3 stem of 61) | 2,587,386 | 256 | 261 | 321 | 1.8 |
+| IsoVolNet, 4 blocks (the zoo's small-net size) | 169,819 | 256 | 2,548 | 3,133 | 17.8 |
+| FastCNN, its own recipe (configs/cifar10_fast_cpu.py) | 177,314 | 64 | 990 | 4,872 | 6.9 |
+| ResNet-20, its own recipe (configs/cifar10_resnet20.py) | 269,722 | 128 | 343 | 844 | 2.4 |
+
+Each arm keeps its config's recipe, its schedule spread over its steps. All
+train on the same 45,000 images and are evaluated on the same 5,000-image
+validation split (every epoch: the learning curves) and the 10,000 test
+images, without test-time flips (FastCNN's config turns them on; off here so
+every arm is evaluated alike). Seeds 0, 1, 2, seed-major: a sweep stopped
+early has whole comparisons. Then the equal-epoch point for the doubling net
+(10 epochs, 5.5x IsoVolNet's time) and the budget x3 points (seed 0) that show
+whether the ranking holds with more training.
+"""
+
+SEEDS = (0, 1, 2)
+ISO5 = {'num_train_steps': 1750}
+DOUBLING = {'model.channel_multiplier': 2, 'model.stem_features': 61}
+ARMS = (
+    ISO5,
+    {**DOUBLING, 'num_train_steps': 321},
+    {'model.num_blocks': 4, 'num_train_steps': 3133},
+    {'config': 'configs/cifar10_fast_cpu.py', 'data.val_size': 5000,
+     'eval_flip': False, 'num_train_steps': 4872},
+    {'config': 'configs/cifar10_resnet20.py', 'num_train_steps': 844},
+)
+
+
+def get_sweep():
+  points = [{**a, 'seed': s} for s in SEEDS for a in ARMS]
+  # Equal epochs (10) at equal parameters: the doubling net's 5.5x longer run.
+  points.append({**DOUBLING, 'num_train_steps': 1750, 'seed': 0})
+  # Three times the budget, seed 0: does the ranking change with more training?
+  points += [{**a, 'num_train_steps': 3 * a['num_train_steps'], 'seed': 0}
+             for a in ARMS]
+  return points
