@@ -14,7 +14,7 @@ point leaves a result.json there and is skipped when the command is rerun; an
 interrupted one has none and resumes from its checkpoints. After every point
 WORKDIR/results.{csv,md,png} are rewritten: one row per point, and in the
 markdown and the plot the mean +- std over the points that differ only in
-`seed`.
+`seed`; results_curves.png has each group's validation accuracy per epoch.
 
 --results=DIR (e.g. results/<sweep>, kept in git) receives each finished
 point's result.json and metrics.jsonl and the tables instead of WORKDIR, which
@@ -52,6 +52,7 @@ from isovolnet_jax import config_defaults
 from isovolnet_jax import cpu_devices
 from isovolnet_jax import evaluate
 from isovolnet_jax import logs
+from isovolnet_jax import sweep_curves
 # main's --config (a config file, locked) and --workdir flags and its parser,
 # which reports a bad --config.KEY as one line.
 from isovolnet_jax import main as main_lib
@@ -208,7 +209,8 @@ def _run_points(points, configs, workdir: Path, results_dir: Path,
         if is_main:  # The config too, to notice a rerun that changed it.
           out.mkdir(parents=True, exist_ok=True)
           if out != sub:  # The learning curve, for plots of accuracy vs epochs.
-            shutil.copyfile(sub / 'metrics.jsonl', out / 'metrics.jsonl')
+            for f in ('metrics.jsonl', 'dataset.json'):
+              shutil.copyfile(sub / f, out / f)
           _write_json(out / RESULT, {**row, 'config': config_dict})
         rows.append(row)
     if is_main:
@@ -252,7 +254,8 @@ def group_rows(rows: list[dict]) -> list[dict]:
   out = []
   for name, g in groups.items():
     stats = {'name': name, 'overrides': g['overrides'], 'n': len(g['rows']),
-             'seeds': [r['overrides'].get('seed') for r in g['rows']]}
+             'seeds': [r['overrides'].get('seed') for r in g['rows']],
+             'points': [r['name'] for r in g['rows']]}
     for k in (*METRICS, 'params', 'train_time_s'):
       values = np.array([r[k] for r in g['rows'] if r.get(k) is not None], float)
       stats[k] = float(values.mean()) if len(values) else None
@@ -322,6 +325,8 @@ def write_results(workdir: Path, rows: list[dict]):
       f'# Sweep {workdir.name}\n\n## Points\n\n{per_point}\n\n'
       f'## Mean ± std over seeds (sample std, ddof=1)\n\n{grouped}\n')
   plot_groups(groups, workdir / 'results.png', workdir.name)
+  sweep_curves.plot_curves(workdir, groups, _short_labels(groups),
+                           workdir / 'results_curves.png', workdir.name)
 
 
 def _short_labels(groups: list[dict]) -> list[str]:

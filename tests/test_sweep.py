@@ -12,6 +12,7 @@ import pytest
 
 from isovolnet_jax import config_defaults
 from isovolnet_jax import sweep
+from isovolnet_jax import sweep_curves
 from isovolnet_jax import train
 from isovolnet_jax.errors import InputError
 
@@ -59,6 +60,13 @@ def test_sweep_writes_results(swept):
     groups = list(csv.DictReader(f))
   assert len(groups) == 1 and groups[0]['name'] == 'base' and groups[0]['n'] == '2'
   assert (workdir / 'results.png').stat().st_size > 0
+  # Learning curves: val accuracy at the epochs the point reached (10 steps of
+  # 32 of the 500 training images), as logged.
+  assert (workdir / 'results_curves.png').stat().st_size > 0
+  epochs, accuracy = sweep_curves.val_curve(workdir / 'seed=0')
+  logged = [json.loads(l) for l in (workdir / 'seed=0' / 'metrics.jsonl').open()]
+  assert epochs[-1] == pytest.approx(10 * 32 / 500)
+  assert accuracy[-1] == pytest.approx([l for l in logged if l['split'] == 'val'][-1]['accuracy'])
 
 
 def test_rerun_skips_finished_points(swept, monkeypatch):
@@ -80,7 +88,7 @@ def test_results_dir_holds_results_and_skips_points_on_a_fresh_workdir(
   results = tmp_path / 'results'
   # Point 0's result is committed (copied from the finished sweep); point 1 trains.
   (results / 'seed=0').mkdir(parents=True)
-  for f in (sweep.RESULT, 'metrics.jsonl'):
+  for f in (sweep.RESULT, 'metrics.jsonl', 'dataset.json'):
     (results / 'seed=0' / f).write_bytes((workdir / 'seed=0' / f).read_bytes())
   trained = []
   real = train.train_and_evaluate
@@ -92,6 +100,7 @@ def test_results_dir_holds_results_and_skips_points_on_a_fresh_workdir(
   for name in ('seed=0', 'seed=1'):
     assert (results / name / sweep.RESULT).exists()
     assert (results / name / 'metrics.jsonl').exists()
+    assert sweep_curves.val_curve(results / name) is not None  # dataset.json came too.
     assert not (tmp_path / 'fresh' / name / sweep.RESULT).exists()
   assert (results / 'results.md').exists() and (results / 'results.png').exists()
   assert not (tmp_path / 'fresh' / 'results.md').exists()
@@ -152,13 +161,15 @@ def test_sweep_files_apply_to_cifar10(name):
   module = config_defaults.load_module(ROOT / 'configs' / 'cifar10.py')
   points = sweep.load_sweep(SWEEPS / name)
   configs = sweep.point_configs(module.get_config(), points)
-  # At least two values compared, each over exactly seeds 0, 1 and 2.
+  # At least two values compared over exactly seeds 0, 1 and 2 (and extra
+  # single-seed points, e.g. a longer budget, only from those seeds).
   by_value = {}
   for point in points:
     value = tuple(sorted((k, repr(v)) for k, v in point.items() if k != 'seed'))
     by_value.setdefault(value, []).append(point['seed'])
-  assert len(by_value) >= 2
-  assert all(sorted(seeds) == [0, 1, 2] for seeds in by_value.values())
+  assert sum(sorted(seeds) == [0, 1, 2] for seeds in by_value.values()) >= 2
+  assert all(set(seeds) <= {0, 1, 2} and len(set(seeds)) == len(seeds)
+             for seeds in by_value.values())
   assert sorted({c.seed for c in configs}) == [0, 1, 2]
 
 
