@@ -1,7 +1,10 @@
 #!/bin/bash
-# Runs on the device machine: seed 002's net (configs/cifar10_dilated_ds.py) on the
-# JPEG copy of CIFAR-10, as many epochs as fit the call.
+# Runs on the device machine: CONFIG (default seed 002's net) on the JPEG copy of
+# CIFAR-10, as many epochs as fit the call (at most EMAX). As run on 2026-11-26,
+# except CONFIG and the rm below, added after a warm machine's old workdirs made
+# a second call resume a finished run instead of training.
 set -u
+rm -rf /tmp/probe /tmp/run
 export PYTHONUNBUFFERED=1 TF_CPP_MIN_LOG_LEVEL=2
 T0=$(date +%s); BUDGET=${BUDGET:-560}
 nvidia-smi -L
@@ -12,7 +15,7 @@ sed -i 's/^from .tf.summary_writer import SummaryWriter/from .torch_tensorboard_
 python3 -c "import jax, flax, optax, orbax.checkpoint as o, chex; print('versions', jax.__version__, flax.__version__, optax.__version__, o.__version__, jax.devices())" || exit 4
 python3 .gpu/unpack.py .gpu/cifar10 /tmp/cifar10_jpeg /tmp/cache || exit 5
 echo "data ready after $(( $(date +%s) - T0 )) s"
-C="--config=configs/cifar10_dilated_ds.py --config.data.source=folder --config.data.path=/tmp/cifar10_jpeg --config.data.cache_dir=/tmp/cache --config.data.val_size=0 ${EXTRA:-}"
+C="--config=${CONFIG:-configs/cifar10_dilated_ds.py} --config.data.source=folder --config.data.path=/tmp/cifar10_jpeg --config.data.cache_dir=/tmp/cache --config.data.val_size=0 ${EXTRA:-}"
 python3 -m isovolnet_jax.main $C --workdir=/tmp/probe --config.num_train_steps=80 --config.log_every_steps=20 > $OUT/probe.log 2>&1 || { tail -30 $OUT/probe.log; exit 6; }
 grep -E "img/s|accuracy" $OUT/probe.log | tail -6
 LEFT=$(( BUDGET - ($(date +%s) - T0) - 45 ))
