@@ -29,6 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from isovolnet_jax import inference
 from isovolnet_jax import logs
 from isovolnet_jax.errors import InputError
 from isovolnet_jax.input_pipeline import MIN_SIDE
@@ -95,9 +96,6 @@ def predict(run, images: np.ndarray | Sequence[np.ndarray],
   else:
     batch = np.stack([resize(to_rgb(x, n), height, width)
                       for x, n in zip(images, names, strict=True)])
-  # Imported here: it imports train, and so TensorFlow (seconds), which the
-  # command line's checks of its files need not wait for.
-  from isovolnet_jax import inference  # pylint: disable=import-outside-toplevel
   logits = inference.logits(run.model, run.variables, batch, run.config, batch_size)
   return np.asarray(jax.nn.softmax(logits), np.float32)
 
