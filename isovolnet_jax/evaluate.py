@@ -119,7 +119,7 @@ def apply_overrides(config: ml_collections.ConfigDict,
   return config
 
 
-# ---------------------------------------------------------------- inference
+# ---------------------------------------------------------------- labels
 
 def _labels_in_run_order(data_names: list[str], run_names: list[str],
                          labels: np.ndarray) -> np.ndarray:
