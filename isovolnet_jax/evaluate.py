@@ -10,12 +10,15 @@ test/ (input_pipeline.load also reads its train/, which needs one image or more)
 Prints one JSON object as the last line of stdout (accuracy, loss, macro and
 per-class precision/recall/F1, confusion matrix) and writes DIR/eval/:
 <split>.json, <split>_predictions.csv, <split>_confusion_matrix.png and
-<split>_misclassified.png. Notebooks call `evaluate_run` directly.
+<split>_misclassified.png. Notebooks call `evaluate_run`, or `predict_split`
+and `report` to see the predictions too. The model runs through
+`inference.logits`, as in `predict`.
 """
 
 import ast
 import copy
 import csv
+import dataclasses
 import difflib
 import json
 import math
@@ -40,6 +43,7 @@ matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 
 from isovolnet_jax import checkpointing
+from isovolnet_jax import inference
 from isovolnet_jax import input_pipeline
 from isovolnet_jax import logs
 from isovolnet_jax import metrics
@@ -115,31 +119,7 @@ def apply_overrides(config: ml_collections.ConfigDict,
   return config
 
 
-# ---------------------------------------------------------------- inference
-
-
-def predict(model, variables, images: np.ndarray, labels: np.ndarray,
-            num_classes: int, batch_size: int,
-            flip: bool = False) -> tuple[np.ndarray, np.ndarray]:
-  """Softmax probabilities [N, C] and per-image cross-entropy [N] (float64).
-
-  flip: average each image's logits with its mirror's (`config.eval_flip`).
-  """
-
-  @jax.jit  # Variables as an argument, not baked into the program as constants.
-  def step(variables, x, y):
-    logits = train.eval_logits(model.apply, variables, x, flip)
-    # train.py's loss without label smoothing, so the numbers match its logs.
-    return (jax.nn.softmax(logits), train.cross_entropy(logits, y, num_classes, 0.0))
-
-  probs, losses = [], []
-  for x, y, mask in input_pipeline.eval_batches(images, labels, batch_size):
-    p, l = jax.device_get(step(variables, x, y))  # Padded batches: one compilation.
-    keep = mask > 0
-    probs.append(p[keep])
-    losses.append(l[keep])
-  return np.concatenate(probs), np.concatenate(losses).astype(np.float64)
-
+# ---------------------------------------------------------------- labels
 
 def _labels_in_run_order(data_names: list[str], run_names: list[str],
                          labels: np.ndarray) -> np.ndarray:
@@ -218,14 +198,26 @@ def plot_misclassified(images: np.ndarray, labels, probs, class_names, path: Pat
 # ---------------------------------------------------------------- library
 
 
-def evaluate_run(workdir: str | Path, split: str = 'test',
-                 checkpoint: str | int = 'latest',
-                 overrides: Mapping[str, Any] | None = None,
-                 output_dir: str | Path | None = None) -> dict:
-  """Evaluates a run's checkpoint on a split; writes its files; returns the metrics.
+@dataclasses.dataclass
+class SplitPredictions:
+  """A run's model on one split: what `report` measures and a notebook shows."""
+  workdir: Path
+  split: str
+  step: int
+  class_names: list[str]
+  images: np.ndarray  # uint8 [N, H, W, 3]
+  labels: np.ndarray  # [N], in the run's class order
+  probs: np.ndarray   # softmax [N, classes]
+  losses: np.ndarray  # float64 [N]: cross-entropy, no label smoothing (as train.py logs)
+
+
+def predict_split(workdir: str | Path, split: str = 'test',
+                  checkpoint: str | int = 'latest',
+                  overrides: Mapping[str, Any] | None = None) -> SplitPredictions:
+  """A run's checkpoint on a split, through `inference.logits`.
 
   `overrides` are dotted config keys applied to the run's config, e.g.
-  {'data.path': '/data/other_folder'}. Files go to `output_dir` (WORKDIR/eval).
+  {'data.path': '/data/other_folder'} or {'eval_flip': False}.
   """
   if split not in SPLITS:
     raise InputError(f'unknown split {split!r}; choose one of {SPLITS}')
@@ -250,29 +242,46 @@ def evaluate_run(workdir: str | Path, split: str = 'test',
     raise InputError(f'images are {images.shape[1:]} but the run trained on '
                      f'{run.image_shape}; set --config.data.image_size='
                      f'{run.image_shape[0]}')
+  logits = inference.logits(model, run.variables, images, config)
+  losses = train.cross_entropy(logits, labels, len(run.class_names), 0.0)
+  return SplitPredictions(Path(workdir), split, run.step, run.class_names, images,
+                          labels, np.asarray(jax.nn.softmax(logits)),
+                          np.asarray(losses, np.float64))
 
-  probs, losses = predict(model, run.variables, images, labels,
-                          len(run.class_names), config.eval_batch_size,
-                          flip=config.get('eval_flip', False))
-  result = {'split': split, 'step': run.step, 'num_images': int(len(labels)),
-            'loss': float(losses.mean()),
-            **metrics.classification_report(labels, probs.argmax(-1), run.class_names),
-            'class_names': run.class_names}
 
-  out = Path(output_dir or Path(workdir, 'eval'))
+def report(p: SplitPredictions, output_dir: str | Path | None = None) -> dict:
+  """The metrics of `p`; writes their files to `output_dir` (WORKDIR/eval)."""
+  result = {'split': p.split, 'step': p.step, 'num_images': int(len(p.labels)),
+            'loss': float(p.losses.mean()),
+            **metrics.classification_report(p.labels, p.probs.argmax(-1), p.class_names),
+            'class_names': p.class_names}
+
+  out = Path(output_dir or p.workdir / 'eval')
   out.mkdir(parents=True, exist_ok=True)
-  (out / f'{split}.json').write_text(json.dumps(result, indent=2))
-  _write_predictions(out / f'{split}_predictions.csv', labels, probs, run.class_names)
-  plot_confusion_matrix(np.array(result['confusion_matrix']), run.class_names,
-                        out / f'{split}_confusion_matrix.png',
-                        f'{Path(workdir).name} {split}, step {run.step}: '
+  (out / f'{p.split}.json').write_text(json.dumps(result, indent=2))
+  _write_predictions(out / f'{p.split}_predictions.csv', p.labels, p.probs, p.class_names)
+  plot_confusion_matrix(np.array(result['confusion_matrix']), p.class_names,
+                        out / f'{p.split}_confusion_matrix.png',
+                        f'{p.workdir.name} {p.split}, step {p.step}: '
                         f'accuracy {result["accuracy"]:.4f}')
-  plot_misclassified(images, labels, probs, run.class_names,
-                     out / f'{split}_misclassified.png')
+  plot_misclassified(p.images, p.labels, p.probs, p.class_names,
+                     out / f'{p.split}_misclassified.png')
   logging.info('%s at step %d: %d images, loss %.4f, accuracy %.4f, macro F1 %.4f; '
-               'files in %s', split, run.step, len(labels), result['loss'],
+               'files in %s', p.split, p.step, len(p.labels), result['loss'],
                result['accuracy'], result['macro_f1'], out)
   return result
+
+
+def evaluate_run(workdir: str | Path, split: str = 'test',
+                 checkpoint: str | int = 'latest',
+                 overrides: Mapping[str, Any] | None = None,
+                 output_dir: str | Path | None = None) -> dict:
+  """Evaluates a run's checkpoint on a split; writes its files; returns the metrics.
+
+  `overrides` are dotted config keys applied to the run's config, e.g.
+  {'data.path': '/data/other_folder'}. Files go to `output_dir` (WORKDIR/eval).
+  """
+  return report(predict_split(workdir, split, checkpoint, overrides), output_dir)
 
 
 # ---------------------------------------------------------------- command line

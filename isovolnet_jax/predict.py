@@ -14,7 +14,6 @@ way `data.image_size` resizes the training data: bilinear with antialiasing
 (`jax.image.resize`, which follows `tf.image.resize`), rounded back to uint8.
 """
 
-import functools
 import json
 import logging as std_logging
 import os
@@ -30,11 +29,10 @@ import jax.numpy as jnp
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from isovolnet_jax import inference
 from isovolnet_jax import logs
 from isovolnet_jax.errors import InputError
-from isovolnet_jax.input_pipeline import MIN_SIDE, normalize
-
-BATCH_SIZE = 256
+from isovolnet_jax.input_pipeline import MIN_SIDE
 
 
 def load_image(path: str | Path) -> np.ndarray:
@@ -77,17 +75,15 @@ def resize(image: np.ndarray, height: int, width: int) -> np.ndarray:
   return np.asarray(jnp.clip(jnp.round(x), 0, 255).astype(jnp.uint8))
 
 
-@functools.partial(jax.jit, static_argnums=0)
-def _probabilities(model, variables, images):
-  return jax.nn.softmax(model.apply(variables, normalize(images), train=False))
-
-
 def predict(run, images: np.ndarray | Sequence[np.ndarray],
-            names: Sequence[str] | None = None) -> np.ndarray:
+            names: Sequence[str] | None = None,
+            batch_size: int | None = None) -> np.ndarray:
   """Softmax probabilities, float32 [N, classes], for a batch of uint8 images.
 
   `images`: an array [N, H, W(, C)] or a list of HxW(xC) arrays of any sizes
-  (each at least 32x32); `names` label them in error messages.
+  (each at least 32x32); `names` label them in error messages. The model runs
+  as the run's config says (`eval_flip`, `eval_batch_size` unless `batch_size`)
+  through `inference.logits`, as in `evaluate`.
   """
   if len(images) == 0:
     return np.zeros((0, len(run.class_names)), np.float32)
@@ -100,15 +96,8 @@ def predict(run, images: np.ndarray | Sequence[np.ndarray],
   else:
     batch = np.stack([resize(to_rgb(x, n), height, width)
                       for x, n in zip(images, names, strict=True)])
-  out = []
-  chunk = min(BATCH_SIZE, len(batch))
-  for start in range(0, len(batch), chunk):
-    x = batch[start:start + chunk]
-    n = len(x)
-    if n < chunk:  # Pad the last chunk: one compiled shape for every chunk.
-      x = np.concatenate([x, np.zeros((chunk - n, *x.shape[1:]), x.dtype)])
-    out.append(np.asarray(_probabilities(run.model, run.variables, x))[:n])
-  return np.concatenate(out).astype(np.float32)
+  logits = inference.logits(run.model, run.variables, batch, run.config, batch_size)
+  return np.asarray(jax.nn.softmax(logits), np.float32)
 
 
 def top_k(probs: np.ndarray, class_names: Sequence[str], k: int) -> list[tuple[str, float]]:

@@ -29,6 +29,7 @@ from jax.experimental import multihost_utils
 from jax.sharding import AxisType, NamedSharding, PartitionSpec as P
 
 from isovolnet_jax import checkpointing
+from isovolnet_jax import inference
 from isovolnet_jax import input_pipeline
 from isovolnet_jax import models
 from isovolnet_jax import plots
@@ -167,19 +168,9 @@ def train_step(state: TrainState, images, labels, base_key, *, config, num_class
   return state, {'loss': loss, 'accuracy': accuracy}
 
 
-def eval_logits(apply_fn, variables, images, flip: bool = False):
-  """Logits of uint8 images; flip=True averages them with the mirror images'
-  (test-time augmentation, `config.eval_flip`).
-
-  Shifted views (airbench's multi-crop, +-1 or 2 pixels, half the weight) were
-  tried on a FastCNN run: 85.21% / 85.02% test accuracy against 85.11% with
-  the flip alone, for 3x the evaluation time; not kept.
-  """
-  x = input_pipeline.normalize(images)
-  logits = apply_fn(variables, x, train=False)
-  if flip:
-    logits = (logits + apply_fn(variables, x[:, :, ::-1], train=False)) / 2
-  return logits
+# Evaluation's logits (eval_flip included) are those of evaluate and predict:
+# one function, in inference.py, which predict imports without TensorFlow.
+eval_logits = inference.eval_logits
 
 
 def eval_step(state: TrainState, images, labels, mask, *, num_classes, flip=False):

@@ -50,11 +50,16 @@ MUTATIONS = (
              ('tests/test_evaluate.py::test_eval_flip_averages_with_the_mirror_in_'
               'training_and_evaluation',),
              'isovolnet_jax/train.py', "flip=config.get('eval_flip', False)", 'flip=False'),
-    Mutation('flip-evaluate', 'evaluate.py ignores config.eval_flip',
+    Mutation('flip-inference', 'inference.logits (evaluate, predict) ignores config.eval_flip',
              ('tests/test_evaluate.py::test_eval_flip_averages_with_the_mirror_in_'
-              'training_and_evaluation',),
-             'isovolnet_jax/evaluate.py', "flip=config.get('eval_flip', False)",
-             'flip=False'),
+              'training_and_evaluation',
+              'tests/test_predict.py::test_predict_with_eval_flip_averages_with_the_mirror'),
+             'isovolnet_jax/inference.py', "flip = bool(config.get('eval_flip', False))",
+             'flip = False'),
+    Mutation('pad-mask', 'inference.logits keeps the padding rows of the last batch',
+             ('tests/test_predict.py::test_predict_matches_model_apply',),
+             'isovolnet_jax/inference.py', '(model, variables, x, flip))[mask > 0])',
+             '(model, variables, x, flip)))'),
     Mutation('accum-bn', 'each micro-batch starts from state.batch_stats, not the '
              'carried statistics',
              ('tests/test_scale_out.py::test_accumulation_with_batchnorm_updates_'

@@ -18,6 +18,7 @@ from isovolnet_jax import evaluate
 from isovolnet_jax import input_pipeline
 from isovolnet_jax import metrics
 from isovolnet_jax import plots
+from isovolnet_jax import predict
 from isovolnet_jax import train
 from isovolnet_jax.errors import InputError
 
@@ -149,6 +150,25 @@ def test_eval_flip_averages_with_the_mirror_in_training_and_evaluation(run_dir, 
   assert result['loss'] == pytest.approx(flipped, rel=1e-5)
   off = evaluate.evaluate_run(run_dir, overrides={'eval_flip': False}, output_dir=tmp_path)
   assert off['loss'] == pytest.approx(plain, rel=1e-5)
+
+
+def test_evaluate_and_predict_agree_on_the_same_images(run_dir, tmp_path):
+  """evaluate (its CSV) and predict give the same probabilities for the test
+  images; the run has eval_flip=True, which both honour."""
+  evaluate.evaluate_run(run_dir, output_dir=tmp_path)
+  with (tmp_path / 'test_predictions.csv').open() as f:
+    rows = list(csv.DictReader(f))
+  run = checkpointing.load_run(run_dir)
+  images, labels = input_pipeline.load(run.config).split('test')
+  probs = predict.predict(run, images)
+  assert [int(r['label']) for r in rows] == labels.tolist()
+  assert [int(r['prediction']) for r in rows] == probs.argmax(-1).tolist()
+  # The CSV holds 6 significant digits.
+  np.testing.assert_allclose([[float(r[n]) for n in run.class_names] for r in rows],
+                             probs, rtol=1e-5, atol=1e-6)
+  split = evaluate.predict_split(run_dir)
+  np.testing.assert_allclose(split.probs, probs, atol=1e-6)
+  np.testing.assert_array_equal(split.images, images)
 
 
 def test_best_checkpoint_on_val_matches_its_logged_val_accuracy(run_dir, tmp_path):

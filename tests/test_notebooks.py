@@ -56,6 +56,16 @@ def test_committed_notebooks_have_no_outputs():
     assert sum('parameters' in c.metadata.get('tags', []) for c in nb.cells) == 1
 
 
+def test_notebooks_install_on_colab_with_colab_install_py():
+  """Both install through notebooks/colab_install.py (tested in a venv by
+  tests/test_colab_install.py), never `pip install -e` with its dependencies."""
+  for path in NOTEBOOKS.glob('*.ipynb'):
+    sources = [c.source for c in nbformat.read(path, as_version=4).cells
+               if c.cell_type == 'code']
+    assert sum("run_path('notebooks/colab_install.py'" in s for s in sources) == 1, path.name
+    assert not any(re.search(r'^\s*[!%]pip', s, re.M) for s in sources), path.name
+
+
 def test_restore_and_evaluate(small_cifar, tmp_path):
   config = config_defaults.load_config_file(ROOT / 'configs' / 'smoke.py')
   config.data.source, config.data.path = 'folder', str(small_cifar)
@@ -75,6 +85,8 @@ def test_restore_and_evaluate(small_cifar, tmp_path):
   assert pngs(cell_with(nb, 'plt.subplots(3, 8')) == 1
   assert pngs(cell_with(nb, 'Confusion matrix')) == 1
   assert re.search(r'^\s+airplane: [0-9.]+ of 20$', out, re.M)
+  # The evaluate code drew it: evaluate.report's files are there.
+  assert (tmp_path / 'run' / 'eval' / 'test_confusion_matrix.png').stat().st_size > 0
 
 
 def test_colab_tpu_trains_restores_and_predicts(small_cifar, tmp_path):

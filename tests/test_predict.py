@@ -1,5 +1,6 @@
 """predict.py: the library against model.apply, and the command line on real files."""
 
+import dataclasses
 import json
 import os
 import shutil
@@ -105,12 +106,12 @@ def test_cli_bad_input_is_one_error_line(workdir, images, tmp_path, case):
           'no_checkpoints': 'no checkpoint in'}[case] in errors[0]
 
 
-def test_predict_matches_model_apply(workdir, images, small_cifar, monkeypatch):
+def test_predict_matches_model_apply(workdir, images, small_cifar):
   run = checkpointing.load_run(workdir)
   files = [images['big'], images['jpg']] + sorted((small_cifar / 'test' / 'dog').iterdir())[:9]
   loaded = [predict.load_image(f) for f in files]
-  monkeypatch.setattr(predict, 'BATCH_SIZE', 4)  # 11 images: 3 chunks, the last padded.
-  probs = predict.predict(run, loaded)
+  assert not run.config.eval_flip
+  probs = predict.predict(run, loaded, batch_size=4)  # 11 images: 3 batches, the last padded.
   assert probs.dtype == np.float32 and probs.shape == (11, len(run.class_names))
   np.testing.assert_allclose(probs.sum(-1), 1.0, rtol=1e-5)
   # Directly: resize the 40x56 one with jax.image.resize, the rest are 32x32.
@@ -124,6 +125,28 @@ def test_predict_matches_model_apply(workdir, images, small_cifar, monkeypatch):
   # A uint8 batch array of the run's shape goes through as is.
   np.testing.assert_allclose(predict.predict(run, x), probs, atol=1e-6)
   assert predict.predict(run, []).shape == (0, len(run.class_names))
+
+
+def test_predict_with_eval_flip_averages_with_the_mirror(workdir, small_cifar):
+  """A run whose config has eval_flip=True (configs/cifar10_fast_cpu.py) predicts
+  the softmax of its logits averaged with the mirror images', as evaluate does."""
+  run = checkpointing.load_run(workdir)
+  x = np.stack([predict.load_image(f) for f in sorted((small_cifar / 'test' / 'cat').iterdir())])
+  flipped_config = run.config.copy_and_resolve_references()
+  flipped_config.eval_flip = True
+  flipped = dataclasses.replace(run, config=flipped_config)
+  probs = predict.predict(flipped, x, batch_size=8)  # 20 images: the last batch padded.
+
+  def apply(images):
+    return run.model.apply(run.variables, normalize(images), train=False)
+
+  np.testing.assert_allclose(probs, jax.nn.softmax((apply(x) + apply(x[:, :, ::-1])) / 2),
+                             atol=1e-5)
+  plain = predict.predict(run, x)
+  np.testing.assert_allclose(plain, jax.nn.softmax(apply(x)), atol=1e-5)
+  # This 20-step model is not mirror-symmetric: the flip changes its outputs
+  # by far more than the tolerance above.
+  assert np.abs(probs - plain).max() > 1e-3
 
 
 def test_load_image_makes_rgb(tmp_path):
