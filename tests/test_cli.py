@@ -16,9 +16,9 @@ from helpers import ROOT, load_config_file, require
 BAD_KEY = '--config.optimiser.name=adam'
 
 
-def _run(*args, env=None, **kwargs):
+def _run(*args, env=None, timeout=300, **kwargs):
   return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True,
-                        text=True, timeout=300, env={**os.environ, **(env or {})},
+                        text=True, timeout=timeout, env={**os.environ, **(env or {})},
                         **kwargs)
 
 
@@ -76,7 +76,8 @@ CLEAN = {'LD_PRELOAD': '', cli.NO_TCMALLOC: '', '_ISOVOLNET_TCMALLOC_REEXEC': ''
 
 
 def _probe(*args, env=None):
-  proc = _run('-c', PROBE, *args, env={**CLEAN, **(env or {})}, input='3')
+  # A re-exec loop would hit the timeout.
+  proc = _run('-c', PROBE, *args, env={**CLEAN, **(env or {})}, input='3', timeout=60)
   lines = [l.split() for l in proc.stdout.splitlines()]
   return proc, lines
 
