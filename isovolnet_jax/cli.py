@@ -72,24 +72,20 @@ def use_tcmalloc(library: str | None = None) -> None:
 # ---------------------------------------------------------------- flags
 
 
-def define_flags(*, config: str | None = 'required', workdir: str | None = None,
+def define_flags(*, config: bool = True, workdir: str | None = None,
                  devices: bool = False, lock_config: bool = True) -> None:
-  """The shared flags. config/workdir: None (no flag), 'required' or 'optional'
-  ('optional' --workdir: help text only; `workdir` may also be a help string);
-  devices: --cpu_devices and the multi-host --jax_* flags."""
+  """The shared flags: a required --config file (its keys overridable as
+  --config.KEY=VALUE), a required --workdir when `workdir` gives its help
+  text, and with `devices` --cpu_devices and the multi-host --jax_* flags."""
   from ml_collections import config_flags  # pylint: disable=import-outside-toplevel
   if config:
     config_flags.DEFINE_config_file('config', None, 'Config file (configs/*.py); '
                                     '--config.KEY=VALUE overrides a key.',
                                     lock_config=lock_config)
-    if config == 'required':
-      flags.mark_flag_as_required('config')
+    flags.mark_flag_as_required('config')
   if workdir:
-    help_ = workdir if workdir not in ('required', 'optional') else (
-        'Directory for checkpoints, metrics and logs.')
-    flags.DEFINE_string('workdir', None, help_)
-    if workdir != 'optional':
-      flags.mark_flag_as_required('workdir')
+    flags.DEFINE_string('workdir', None, workdir)
+    flags.mark_flag_as_required('workdir')
   if devices:
     _define_device_flags()
   # Key flags of the command (absl files flags under sys.argv[0]), so that

@@ -221,7 +221,7 @@ FLAGS = flags.FLAGS
 
 def define_flags():
   """Called for the command line only (a notebook imports this module)."""
-  cli.define_flags(config=None, workdir='The run to evaluate (a training --workdir).')
+  cli.define_flags(config=False, workdir='The run to evaluate (a training --workdir).')
   flags.DEFINE_enum('split', 'test', SPLITS, 'Which split to evaluate.')
   flags.DEFINE_string('checkpoint', 'latest', "'latest', 'best' (val accuracy) or a step.")
   flags.DEFINE_string('output_dir', '', "Where the files go; '' = WORKDIR/eval.")

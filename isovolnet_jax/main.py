@@ -42,7 +42,8 @@ def main(argv):
 
 
 def define_flags():
-  cli.define_flags(config='required', workdir='required', devices=True)
+  cli.define_flags(workdir='Directory for checkpoints, metrics and logs.',
+                   devices=True)
 
 
 if __name__ == '__main__':

@@ -126,7 +126,7 @@ def top_k(probs: np.ndarray, class_names: Sequence[str], k: int) -> list[tuple[s
 def define_flags():
   """Defined only when run as a program (a notebook imports this module)."""
   from absl import flags  # pylint: disable=import-outside-toplevel
-  cli.define_flags(config=None, workdir='The --workdir of a training run.')
+  cli.define_flags(config=False, workdir='The --workdir of a training run.')
   flags.DEFINE_string('checkpoint', 'latest', "'latest', 'best' or a step number.")
   flags.DEFINE_integer('top_k', 3, 'How many classes to print per image.')
   flags.DEFINE_bool('json', False, 'Also print the predictions as one JSON line.')

@@ -181,7 +181,7 @@ def main(argv: Sequence[str]) -> None:
 
 def define_flags() -> None:
   """Defined on demand, so importing this module next to `main` is safe."""
-  cli.define_flags(config='required')
+  cli.define_flags()
   flags.DEFINE_string('input_shape', '', 'H,W,C of one image. Default: '
                       'data.image_size if > 0, else 32,32,3.')
   flags.DEFINE_integer('num_classes', 0, 'Classes. Default: 1000 for '

@@ -358,7 +358,7 @@ FLAGS = flags.FLAGS
 
 
 def define_flags():
-  cli.define_flags(config='required', workdir='Directory for the points\' runs '
+  cli.define_flags(workdir='Directory for the points\' runs '
                    '(checkpoints) and, without --results, the results.', devices=True)
   flags.DEFINE_string('sweep', None, 'Python file whose get_sweep() lists the points.')
   flags.DEFINE_string('results', None, 'Folder for the results (result.json and '

@@ -49,7 +49,7 @@ FLAGS = flags.FLAGS
 
 def define_flags():
   """Only when run as a program: importing this module (tests) defines none."""
-  cli.define_flags(config='required', devices=True)
+  cli.define_flags(devices=True)
   flags.DEFINE_bool('json', False, 'Print the results as JSON on the last line.')
   flags.DEFINE_integer('steps', 20, 'Timed steps per repeat.')
   flags.DEFINE_integer('warmup', 3, 'Untimed steps first (compilation).')

@@ -176,7 +176,7 @@ def main(argv):
 
 
 def define_flags():
-  cli.define_flags(config='required', devices=True, lock_config=False)
+  cli.define_flags(devices=True, lock_config=False)
   flags.DEFINE_string('out', '', 'Directory for efficiency.{md,csv,png}.')
   flags.DEFINE_integer('batch_size', 64, 'Batch for throughput and memory.')
   flags.DEFINE_integer('steps', 5, 'Timed repetitions (median).')

@@ -39,7 +39,7 @@ FLAGS = flags.FLAGS
 
 
 def define_flags():
-  cli.define_flags(config=None, devices=True)
+  cli.define_flags(config=False, devices=True)
   flags.DEFINE_string('data_path', '../shared/data/cifar10_jpeg', 'Image folder.')
   flags.DEFINE_integer('steps', 40, 'Timed steps per path (after 5 warm-up steps).')
   flags.DEFINE_integer('batch_size', 256, 'Global batch size.')

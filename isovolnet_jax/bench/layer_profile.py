@@ -71,7 +71,7 @@ def time_layer(module, shape, dtype, repeats):
 
 
 def define_flags():
-  cli.define_flags(config='required')
+  cli.define_flags()
   flags.DEFINE_integer('batch', 128, 'Batch of one CPU device.')
   flags.DEFINE_integer('cores', 1, 'Cores the process is pinned to.')
   flags.DEFINE_integer('repeats', 7, 'Timed runs per layer (median).')
