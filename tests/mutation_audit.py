@@ -105,6 +105,27 @@ MUTATIONS = (
     Mutation('time-budget', 'max_train_time_minutes logs but does not stop',
              ('tests/test_checkpoints.py::test_time_budget_stops_saves_and_evaluates',),
              'isovolnet_jax/train.py', '      if out_of_time:\n        break\n', ''),
+    Mutation('cli-exit', 'bad input exits 1, not 2',
+             ('tests/test_cli.py::test_every_command_refuses_a_bad_config_key_in_one_line',),
+             'isovolnet_jax/cli.py', '  sys.exit(2)\n', '  sys.exit(1)\n'),
+    Mutation('tcmalloc-string', 'tcmalloc "detected" from the LD_PRELOAD string',
+             ('tests/test_cli.py::test_tcmalloc_is_detected_in_the_process_not_in_ld_preload',),
+             'isovolnet_jax/cli.py', "      return 'libtcmalloc' in f.read()",
+             "      return 'tcmalloc' in os.environ.get('LD_PRELOAD', '')"),
+    Mutation('tcmalloc-loop', 'the re-exec has no guard against a preload that fails',
+             ('tests/test_cli.py::test_a_preload_that_does_not_load_tcmalloc_is_not_retried',),
+             'isovolnet_jax/cli.py', ' or os.environ.get(_REEXECED)\n', '\n'),
+    Mutation('eval-checkpoint', 'no checkpoint at the evaluations between periodic saves',
+             ('tests/test_checkpoints.py::test_every_evaluation_saves_a_checkpoint_with_its_'
+              'val_accuracy',),
+             'isovolnet_jax/train.py',
+             'if val is not None or done % config.checkpoint_every_steps == 0 or last:',
+             'if done % config.checkpoint_every_steps == 0 or last:'),
+    Mutation('curves-smoothed', 'the curves plot the label-smoothed train loss',
+             ('tests/test_train.py::test_learning_curves_plot_the_train_loss_without_label_'
+              'smoothing',),
+             'isovolnet_jax/plots.py',
+             "by_step[s].get(f'{key}_unsmoothed', by_step[s][key])", 'by_step[s][key]'),
 )
 
 
