@@ -48,7 +48,7 @@ def use_tcmalloc(library: str | None = None) -> None:
   trained 49% faster and inferred 2x faster than with glibc's malloc (README,
   "Fast on CPU"). A preload must be in place when the process starts, so, as
   PyTorch's and Intel's CPU launchers do, the process replaces itself
-  (`os.execv`: same PID, stdin/stdout, signals and exit status) with
+  (`os.execve`: same PID, stdin/stdout, signals and exit status) with
   LD_PRELOAD set. Call it first thing, before JAX starts. It does nothing when
   tcmalloc is loaded already, is not installed (`apt-get install
   libgoogle-perftools4`), when ISOVOLNET_NO_TCMALLOC=1, or in the re-exec'ed

@@ -32,7 +32,6 @@ if __name__ == '__main__':
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
-from absl import app
 from absl import flags
 import jax
 import jax.numpy as jnp

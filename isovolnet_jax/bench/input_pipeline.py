@@ -29,7 +29,6 @@ if __name__ == '__main__':
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
-from absl import app
 from absl import flags
 
 from isovolnet_jax import config_defaults
