@@ -5,7 +5,6 @@ import logging
 from pathlib import Path
 
 import jax
-from clu import metric_writers
 
 
 class _QuietOrbax(logging.Filter):
@@ -44,6 +43,9 @@ class MetricLog:
   """
 
   def __init__(self, workdir: Path):
+    # Imported here: clu's writers import TensorFlow, which `predict` (and its
+    # import of this module) starts without.
+    from clu import metric_writers  # pylint: disable=import-outside-toplevel
     self.is_main = jax.process_index() == 0
     self.writer = metric_writers.SummaryWriter(str(workdir)) if self.is_main else None
     self.path = workdir / 'metrics.jsonl'
