@@ -161,7 +161,7 @@ def test_with_label_smoothing_the_train_loss_is_also_logged_without(k):
   (before its update): measured as the validation loss is, for the curves.
   k: gradient-accumulation micro-batches."""
   base = config_defaults.get_base_config()
-  base.model.update({'num_blocks': 2})
+  base.model.update({'num_blocks': 1})
   base.grad_accum_steps = k
   model = models.create_model(base.model, 10)
   mesh = sharding.make_mesh(8, grad_accum_steps=k)
