@@ -1,15 +1,15 @@
 r"""CIFAR-10 to ~85% on 2 CPU cores in under 10 minutes: FastCNN, 177k params.
 
-  LD_PRELOAD=libtcmalloc.so.4 python -m isovolnet_jax.main \
+  python -m isovolnet_jax.main \
     --config=configs/cifar10_fast_cpu.py --workdir=runs/fast_cpu \
     --config.data.source=folder --config.data.path=../shared/data/cifar10_jpeg
 
 Measured here: 85.03 +- 0.10% test accuracy on the JPEG copy of CIFAR-10 in
 9.76 +- 0.12 minutes, launch to exit, over seeds 0-2 (one seed at 84.91%).
 
-(`apt install libgoogle-perftools4` gives libtcmalloc.so.4; without it XLA's
-CPU buffers use glibc malloc and training is ~20% slower: 509 against 637
-img/s measured with batch 256.) README, "Fast on CPU", has the measured minutes and
+(The commands preload tcmalloc when it is installed, `apt-get install
+libgoogle-perftools4`; without it XLA's CPU buffers use glibc malloc and this
+net trains 1,069-1,074 img/s instead of 1,590-1,601.) README, "Fast on CPU", has the measured minutes and
 accuracies over seeds and the command that re-measures them.
 """
 

@@ -194,19 +194,8 @@ def load_config(workdir: str | Path) -> ml_collections.ConfigDict:
   if not path.exists():
     raise InputError(f'{path} does not exist; is {workdir} the --workdir of a run?')
   config = ml_collections.ConfigDict(json.loads(path.read_text()))
-  # Keys added to the schema after the run was trained take their defaults,
-  # so `--config.NEW_KEY=...` works on older runs too.
-  _add_missing(config, config_defaults.get_base_config())
-  return config
-
-
-def _add_missing(config: ml_collections.ConfigDict, defaults: ml_collections.ConfigDict):
-  for key, value in defaults.items():
-    if key not in config:
-      config[key] = value
-    elif isinstance(value, ml_collections.ConfigDict) and isinstance(
-        config[key], ml_collections.ConfigDict):
-      _add_missing(config[key], value)
+  # Keys added to the schema after the run was trained take their defaults.
+  return config_defaults.add_missing(config)
 
 
 def _local_target(mngr: ocp.CheckpointManager, step: int):

@@ -1,15 +1,25 @@
-"""The config schema every `configs/*.py` starts from.
+"""Configs: the schema every `configs/*.py` starts from, loading, overriding, upgrading.
 
 Every key a run can take is here, with its default, so that a typo on the
 command line (`--config.optimiser.name=adam`) is refused by ml_collections
-instead of silently ignored.
+instead of silently ignored. The one place for config helpers:
+`load_config_file` (a configs/*.py), `apply_overrides` (dotted keys, as sweep
+points and `evaluate --config.KEY=VALUE` give them) and `add_missing` (an
+older run's config.json gets the keys added since, with their defaults).
 """
 
+import ast
+import copy
+import difflib
 import importlib.util
 import os
+from collections.abc import Mapping
 from types import ModuleType
+from typing import Any
 
 import ml_collections
+
+from isovolnet_jax.errors import InputError
 
 
 def load_module(path: str | os.PathLike) -> ModuleType:
@@ -97,4 +107,84 @@ def get_base_config() -> ml_collections.ConfigDict:
   # gradients are averaged before one update (memory of batch_size / k). With
   # BatchNorm each micro-batch normalizes with its own statistics.
   config.grad_accum_steps = 1
+  return config
+
+
+# ---------------------------------------------------------------- overrides
+
+
+def _leaf_keys(config: ml_collections.ConfigDict, prefix: str = '') -> list[str]:
+  keys = []
+  for k, v in config.items():
+    if isinstance(v, ml_collections.ConfigDict):
+      keys += _leaf_keys(v, f'{prefix}{k}.')
+    else:
+      keys.append(f'{prefix}{k}')
+  return keys
+
+
+def _parse_string(text: str, current: Any, key: str) -> Any:
+  """A command-line string -> the type of the field it replaces."""
+  if isinstance(current, str):
+    return text
+  if isinstance(current, bool):
+    if text.lower() in ('true', '1', 'yes'):
+      return True
+    if text.lower() in ('false', '0', 'no'):
+      return False
+    raise InputError(f'config key {key!r} is a bool; got {text!r} (use true or false)')
+  try:
+    return ast.literal_eval(text)
+  except (ValueError, SyntaxError):
+    if current is None:
+      return text
+    raise InputError(f'config key {key!r} is a {type(current).__name__}; '
+                     f'cannot read {text!r} as one') from None
+
+
+def apply_overrides(config: ml_collections.ConfigDict,
+                    overrides: Mapping[str, Any] | None) -> ml_collections.ConfigDict:
+  """A copy of `config` with dotted keys set ({'model.activation': 'swish'}).
+
+  Unknown keys raise an InputError with the closest key. String values for
+  non-string fields are parsed as the command line's would be ('1e-3' -> 0.001).
+  """
+  config = copy.deepcopy(config)
+  for key, value in (overrides or {}).items():
+    *path, leaf = key.split('.')
+    node = config
+    for part in path:
+      node = node.get(part) if isinstance(node, ml_collections.ConfigDict) else None
+    if not isinstance(node, ml_collections.ConfigDict) or leaf not in node:
+      close = difflib.get_close_matches(key, _leaf_keys(config), n=1)
+      hint = f"; did you mean {close[0]!r}?" if close else ''
+      raise InputError(f'unknown config key {key!r}{hint}')
+    current = node[leaf]
+    if isinstance(current, ml_collections.ConfigDict):
+      raise InputError(f'config key {key!r} is a group; set one of its fields, '
+                       f'e.g. {key}.{next(iter(current.keys()), "name")}')
+    if isinstance(value, str):
+      value = _parse_string(value, current, key)
+    if isinstance(current, (list, tuple)) and isinstance(value, (list, tuple)):
+      value = type(current)(value)  # JSON turned the config's tuples into lists.
+    try:
+      node[leaf] = value
+    except (TypeError, ValueError) as e:
+      raise InputError(f'config key {key!r}: cannot set {value!r} '
+                       f'(it holds {current!r}): {e}'.splitlines()[0]) from None
+  return config
+
+
+def add_missing(config: ml_collections.ConfigDict,
+                defaults: ml_collections.ConfigDict | None = None) -> ml_collections.ConfigDict:
+  """Upgrades `config` in place: keys of `defaults` (the schema) it lacks are
+  added with their default values, so `--config.NEW_KEY=...` works on runs
+  trained before the key existed. Returns `config`."""
+  defaults = get_base_config() if defaults is None else defaults
+  for key, value in defaults.items():
+    if key not in config:
+      config[key] = value
+    elif isinstance(value, ml_collections.ConfigDict) and isinstance(
+        config[key], ml_collections.ConfigDict):
+      add_missing(config[key], value)
   return config

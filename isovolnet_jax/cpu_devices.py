@@ -4,9 +4,9 @@ XLA's CPU backend gives a process one device whose convolutions keep only
 ~1.3 of 2 cores busy. Split into one device per core and fed a slice of the
 batch each (the usual `data` mesh axis), FastCNN trained at 740 img/s instead
 of 423 on this project's 2-core machine (batch 256, tcmalloc, 2026-11-25;
-`python -m isovolnet_jax.benchmark --cpu_devices=1` re-measures the 1-device
-figure). This must be set before JAX starts its backends, so `main` and
-`benchmark` call it first thing. It changes nothing on GPU or TPU, where the
+`python -m isovolnet_jax.bench.benchmark --cpu_devices=1` re-measures the 1-device
+figure). This must be set before JAX starts its backends, so the commands call it
+first thing (`cli.setup_devices`). It changes nothing on GPU or TPU, where the
 CPU backend is unused.
 """
 
@@ -41,8 +41,3 @@ def configure(requested: int, batch_size: int) -> int | None:
   n = requested if requested > 0 else device_count_for(batch_size, usable_cores())
   jax.config.update('jax_num_cpu_devices', n)
   return n
-
-
-def tcmalloc_loaded() -> bool:
-  """Whether tcmalloc was LD_PRELOADed (XLA's CPU buffers allocate a lot)."""
-  return 'tcmalloc' in os.environ.get('LD_PRELOAD', '')

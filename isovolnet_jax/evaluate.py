@@ -15,18 +15,19 @@ and `report` to see the predictions too. The model runs through
 `inference.logits`, as in `predict`.
 """
 
-import ast
-import copy
 import csv
 import dataclasses
-import difflib
 import json
 import math
 import os
-import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+from isovolnet_jax import cli
+
+if __name__ == '__main__':
+  cli.use_tcmalloc()  # Before JAX starts.
 
 # TensorFlow (used only to read data) need not log its C++ start-up banner.
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
@@ -36,13 +37,13 @@ from absl import flags
 from absl import logging
 import jax
 import matplotlib
-import ml_collections
 import numpy as np
 
 matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 
 from isovolnet_jax import checkpointing
+from isovolnet_jax import config_defaults
 from isovolnet_jax import inference
 from isovolnet_jax import input_pipeline
 from isovolnet_jax import logs
@@ -54,70 +55,8 @@ from isovolnet_jax.errors import InputError
 SPLITS = ('test', 'val')
 GALLERY_SIZE = 36  # Misclassified images shown, most confident mistakes first.
 
-# ---------------------------------------------------------------- overrides
-
-
-def _leaf_keys(config: ml_collections.ConfigDict, prefix: str = '') -> list[str]:
-  keys = []
-  for k, v in config.items():
-    if isinstance(v, ml_collections.ConfigDict):
-      keys += _leaf_keys(v, f'{prefix}{k}.')
-    else:
-      keys.append(f'{prefix}{k}')
-  return keys
-
-
-def _parse_string(text: str, current: Any, key: str) -> Any:
-  """A command-line string -> the type of the field it replaces."""
-  if isinstance(current, str):
-    return text
-  if isinstance(current, bool):
-    if text.lower() in ('true', '1', 'yes'):
-      return True
-    if text.lower() in ('false', '0', 'no'):
-      return False
-    raise InputError(f'config key {key!r} is a bool; got {text!r} (use true or false)')
-  try:
-    return ast.literal_eval(text)
-  except (ValueError, SyntaxError):
-    if current is None:
-      return text
-    raise InputError(f'config key {key!r} is a {type(current).__name__}; '
-                     f'cannot read {text!r} as one') from None
-
-
-def apply_overrides(config: ml_collections.ConfigDict,
-                    overrides: Mapping[str, Any] | None) -> ml_collections.ConfigDict:
-  """A copy of `config` with dotted keys set ({'model.activation': 'swish'}).
-
-  Unknown keys raise an InputError with the closest key. String values for
-  non-string fields are parsed as the command line's would be ('1e-3' -> 0.001).
-  """
-  config = copy.deepcopy(config)
-  for key, value in (overrides or {}).items():
-    *path, leaf = key.split('.')
-    node = config
-    for part in path:
-      node = node.get(part) if isinstance(node, ml_collections.ConfigDict) else None
-    if not isinstance(node, ml_collections.ConfigDict) or leaf not in node:
-      close = difflib.get_close_matches(key, _leaf_keys(config), n=1)
-      hint = f"; did you mean {close[0]!r}?" if close else ''
-      raise InputError(f'unknown config key {key!r}{hint}')
-    current = node[leaf]
-    if isinstance(current, ml_collections.ConfigDict):
-      raise InputError(f'config key {key!r} is a group; set one of its fields, '
-                       f'e.g. {key}.{next(iter(current.keys()), "name")}')
-    if isinstance(value, str):
-      value = _parse_string(value, current, key)
-    if isinstance(current, (list, tuple)) and isinstance(value, (list, tuple)):
-      value = type(current)(value)  # JSON turned the config's tuples into lists.
-    try:
-      node[leaf] = value
-    except (TypeError, ValueError) as e:
-      raise InputError(f'config key {key!r}: cannot set {value!r} '
-                       f'(it holds {current!r}): {e}'.splitlines()[0]) from None
-  return config
-
+# The one config helper lives in config_defaults; this name stays for callers.
+apply_overrides = config_defaults.apply_overrides
 
 # ---------------------------------------------------------------- labels
 
@@ -290,37 +229,28 @@ FLAGS = flags.FLAGS
 
 
 def define_flags():
-  """Called for the command line only: main.py defines a --workdir flag too, and
-  a notebook or a test imports both modules into one process."""
-  flags.DEFINE_string('workdir', None, 'The run to evaluate (a training --workdir).')
+  """Called for the command line only (a notebook imports this module)."""
+  cli.define_flags(config=False, workdir='The run to evaluate (a training --workdir).')
   flags.DEFINE_enum('split', 'test', SPLITS, 'Which split to evaluate.')
   flags.DEFINE_string('checkpoint', 'latest', "'latest', 'best' (val accuracy) or a step.")
   flags.DEFINE_string('output_dir', '', "Where the files go; '' = WORKDIR/eval.")
-  flags.mark_flag_as_required('workdir')
 
 _OVERRIDES: dict[str, str] = {}
 
 
 def parse_flags(argv):
-  """absl's parser for the flags; `--config.KEY=VALUE` are collected here.
-
-  They are checked against the run's config in `main`, once --workdir is known.
-  """
+  """cli's parser; `--config.KEY=VALUE` are collected here and checked
+  against the run's config in `main`, once --workdir is known."""
   rest = []
   for arg in argv:
     if arg.startswith('--config.'):
       key, eq, value = arg[len('--config.'):].partition('=')
       if not eq:
-        print(f'error: write {arg}=VALUE (config overrides take "=")', file=sys.stderr)
-        sys.exit(2)
+        cli.fail(f'write {arg}=VALUE (config overrides take "=")')
       _OVERRIDES[key] = value
     else:
       rest.append(arg)
-  try:
-    return FLAGS(rest)
-  except flags.Error as e:
-    print(f'error: {e}', file=sys.stderr)
-    sys.exit(2)
+  return cli.parse_flags(rest)
 
 
 def main(argv):
@@ -329,18 +259,12 @@ def main(argv):
   logs.quiet_orbax()
   checkpoint = FLAGS.checkpoint
   if checkpoint not in ('latest', 'best') and not checkpoint.isdigit():
-    print(f"error: --checkpoint={checkpoint!r}; use 'latest', 'best' or a step number",
-          file=sys.stderr)
-    sys.exit(2)
-  try:
-    result = evaluate_run(FLAGS.workdir, FLAGS.split, checkpoint, _OVERRIDES,
-                          FLAGS.output_dir or None)
-  except InputError as e:
-    print(f'error: {e}', file=sys.stderr)
-    sys.exit(2)
+    raise InputError(f"--checkpoint={checkpoint!r}; use 'latest', 'best' or a step number")
+  result = evaluate_run(FLAGS.workdir, FLAGS.split, checkpoint, _OVERRIDES,
+                        FLAGS.output_dir or None)
   print(json.dumps(result), flush=True)  # Last stdout line: for scripts.
 
 
 if __name__ == '__main__':
   define_flags()
-  app.run(main, flags_parser=parse_flags)
+  cli.run(main, flags_parser=parse_flags)

@@ -14,25 +14,36 @@ def read_metrics(workdir: str | Path) -> list[dict]:
   return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def learning_curves(workdir: str | Path, steps_per_epoch: int) -> Path:
-  """Train vs validation loss and accuracy per epoch -> WORKDIR/learning_curves.png.
+def curves(workdir: str | Path, steps_per_epoch: int) -> dict[str, dict[str, list]]:
+  """{split: {'loss' | 'accuracy': [(epoch, value)]}} for train and val.
 
-  A resumed run appends to metrics.jsonl; for a step logged twice the later
-  line wins.
+  The train loss is the one without label smoothing (`loss_unsmoothed`, logged
+  when `label_smoothing` > 0), as the validation loss is measured, so the two
+  curves compare. A resumed run appends to metrics.jsonl; for a step logged
+  twice the later line wins.
   """
-  series: dict[str, dict[int, dict]] = {'train': {}, 'val': {}}
+  rows: dict[str, dict[int, dict]] = {'train': {}, 'val': {}}
   for row in read_metrics(workdir):
-    if row['split'] in series:
-      series[row['split']][row['step']] = row
+    if row['split'] in rows:
+      rows[row['split']][row['step']] = row
+  return {split: {key: [(s / steps_per_epoch,
+                         by_step[s].get(f'{key}_unsmoothed', by_step[s][key]))
+                        for s in sorted(by_step)]
+                  for key in ('loss', 'accuracy')}
+          for split, by_step in rows.items()}
+
+
+def learning_curves(workdir: str | Path, steps_per_epoch: int) -> Path:
+  """Train vs validation loss and accuracy per epoch -> WORKDIR/learning_curves.png."""
+  series = curves(workdir, steps_per_epoch)
   fig = Figure(figsize=(10, 4))
   axes = fig.subplots(1, 2)
   for ax, key in zip(axes, ('loss', 'accuracy')):
-    for split, rows in series.items():
-      steps = sorted(rows)
-      ax.plot([s / steps_per_epoch for s in steps], [rows[s][key] for s in steps],
+    for split, points in series.items():
+      ax.plot([e for e, _ in points[key]], [v for _, v in points[key]],
               marker='o' if split == 'val' else None, label=split)
     ax.set_xlabel('epoch')
-    ax.set_ylabel(key)
+    ax.set_ylabel('loss (no label smoothing)' if key == 'loss' else key)
     ax.grid(alpha=0.3)
     ax.legend()
   fig.suptitle(Path(workdir).name)

@@ -17,9 +17,13 @@ way `data.image_size` resizes the training data: bilinear with antialiasing
 import json
 import logging as std_logging
 import os
-import sys
 from collections.abc import Sequence
 from pathlib import Path
+
+from isovolnet_jax import cli
+
+if __name__ == '__main__':
+  cli.use_tcmalloc()  # Before JAX starts.
 
 # TensorFlow (imported by the data and logging libraries) need not log its banner.
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
@@ -108,42 +112,36 @@ def top_k(probs: np.ndarray, class_names: Sequence[str], k: int) -> list[tuple[s
 
 # ---------------------------------------------------------------- command line
 
-def _define_flags():
-  # Defined only when run as a program, so that importing this module next to
-  # `main` (which also has --workdir) does not define the flag twice.
-  from absl import flags
-  flags.DEFINE_string('workdir', None, 'The --workdir of a training run.')
+def define_flags():
+  """Defined only when run as a program (a notebook imports this module)."""
+  from absl import flags  # pylint: disable=import-outside-toplevel
+  cli.define_flags(config=False, workdir='The --workdir of a training run.')
   flags.DEFINE_string('checkpoint', 'latest', "'latest', 'best' or a step number.")
   flags.DEFINE_integer('top_k', 3, 'How many classes to print per image.')
   flags.DEFINE_bool('json', False, 'Also print the predictions as one JSON line.')
-  flags.mark_flag_as_required('workdir')
 
 
 def main(argv):
-  from absl import flags, logging
-  from isovolnet_jax import checkpointing
+  from absl import flags, logging  # pylint: disable=import-outside-toplevel
+  from isovolnet_jax import checkpointing  # pylint: disable=import-outside-toplevel
   FLAGS = flags.FLAGS
   files = argv[1:]
   logging.set_verbosity(logging.WARNING)  # app.run's INFO default is for training.
   logs.quiet_orbax(std_logging.ERROR)
-  try:
-    if not files:
-      raise InputError('no image files given; usage: python -m isovolnet_jax.predict '
-                       '--workdir=DIR image.jpg [image.png ...]')
-    if FLAGS.top_k < 1:
-      raise InputError(f'--top_k={FLAGS.top_k}; it must be at least 1')
-    if FLAGS.checkpoint not in ('latest', 'best') and not FLAGS.checkpoint.isdigit():
-      raise InputError(f"--checkpoint={FLAGS.checkpoint}; use 'latest', 'best' or a step")
-    # Read and check every file before restoring the model: bad input fails fast.
-    images = [to_rgb(load_image(f), f) for f in files]
-    # load_run imports TensorFlow (via train), whose C++ start-up lines land on
-    # stderr; a workdir that is not a run is refused before that.
-    checkpointing.load_config(FLAGS.workdir)
-    run = checkpointing.load_run(FLAGS.workdir, FLAGS.checkpoint)
-    probs = predict(run, images, files)
-  except InputError as e:
-    print(f'error: {e}', file=sys.stderr)
-    sys.exit(2)
+  if not files:
+    raise InputError('no image files given; usage: python -m isovolnet_jax.predict '
+                     '--workdir=DIR image.jpg [image.png ...]')
+  if FLAGS.top_k < 1:
+    raise InputError(f'--top_k={FLAGS.top_k}; it must be at least 1')
+  if FLAGS.checkpoint not in ('latest', 'best') and not FLAGS.checkpoint.isdigit():
+    raise InputError(f"--checkpoint={FLAGS.checkpoint}; use 'latest', 'best' or a step")
+  # Read and check every file before restoring the model: bad input fails fast.
+  images = [to_rgb(load_image(f), f) for f in files]
+  # load_run imports TensorFlow (via train), whose C++ start-up lines land on
+  # stderr; a workdir that is not a run is refused before that.
+  checkpointing.load_config(FLAGS.workdir)
+  run = checkpointing.load_run(FLAGS.workdir, FLAGS.checkpoint)
+  probs = predict(run, images, files)
   results = []
   for f, p in zip(files, probs):
     best = top_k(p, run.class_names, FLAGS.top_k)
@@ -154,16 +152,6 @@ def main(argv):
     print(json.dumps(results))
 
 
-def _parse_flags(argv):
-  from absl import flags
-  try:
-    return flags.FLAGS(argv)
-  except flags.Error as e:
-    print(f'error: {e}', file=sys.stderr)
-    sys.exit(2)
-
-
 if __name__ == '__main__':
-  from absl import app
-  _define_flags()
-  app.run(main, flags_parser=_parse_flags)
+  define_flags()
+  cli.run(main)

@@ -19,8 +19,12 @@ customary. With `--json` the last stdout line is one JSON object with
 
 import json
 import math
-import sys
 from typing import Any, Sequence
+
+from isovolnet_jax import cli
+
+if __name__ == '__main__':
+  cli.use_tcmalloc()  # Before JAX starts.
 
 from absl import app
 from absl import flags
@@ -28,7 +32,6 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
-from ml_collections import config_flags
 
 from isovolnet_jax import conv_arithmetic
 from isovolnet_jax.errors import InputError
@@ -167,15 +170,10 @@ def main(argv: Sequence[str]) -> None:
     raise app.UsageError(f'unexpected arguments {argv[1:]}')
   FLAGS = flags.FLAGS
   config = FLAGS.config
-  try:
-    if config is None:
-      raise InputError('--config is required, e.g. --config=configs/cifar10.py')
-    shape = (parse_shape(FLAGS.input_shape) if FLAGS.input_shape
-             else default_input_shape(config))
-    num_classes = FLAGS.num_classes or default_num_classes(config)
-    summary = summarize(config, shape, num_classes)
-  except InputError as e:
-    sys.exit(f'error: {e}')
+  shape = (parse_shape(FLAGS.input_shape) if FLAGS.input_shape
+           else default_input_shape(config))
+  num_classes = FLAGS.num_classes or default_num_classes(config)
+  summary = summarize(config, shape, num_classes)
   print(format_table(summary))
   if FLAGS.json:
     print(json.dumps(summary))
@@ -183,8 +181,7 @@ def main(argv: Sequence[str]) -> None:
 
 def define_flags() -> None:
   """Defined on demand, so importing this module next to `main` is safe."""
-  config_flags.DEFINE_config_file('config', None, 'Config file (configs/*.py).',
-                                  lock_config=True)
+  cli.define_flags()
   flags.DEFINE_string('input_shape', '', 'H,W,C of one image. Default: '
                       'data.image_size if > 0, else 32,32,3.')
   flags.DEFINE_integer('num_classes', 0, 'Classes. Default: 1000 for '
@@ -194,4 +191,4 @@ def define_flags() -> None:
 
 if __name__ == '__main__':
   define_flags()
-  app.run(main)
+  cli.run(main)

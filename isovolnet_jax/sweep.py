@@ -25,15 +25,18 @@ whose results are committed, and nothing large is committed.
 import csv
 import hashlib
 import json
-import math
 import os
 import re
 import shutil
-import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+from isovolnet_jax import cli
+
+if __name__ == '__main__':
+  cli.use_tcmalloc()  # Before JAX starts.
 
 from absl import app
 from absl import flags
@@ -49,13 +52,8 @@ import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 
 from isovolnet_jax import checkpointing
 from isovolnet_jax import config_defaults
-from isovolnet_jax import cpu_devices
-from isovolnet_jax import evaluate
 from isovolnet_jax import logs
 from isovolnet_jax import sweep_curves
-# main's --config (a config file, locked) and --workdir flags and its parser,
-# which reports a bad --config.KEY as one line.
-from isovolnet_jax import main as main_lib
 from isovolnet_jax import train
 from isovolnet_jax.errors import InputError
 
@@ -120,9 +118,9 @@ def point_configs(config: ml_collections.ConfigDict, points: list[dict],
         path = Path(point.pop('config'))
         if not path.is_file():
           raise InputError(f'config file {path} does not exist')
-        base = evaluate.apply_overrides(config_defaults.load_config_file(path),
+        base = config_defaults.apply_overrides(config_defaults.load_config_file(path),
                                         cli_overrides)
-      configs.append(evaluate.apply_overrides(base, point))
+      configs.append(config_defaults.apply_overrides(base, point))
     except InputError as e:
       raise InputError(f'sweep point {i} {point}: {e}') from None
   names = [point_name(p) for p in points]
@@ -365,44 +363,27 @@ FLAGS = flags.FLAGS
 
 
 def define_flags():
-  """--sweep; --config and --workdir are main's (command line only, as evaluate's)."""
+  cli.define_flags(workdir='Directory for the points\' runs '
+                   '(checkpoints) and, without --results, the results.', devices=True)
   flags.DEFINE_string('sweep', None, 'Python file whose get_sweep() lists the points.')
   flags.DEFINE_string('results', None, 'Folder for the results (result.json and '
                       'metrics.jsonl per point, tables); default: --workdir.')
   flags.mark_flag_as_required('sweep')
 
 
-def _setup_devices(configs: list[ml_collections.ConfigDict]) -> None:
-  """main.py's CPU device split and jax.distributed, before JAX starts.
-
-  The CPU devices must split every point's batch: their gcd decides.
-  """
-  processes = FLAGS.jax_num_processes or 1
-  per_process = math.gcd(*(c.batch_size // max(1, c.get('grad_accum_steps', 1) * processes)
-                           for c in configs))
-  cpu_devices.configure(FLAGS.cpu_devices, max(1, per_process))
-  main_lib.initialize_distributed()
-
-
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
   logs.quiet_orbax()
-  try:
-    overrides = config_flags.get_override_values(FLAGS['config'])
-    _setup_devices(point_configs(FLAGS.config, load_sweep(FLAGS.sweep), overrides))
-    rows = run_sweep(FLAGS.config, load_sweep(FLAGS.sweep), FLAGS.workdir,
-                     FLAGS.results, overrides)
-  except train.Preempted as e:  # As main.py: rerunning the command resumes.
-    print(f'preempted: {e}', file=sys.stderr)
-    sys.exit(128 + e.signum)
-  except InputError as e:
-    print(f'error: {e}', file=sys.stderr)
-    sys.exit(2)
+  overrides = config_flags.get_override_values(FLAGS['config'])
+  points = load_sweep(FLAGS.sweep)
+  # The CPU devices must split every point's batch (cli: their gcd decides).
+  cli.setup_devices(point_configs(FLAGS.config, points, overrides))
+  rows = run_sweep(FLAGS.config, points, FLAGS.workdir, FLAGS.results, overrides)
   logging.info('%d points; results in %s', len(rows),
                Path(FLAGS.results or FLAGS.workdir, 'results.md'))
 
 
 if __name__ == '__main__':
   define_flags()
-  app.run(main, flags_parser=main_lib.parse_flags)
+  cli.run(main)

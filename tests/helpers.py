@@ -42,16 +42,9 @@ def load_config_file(name: str):
 
 def smoke_config(data_path, cache_dir, **overrides):
   """configs/smoke.py on an image folder, with dotted-key overrides."""
-  config = load_config_file('smoke')
-  config.data.update({'source': 'folder', 'path': str(data_path),
-                      'cache_dir': str(cache_dir)})
-  for key, value in overrides.items():
-    sub = config
-    *parents, leaf = key.split('.')
-    for p in parents:
-      sub = sub[p]
-    sub[leaf] = value
-  return config
+  return config_defaults.apply_overrides(load_config_file('smoke'), {
+      'data.source': 'folder', 'data.path': str(data_path),
+      'data.cache_dir': str(cache_dir), **overrides})
 
 
 def run_main(workdir, *flags, env=None, data_path=None, cache_dir=None):

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from isovolnet_jax import benchmark
+from isovolnet_jax.bench import benchmark
 from isovolnet_jax import config_defaults
 from isovolnet_jax import cpu_devices
 
@@ -76,7 +76,7 @@ def test_benchmark_json_has_the_figures_and_equal_params(tmp_path):
       '  c.batch_size = 4\n'
       '  return c\n')
   out = subprocess.run(
-      [sys.executable, '-m', 'isovolnet_jax.benchmark', f'--config={config}', '--json',
+      [sys.executable, '-m', 'isovolnet_jax.bench.benchmark', f'--config={config}', '--json',
        '--steps=2', '--warmup=1', '--repeats=1', '--torch_variants=nchw,channels_last'],
       capture_output=True, text=True, cwd=ROOT, timeout=300)
   assert out.returncode == 0, out.stderr[-2000:]
@@ -94,7 +94,7 @@ def test_benchmark_json_has_the_figures_and_equal_params(tmp_path):
 
 def test_benchmark_refuses_a_twin_with_other_parameter_counts(monkeypatch):
   require_torch()
-  from isovolnet_jax import torch_models
+  from isovolnet_jax.bench import torch_models
   real = torch_models.num_params
   monkeypatch.setattr(torch_models, 'num_params', lambda net: real(net) + 1)
   with pytest.raises(AssertionError, match='parameter counts differ'):
@@ -112,7 +112,7 @@ def test_time_to_accuracy_times_each_seed_and_reads_the_test_accuracy(small_cifa
                                                                      tmp_path):
   start = time.perf_counter()
   out = subprocess.run(
-      [sys.executable, 'benchmarks/time_to_accuracy.py', '--config=configs/smoke.py',
+      [sys.executable, '-m', 'isovolnet_jax.bench.time_to_accuracy', '--config=configs/smoke.py',
        f'--data={small_cifar}', '--seeds=0,1', '--json', '--config.num_train_steps=4',
        f'--config.data.cache_dir={cache_dir}', f'--workdir={tmp_path}'],
       capture_output=True, text=True, cwd=ROOT, timeout=600)
@@ -130,12 +130,12 @@ def test_time_to_accuracy_times_each_seed_and_reads_the_test_accuracy(small_cifa
   assert 0 < sum(r['seconds'] for r in runs) < elapsed
   mean = 100 * (runs[0]['test_accuracy'] + runs[1]['test_accuracy']) / 2
   assert '2 seeds:' in out.stdout and f'test accuracy {mean:.2f} ±' in out.stdout
-  again = subprocess.run([sys.executable, 'benchmarks/time_to_accuracy.py', '--seeds=1',
+  again = subprocess.run([sys.executable, '-m', 'isovolnet_jax.bench.time_to_accuracy', '--seeds=1',
                           f'--workdir={tmp_path}'], capture_output=True, text=True, cwd=ROOT)
   assert again.returncode == 2 and 'run1 exists' in again.stderr
 
 
 def test_time_to_accuracy_refuses_unknown_arguments():
-  out = subprocess.run([sys.executable, 'benchmarks/time_to_accuracy.py', '--sedes=1'],
+  out = subprocess.run([sys.executable, '-m', 'isovolnet_jax.bench.time_to_accuracy', '--sedes=1'],
                        capture_output=True, text=True, cwd=ROOT)
   assert out.returncode == 2 and 'only --config.KEY=VALUE' in out.stderr

@@ -228,6 +228,20 @@ class FakeState:
     self.opt_state = {}
 
 
+def test_every_evaluation_saves_a_checkpoint_with_its_val_accuracy(data, tmp_path):
+  """Evaluations (every 15 steps here) fall between the periodic saves (every
+  1000): each saves a checkpoint too, so the best is chosen among all of them."""
+  workdir = tmp_path / 'w'
+  train_in_process(workdir, data, num_train_steps=45, eval_every_epochs=1.0,
+                   checkpoint_every_steps=1000, keep_checkpoints=10)
+  val = {r['step']: r['accuracy'] for r in metrics(workdir, 'val')}
+  mngr = checkpointing.manager(workdir, read_only=True)
+  assert sorted(val) == sorted(mngr.all_steps()) == [15, 30, 45]
+  for step, accuracy in val.items():
+    assert mngr.metrics(step)['val_accuracy'] == pytest.approx(accuracy)
+  assert checkpointing.best_step(workdir) == max(val, key=val.get)
+
+
 def test_keep_policy_keeps_newest_and_best(tmp_path):
   mngr = checkpointing.manager(tmp_path, keep=2)
   for step, acc in zip(range(1, 7), [0.1, 0.9, 0.2, 0.3, None, 0.5]):

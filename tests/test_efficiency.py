@@ -28,7 +28,7 @@ def smoke_counts(separable: bool) -> tuple[int, int]:
 def test_report_compares_separable_with_standard(tmp_path):
   batch = 8
   out = subprocess.run(
-      [sys.executable, '-m', 'isovolnet_jax.efficiency', '--config=configs/smoke.py',
+      [sys.executable, '-m', 'isovolnet_jax.bench.efficiency', '--config=configs/smoke.py',
        f'--out={tmp_path}', f'--batch_size={batch}', '--steps=3'],
       cwd=ROOT, capture_output=True, text=True, timeout=600)
   assert out.returncode == 0, out.stderr[-3000:]
@@ -61,7 +61,7 @@ def test_report_compares_separable_with_standard(tmp_path):
 
 def test_model_without_twin_is_refused(tmp_path):
   out = subprocess.run(
-      [sys.executable, '-m', 'isovolnet_jax.efficiency',
+      [sys.executable, '-m', 'isovolnet_jax.bench.efficiency',
        '--config=configs/cifar10_resnet20.py', f'--out={tmp_path}'],
       cwd=ROOT, capture_output=True, text=True, timeout=300)
   assert out.returncode != 0 and 'no standard-conv twin' in out.stderr

@@ -17,6 +17,8 @@ from PIL import Image
 from isovolnet_jax import config_defaults
 from isovolnet_jax import input_pipeline
 from isovolnet_jax import input_stream
+from isovolnet_jax import preemption
+from isovolnet_jax import sharding
 from isovolnet_jax import train
 from isovolnet_jax.errors import InputError
 
@@ -241,8 +243,8 @@ def test_stream_training_resumes_bit_identically(tmp_path, monkeypatch):
       'log_every_steps': 2, 'checkpoint_every_steps': 100})
   final = train.train_and_evaluate(config, tmp_path / 'straight')
 
-  real = train._agreed_signal
-  monkeypatch.setattr(train, '_agreed_signal', lambda signals, step, every: (
+  real = preemption.agreed_signal
+  monkeypatch.setattr(preemption, 'agreed_signal', lambda signals, step, every: (
       signal.SIGTERM if step == 8 else real(signals, step, every)))
   with pytest.raises(train.Preempted):
     train.train_and_evaluate(config, tmp_path / 'resumed')
@@ -305,11 +307,11 @@ def test_streaming_a_folder_larger_than_the_memory_budget(tmp_path):
 SHARD_SCRIPT = textwrap.dedent('''
     import json, sys
     import jax
-    from isovolnet_jax import config_defaults, input_pipeline, train
+    from isovolnet_jax import config_defaults, input_pipeline, sharding
     port, pid, out, folder, tfds_dir = sys.argv[1:]
     jax.distributed.initialize(f'127.0.0.1:{port}', 2, int(pid))
-    mesh = train.make_mesh(8)
-    shard = train.DataShard(mesh)
+    mesh = sharding.make_mesh(8)
+    shard = sharding.DataShard(mesh)
     result = {'index': shard.index, 'count': shard.count, 'devices': jax.device_count()}
     for name, data in (('folder', dict(source='folder', path=folder)),
                        ('tfds', dict(source='tfds', name='stream_test_images',

@@ -23,9 +23,10 @@ TINY = ('--config.num_train_steps=2', '--config.batch_size=4', '--config.eval_ba
 MOCK_MAIN = textwrap.dedent('''
     import sys
     import tensorflow_datasets as tfds
-    from isovolnet_jax import main
+    from isovolnet_jax import cli, main
+    main.define_flags()
     with tfds.testing.mock_data(num_examples=16):
-      main.app.run(main.main, argv=['main', *sys.argv[1:]], flags_parser=main.parse_flags)
+      cli.run(main.main, argv=['main', *sys.argv[1:]])
 ''')
 
 

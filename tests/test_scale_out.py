@@ -16,6 +16,8 @@ import pytest
 
 from isovolnet_jax import config_defaults
 from isovolnet_jax import models
+from isovolnet_jax import optim
+from isovolnet_jax import sharding
 from isovolnet_jax import train
 from isovolnet_jax.errors import InputError
 
@@ -112,7 +114,8 @@ def test_two_processes_match_one_process_and_one_device(small_cifar, tmp_path):
   for name in ('1x4', '2x2'):
     np.testing.assert_allclose(losses[name][0], losses['1x1'][0], rtol=1e-5)
     np.testing.assert_allclose(losses[name], losses['1x1'], rtol=1e-3)
-  assert sorted(int(p.name) for p in (workdir / 'checkpoints').iterdir()) == [10, 20]
+  # Every 10 steps, and at the evaluation at step 15 (an epoch).
+  assert sorted(int(p.name) for p in (workdir / 'checkpoints').iterdir()) == [10, 15, 20]
 
   # Resume both processes from step 20, now on a 2x2 (data, model) mesh:
   # each process holds one block of the batch, replicated along 'model'.
@@ -126,7 +129,8 @@ def test_two_processes_match_one_process_and_one_device(small_cifar, tmp_path):
   new = [r for r in metrics(workdir, 'train')][len(losses['2x2']):]
   assert [r['step'] for r in new] == list(range(22, 31, 2))
   assert all(np.isfinite(r['loss']) for r in new)
-  assert sorted(int(p.name) for p in (workdir / 'checkpoints').iterdir()) == [10, 20, 30]
+  # The newest 3 (keep_checkpoints); the best by val accuracy is among them.
+  assert sorted(int(p.name) for p in (workdir / 'checkpoints').iterdir()) == [15, 20, 30]
 
 
 def test_distributed_flags_are_checked_in_one_line(tmp_path):
@@ -141,9 +145,9 @@ def test_distributed_flags_are_checked_in_one_line(tmp_path):
 
 
 def test_mesh_shape_resolves_minus_one():
-  assert train.mesh_sizes((-1,), ('data',), 4) == (4,)
-  assert train.mesh_sizes((-1, 2), ('data', 'model'), 8) == (4, 2)
-  assert train.mesh_sizes((1, -1), ('data', 'model'), 8) == (1, 8)
+  assert sharding.mesh_sizes((-1,), ('data',), 4) == (4,)
+  assert sharding.mesh_sizes((-1, 2), ('data', 'model'), 8) == (4, 2)
+  assert sharding.mesh_sizes((1, -1), ('data', 'model'), 8) == (1, 8)
 
 
 @pytest.mark.parametrize('shape, axes, needle', [
@@ -156,14 +160,14 @@ def test_mesh_shape_resolves_minus_one():
 ])
 def test_bad_mesh_shapes_are_input_errors(shape, axes, needle):
   with pytest.raises(InputError, match=needle) as e:
-    train.mesh_sizes(shape, axes, 4)
+    sharding.mesh_sizes(shape, axes, 4)
   assert '\n' not in str(e.value)
 
 
 def test_default_mesh_is_all_devices_on_data():
-  mesh = train.make_mesh(jax.device_count() * 4)
+  mesh = sharding.make_mesh(jax.device_count() * 4)
   assert dict(mesh.shape) == {'data': jax.device_count()}
-  shard = train.DataShard(mesh)
+  shard = sharding.DataShard(mesh)
   assert (shard.index, shard.count) == (0, 1)
 
 
@@ -182,12 +186,12 @@ def test_data_shard_feeds_the_blocks_of_this_process():
   rows = np.arange(8)
   # Process 0 holds data blocks 2 and 3: the second half, as input_pipeline's
   # slice 1 of 2.
-  shard = train.DataShard(_FakeMesh([1, 1, 0, 0]))
+  shard = sharding.DataShard(_FakeMesh([1, 1, 0, 0]))
   assert (shard.contiguous, shard.index, shard.count) == (True, 1, 2)
   assert shard.local_rows(rows)[0] is rows
   # Blocks 0 and 2 (a mesh that interleaves hosts): the whole batch is read
   # and this process keeps rows 0-1 and 4-5, in block order.
-  shard = train.DataShard(_FakeMesh([0, 1, 0, 1]))
+  shard = sharding.DataShard(_FakeMesh([0, 1, 0, 1]))
   assert (shard.contiguous, shard.index, shard.count) == (False, 0, 1)
   np.testing.assert_array_equal(shard.local_rows(rows)[0], [0, 1, 4, 5])
 
@@ -214,9 +218,9 @@ def test_bad_mesh_and_accumulation_are_one_line_cli_errors(small_cifar, tmp_path
 
 def _state_and_batch(config, dtype, batch=32, seed=0):
   model = models.create_model(config.model, 10, dtype)
-  mesh = train.make_mesh(batch, grad_accum_steps=config.grad_accum_steps)
+  mesh = sharding.make_mesh(batch, grad_accum_steps=config.grad_accum_steps)
   replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
-  tx = train.create_optimizer(config.optimizer,
+  tx = optim.create_optimizer(config.optimizer,
                               optax.constant_schedule(config.optimizer.learning_rate))
   state = train.create_train_state(config, model, (32, 32, 3), tx,
                                    jax.random.key(seed), replicated)
@@ -383,6 +387,6 @@ def test_micro_batches_are_strided_rows():
 def test_batch_not_divisible_by_accumulation_is_an_input_error():
   n = jax.device_count()
   with pytest.raises(InputError, match=f'multiple of {4 * n}'):
-    train.make_mesh(4 * n + 2 * n, grad_accum_steps=4)
+    sharding.make_mesh(4 * n + 2 * n, grad_accum_steps=4)
   with pytest.raises(InputError, match='grad_accum_steps=0'):
-    train.make_mesh(32, grad_accum_steps=0)
+    sharding.make_mesh(32, grad_accum_steps=0)

@@ -110,6 +110,6 @@ def test_cli_overrides_and_errors():
   config.model.conv = 'standard'
   assert result['total_params'] == real_param_count(config, (64, 64, 3), 10)
   proc = run_cli('--config=configs/cifar10.py', '--input_shape=32,32')
-  assert proc.returncode == 1
+  assert proc.returncode == 2
   assert proc.stderr.strip().splitlines() == [
       "error: --input_shape='32,32' must be H,W,C, e.g. 32,32,3"]

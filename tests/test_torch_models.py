@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from isovolnet_jax import models
-from isovolnet_jax import torch_models
+from isovolnet_jax.bench import torch_models
 from isovolnet_jax.errors import InputError
 
 from helpers import require_torch
@@ -194,6 +194,6 @@ def test_missing_torch_names_the_fix(monkeypatch):
 
 
 def test_import_does_not_import_torch():
-  code = ('import sys, isovolnet_jax.torch_models; '
+  code = ('import sys, isovolnet_jax.bench.torch_models; '
           'assert "torch" not in sys.modules, "torch imported"')
   subprocess.run([sys.executable, '-c', code], check=True)

@@ -10,8 +10,12 @@ import numpy as np
 import optax
 import pytest
 
+from isovolnet_jax import checkpointing
 from isovolnet_jax import config_defaults
 from isovolnet_jax import models
+from isovolnet_jax import optim
+from isovolnet_jax import plots
+from isovolnet_jax import sharding
 from isovolnet_jax import train
 from isovolnet_jax.errors import InputError
 
@@ -39,7 +43,7 @@ SCHEDULE_VALUES = {
 def test_schedules_take_their_values_at_known_steps(schedule):
   opt = config_defaults.get_base_config().optimizer
   opt.update({'schedule': schedule, 'learning_rate': LR})
-  sched = train.create_learning_rate_schedule(opt, total_steps=200, steps_per_epoch=10)
+  sched = optim.create_learning_rate_schedule(opt, total_steps=200, steps_per_epoch=10)
   for step, value in SCHEDULE_VALUES[schedule].items():
     assert float(sched(step)) == pytest.approx(value, rel=1e-5, abs=1e-9), step
 
@@ -83,8 +87,8 @@ def test_optimizer_updates_match_their_formulas(name):
   opt = config_defaults.get_base_config().optimizer
   opt.update({'name': name, 'weight_decay': 0.05, 'schedule': 'onecycle',
               'learning_rate': LR})
-  sched = train.create_learning_rate_schedule(opt, total_steps=10, steps_per_epoch=5)
-  tx = train.create_optimizer(opt, sched)
+  sched = optim.create_learning_rate_schedule(opt, total_steps=10, steps_per_epoch=5)
+  tx = optim.create_optimizer(opt, sched)
   rng = np.random.default_rng(0)
   params = {'kernel': rng.normal(size=(3, 4)).astype(np.float32),
             'bias': rng.normal(size=4).astype(np.float32)}
@@ -105,7 +109,7 @@ def test_weight_decay_skips_biases_and_norm_scales():
   opt = config_defaults.get_base_config().optimizer
   opt.update({'name': 'sgd', 'momentum': 0.0, 'learning_rate': 1.0,
               'weight_decay': 0.5, 'schedule': 'constant'})
-  tx = train.create_optimizer(opt, train.create_learning_rate_schedule(opt, 10, 1))
+  tx = optim.create_optimizer(opt, optim.create_learning_rate_schedule(opt, 10, 1))
   params = {'kernel': jnp.ones((2, 2)), 'bias': jnp.ones(2)}
   zeros = jax.tree.map(jnp.zeros_like, params)
   updates, _ = tx.update(zeros, tx.init(params), params)
@@ -117,10 +121,10 @@ def test_bad_optimizer_names_are_one_line_errors():
   opt = config_defaults.get_base_config().optimizer
   opt.name = 'lamb'
   with pytest.raises(InputError, match='sgd, adam, adamw, rmsprop'):
-    train.create_optimizer(opt, optax.constant_schedule(0.1))
+    optim.create_optimizer(opt, optax.constant_schedule(0.1))
   opt.schedule = 'linear'
   with pytest.raises(InputError, match='onecycle'):
-    train.create_learning_rate_schedule(opt, 10, 1)
+    optim.create_learning_rate_schedule(opt, 10, 1)
 
 
 # ---------------------------------------------------------------- learning
@@ -133,9 +137,9 @@ def test_one_batch_overfits():
                            'schedule': 'constant', 'weight_decay': 0.0})
   config.model.update({'stem_features': 8, 'num_blocks': 3})
   model = models.create_model(config.model, 10)
-  mesh = train.make_mesh(32)
+  mesh = sharding.make_mesh(32)
   replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
-  tx = train.create_optimizer(config.optimizer, optax.constant_schedule(3e-3))
+  tx = optim.create_optimizer(config.optimizer, optax.constant_schedule(3e-3))
   state = train.create_train_state(config, model, (32, 32, 3), tx,
                                    jax.random.key(0), replicated)
   rng = np.random.default_rng(0)
@@ -149,6 +153,46 @@ def test_one_batch_overfits():
     losses.append(float(m['loss']))
   assert losses[-1] < 0.1 * losses[0]
   assert float(m['accuracy']) == 1.0
+
+
+@pytest.mark.parametrize('k', [1, 2])
+def test_with_label_smoothing_the_train_loss_is_also_logged_without(k):
+  """loss_unsmoothed is the loss the same step computes with label_smoothing=0
+  (before its update): measured as the validation loss is, for the curves.
+  k: gradient-accumulation micro-batches."""
+  base = config_defaults.get_base_config()
+  base.model.update({'num_blocks': 1})
+  base.grad_accum_steps = k
+  model = models.create_model(base.model, 10)
+  mesh = sharding.make_mesh(8, grad_accum_steps=k)
+  rng = np.random.default_rng(0)
+  x, y = sharding.to_global(mesh, rng.integers(0, 256, (8, 32, 32, 3), dtype=np.uint8),
+                            rng.integers(0, 10, 8).astype(np.int32))
+
+  def first_step(smoothing):
+    config = config_defaults.apply_overrides(base, {'label_smoothing': smoothing})
+    tx = optim.create_optimizer(config.optimizer, optax.constant_schedule(0.1))
+    state = train.create_train_state(config, model, (32, 32, 3), tx, jax.random.key(0),
+                                     jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()))
+    return train.make_train_step(config, 10, mesh)(state, x, y, jax.random.key(1))[1]
+
+  plain, smoothed = first_step(0.0), first_step(0.3)
+  assert set(plain) == {'loss', 'accuracy'}
+  assert float(smoothed['loss_unsmoothed']) == pytest.approx(float(plain['loss']), rel=1e-5)
+  assert abs(float(smoothed['loss']) - float(plain['loss'])) > 1e-3
+
+
+def test_learning_curves_plot_the_train_loss_without_label_smoothing(tmp_path):
+  rows = [{'step': 10, 'split': 'train', 'loss': 2.0, 'loss_unsmoothed': 1.5,
+           'accuracy': 0.4}, {'step': 20, 'split': 'train', 'loss': 1.8, 'accuracy': 0.5},
+          {'step': 20, 'split': 'val', 'loss': 1.6, 'accuracy': 0.45}]
+  (tmp_path / 'metrics.jsonl').write_text(''.join(json.dumps(r) + '\n' for r in rows))
+  series = plots.curves(tmp_path, steps_per_epoch=20)
+  # Older runs (and label_smoothing=0) log one loss: it is already unsmoothed.
+  assert series['train']['loss'] == [(0.5, 1.5), (1.0, 1.8)]
+  assert series['val']['loss'] == [(1.0, 1.6)]
+  assert series['train']['accuracy'] == [(0.5, 0.4), (1.0, 0.5)]
+  assert plots.learning_curves(tmp_path, 20).stat().st_size > 0
 
 
 # ---------------------------------------------------------------- main job
@@ -176,6 +220,11 @@ def test_main_writes_checkpoints_metrics_and_events(main_run):
   assert json.loads((workdir / 'config.json').read_text())['model']['name'] == 'isovolnet'
   assert (workdir / 'learning_curves.png').stat().st_size > 0
   assert 'step 30/30' in first.stderr and 'ETA' in first.stderr
+  # One progress line per log step (clu's LoggingWriter no longer repeats it),
+  # and no Orbax warning for the checkpoints saved off the evaluation steps.
+  assert [l.split('step ')[1].split()[0] for l in first.stderr.splitlines()
+          if ' step ' in l and 'img/s' in l] == [f'{s}/30' for s in (5, 10, 15, 20, 25, 30)]
+  assert 'train/loss' not in first.stderr and 'tracked_metric' not in first.stderr
 
 
 def test_rerun_resumes_from_the_last_checkpoint(main_run):
@@ -186,8 +235,12 @@ def test_rerun_resumes_from_the_last_checkpoint(main_run):
   new = rows[len(snapshot):]
   # Only steps after 30 were trained again.
   assert [r['step'] for r in new if r['split'] == 'train'] == [35, 40, 45]
-  # Newest 3 kept (keep_checkpoints=3); the best by val accuracy is among them.
-  assert sorted(int(p.name) for p in (workdir / 'checkpoints').iterdir()) == [30, 40, 45]
+  # Newest 3 kept (keep_checkpoints=3), and the best by val accuracy, chosen
+  # among every evaluation (each has a checkpoint: steps 15, 30, 45).
+  best = checkpointing.best_step(workdir)
+  assert best in (15, 30, 45)
+  assert sorted(int(p.name) for p in (workdir / 'checkpoints').iterdir()) == sorted(
+      {30, 40, 45, best})
 
 
 def test_training_on_real_images_beats_chance(small_cifar, tmp_path):

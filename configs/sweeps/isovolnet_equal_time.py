@@ -9,7 +9,7 @@ Every arm gets the same training time on this machine's 2 CPU cores: the time
 IsoVolNet (the seed's design) takes for 10 epochs of the 45,000-image training
 split, 450,000 images / 1,430 img/s = 315 s of training steps. Each arm's
 steps = 315 s x its img/s / its batch. The img/s are the bare training step's,
-measured alone on the machine with tcmalloc (`python -m isovolnet_jax.benchmark
+measured alone on the machine with tcmalloc (`python -m isovolnet_jax.bench.benchmark
 --skip_torch --json --config=...`, raw output in results/isovolnet_equal_time/speed/,
 2026-11-26); evaluation and compilation are not counted, so the budget is the
 same whatever else shares the machine when the sweep runs.

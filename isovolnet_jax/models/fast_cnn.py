@@ -3,8 +3,8 @@
 The default is the issue-8 reference net: 3x3 convs 24-32-32-64-64-80-80, a
 2x2 max pool after the 2nd, 4th and 6th conv, global max pool and one dense
 layer; 177,314 parameters for 10 classes. `configs/cifar10_fast_cpu.py`
-trains it and `isovolnet_jax.benchmark` times it against the same net in
-PyTorch (`isovolnet_jax/torch_models.py`).
+trains it and `isovolnet_jax.bench.benchmark` times it against the same net
+in PyTorch (`isovolnet_jax/bench/torch_models.py`).
 
 Plain 3x3 convs, not depthwise-separable ones: XLA's CPU depthwise conv runs
 at a small fraction of a dense conv's FLOP/s (README, "Efficiency").

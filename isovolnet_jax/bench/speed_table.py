@@ -1,6 +1,6 @@
 r"""The README's before/after speed table, from saved `benchmark --json` outputs.
 
-  python benchmarks/speed_table.py results/speed
+  python -m isovolnet_jax.bench.speed_table results/speed
 
 reads, per config NAME, DIR/before_NAME.txt (the code before issue 12, JAX
 only), DIR/after_NAME.txt (JAX and PyTorch in one run) and, if present,
@@ -11,8 +11,9 @@ and after, PyTorch's best variant, and the JAX / PyTorch ratios.
 """
 
 import json
-import sys
 from pathlib import Path
+
+from absl import app
 
 
 def last_json(path: Path) -> dict | None:
@@ -52,4 +53,4 @@ def main(folder: str):
 
 
 if __name__ == '__main__':
-  main(sys.argv[1] if len(sys.argv) > 1 else 'results/speed')
+  app.run(lambda argv: main(argv[1] if len(argv) > 1 else 'results/speed'))

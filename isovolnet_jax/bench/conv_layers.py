@@ -1,7 +1,7 @@
 r"""Per-layer profile: where XLA's CPU convolutions lose to PyTorch's (oneDNN).
 
   pip install -e '.[bench]'
-  LD_PRELOAD=libtcmalloc.so.4 python benchmarks/conv_layers.py [--batch=64] [--cores=1]
+  python -m isovolnet_jax.bench.conv_layers [--batch=64] [--cores=1]
 
 For every 3x3 conv of FastCNN (configs/cifar10_fast_cpu.py), on `--cores`
 cores (the process is pinned to them, so both frameworks get the same), it
@@ -12,9 +12,18 @@ is 2 FLOPs per multiply-add of the layer's forward. Batch 64 on one core is
 one of the two CPU devices of a batch-128 training step.
 """
 
-import argparse
 import os
 import time
+
+from isovolnet_jax import cli
+
+if __name__ == '__main__':
+  cli.use_tcmalloc()  # Before JAX starts.
+
+from absl import app
+from absl import flags
+
+FLAGS = flags.FLAGS
 
 
 def _median_ms(fn, repeats=15):
@@ -39,11 +48,15 @@ def layers(widths=(24, 32, 32, 64, 64, 80, 80), pool_after=(1, 3, 5), size=32):
   return out
 
 
-def main():
-  parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-  parser.add_argument('--batch', type=int, default=64)
-  parser.add_argument('--cores', type=int, default=1)
-  args = parser.parse_args()
+def define_flags():
+  flags.DEFINE_integer('batch', 64, 'Batch of the timed convs.')
+  flags.DEFINE_integer('cores', 1, 'Cores the process is pinned to (both frameworks).')
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  args = FLAGS
   os.sched_setaffinity(0, set(sorted(os.sched_getaffinity(0))[:args.cores]))
 
   import jax
@@ -92,4 +105,5 @@ def main():
 
 
 if __name__ == '__main__':
-  main()
+  define_flags()
+  cli.run(main)

@@ -1,14 +1,16 @@
 r"""Depthwise-separable vs standard convs: what each costs, measured on this machine.
 
-  python -m isovolnet_jax.efficiency --config=configs/cifar10.py --out=runs/efficiency \
+  python -m isovolnet_jax.bench.efficiency --config=configs/cifar10.py --out=runs/efficiency \
     [--batch_size=64] [--steps=5] [--config.KEY=VALUE ...]
 
 For the config's model (which must have a `conv` option: isovolnet, dense_ds)
 and its standard-conv twin (`model.conv='standard'`, same widths) it reports:
 params; FLOPs per image counted analytically (summary.py; a multiply-add = 2)
 and by XLA's `cost_analysis()` of the compiled forward pass; latency at batch 1;
-inference and training throughput at --batch_size; peak memory of the compiled
-train step (XLA `memory_analysis()`: arguments + outputs + temporaries) and the
+inference and training throughput at --batch_size (the train step is
+training's own, `train.make_train_step`, on one CPU device per core unless
+--cpu_devices says otherwise; inference on the same devices); peak memory of
+the compiled train step (XLA `memory_analysis()`: arguments + outputs + temporaries) and the
 process's peak RSS. Each variant is measured in a fresh subprocess, so RSS is
 its own. Writes OUT/efficiency.md, OUT/efficiency.csv (one row per variant,
 `conv` = separable or standard) and OUT/efficiency.png.
@@ -23,17 +25,22 @@ import sys
 import time
 from pathlib import Path
 
+from isovolnet_jax import cli
+
+if __name__ == '__main__':
+  cli.use_tcmalloc()  # Before JAX starts.
+
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
-from absl import app
 from absl import flags
 import jax
 import jax.numpy as jnp
 import numpy as np
 from matplotlib.figure import Figure
-from ml_collections import config_flags
 
 from isovolnet_jax import models
+from isovolnet_jax import optim
+from isovolnet_jax import sharding
 from isovolnet_jax import summary
 from isovolnet_jax import train
 from isovolnet_jax.errors import InputError
@@ -67,26 +74,28 @@ def measure(config, batch_size: int, steps: int) -> dict:
   infer(variables, one)  # Compile.
   latency = _median_seconds(lambda: infer(variables, one), 20)
 
-  batch = jnp.zeros((batch_size, *shape))
+  # A batch is split over the devices as in training; one image is not.
+  mesh = sharding.make_mesh(batch_size)
+  replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+  images, labels = sharding.to_global(mesh, np.zeros((batch_size, *shape), np.uint8),
+                                      np.zeros(batch_size, np.int32))
+  batch = sharding.to_global(mesh, np.zeros((batch_size, *shape), np.float32))[0]
+  variables = jax.device_put(variables, replicated)
   infer(variables, batch)
   infer_s = _median_seconds(lambda: infer(variables, batch), steps)
 
-  mesh = train.make_mesh(batch_size)
-  replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
-  tx = train.create_optimizer(config.optimizer, lambda _: config.optimizer.learning_rate)
+  tx = optim.create_optimizer(config.optimizer, lambda _: config.optimizer.learning_rate)
   state = train.create_train_state(config, model, shape, tx, jax.random.key(0), replicated)
-  images = np.zeros((batch_size, *shape), np.uint8)
-  labels = np.zeros(batch_size, np.int32)
-  step = jax.jit(lambda s, x, y: train.train_step(s, x, y, jax.random.key(1),
-                                                  config=config, num_classes=classes))
-  memory = step.lower(state, images, labels).compile().memory_analysis()
+  key = jax.random.key(1)
+  step = train.make_train_step(config, classes, mesh)
+  memory = step.lower(state, images, labels, key).compile().memory_analysis()
   peak = (memory.argument_size_in_bytes + memory.output_size_in_bytes
           + memory.temp_size_in_bytes)
-  state, _ = step(state, images, labels)  # Compile.
+  state, _ = step(state, images, labels, key)  # Compile.
   holder = {'state': state}
 
-  def one_step():
-    holder['state'], metrics = step(holder['state'], images, labels)
+  def one_step():  # The step donates its input state: keep the newest.
+    holder['state'], metrics = step(holder['state'], images, labels, key)
     return metrics
   train_s = _median_seconds(one_step, steps)
   return {
@@ -103,7 +112,7 @@ def measure(config, batch_size: int, steps: int) -> dict:
 def _run_variant(variant: str, argv: list[str]) -> dict:
   """Measures one variant in a fresh process (its own RSS, its own caches)."""
   args = [a for a in argv[1:] if not a.startswith('--variant')]
-  out = subprocess.run([sys.executable, '-m', 'isovolnet_jax.efficiency',
+  out = subprocess.run([sys.executable, '-m', 'isovolnet_jax.bench.efficiency',
                         f'--variant={variant}', *args],
                        capture_output=True, text=True, check=False)
   if out.returncode:
@@ -146,30 +155,33 @@ def write_report(rows: list[dict], out: Path) -> None:
 
 
 def main(argv):
+  del argv
   config = FLAGS.config
   if 'conv' not in config.model:
-    raise app.UsageError(f'model {config.model.name!r} has no standard-conv twin '
-                         f'(no model.conv option); use isovolnet or dense_ds')
-  try:
-    if FLAGS.variant:  # The child: one variant, one JSON line.
-      config.model.conv = FLAGS.variant
-      print(json.dumps(measure(config, FLAGS.batch_size, FLAGS.steps)))
-      return
-    if not FLAGS.out:
-      raise InputError('pass --out=DIR for the report')
-    rows = [_run_variant(v, sys.argv) for v in VARIANTS]
-    write_report(rows, Path(FLAGS.out))
-    print((Path(FLAGS.out) / 'efficiency.md').read_text())
-  except InputError as e:
-    print(f'error: {e}', file=sys.stderr)
-    sys.exit(2)
+    raise InputError(f'model {config.model.name!r} has no standard-conv twin '
+                     f'(no model.conv option); use isovolnet or dense_ds')
+  if FLAGS.variant:  # The child: one variant, one JSON line.
+    with config.unlocked():
+      config.batch_size = FLAGS.batch_size
+    cli.setup_devices([config])  # Before JAX starts.
+    config.model.conv = FLAGS.variant
+    print(json.dumps(measure(config, FLAGS.batch_size, FLAGS.steps)))
+    return
+  if not FLAGS.out:
+    raise InputError('pass --out=DIR for the report')
+  rows = [_run_variant(v, sys.argv) for v in VARIANTS]
+  write_report(rows, Path(FLAGS.out))
+  print((Path(FLAGS.out) / 'efficiency.md').read_text())
 
 
-if __name__ == '__main__':
-  config_flags.DEFINE_config_file('config', None, 'Model config file.', lock_config=False)
+def define_flags():
+  cli.define_flags(devices=True, lock_config=False)
   flags.DEFINE_string('out', '', 'Directory for efficiency.{md,csv,png}.')
   flags.DEFINE_integer('batch_size', 64, 'Batch for throughput and memory.')
   flags.DEFINE_integer('steps', 5, 'Timed repetitions (median).')
   flags.DEFINE_enum('variant', '', ('', *VARIANTS), 'Internal: measure one variant.')
-  flags.mark_flags_as_required(['config'])
-  app.run(main)
+
+
+if __name__ == '__main__':
+  define_flags()
+  cli.run(main)

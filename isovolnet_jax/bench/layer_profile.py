@@ -1,7 +1,7 @@
 r"""Per-layer profile of a config's model: where a training step's time goes.
 
-  LD_PRELOAD=libtcmalloc.so.4 python benchmarks/layer_profile.py \
-    --config=configs/cifar10.py [--batch=128] [--cores=1] [--conv_impl=auto] [--top=15]
+  python -m isovolnet_jax.bench.layer_profile \
+    --config=configs/cifar10.py [--batch=128] [--cores=1] [--config.model.conv_impl=auto] [--top=15]
 
 It runs the model once in training mode with `nn.intercept_methods` to record
 every Conv, BatchNorm and Dense it calls (with its input shape), then times
@@ -14,11 +14,21 @@ one CPU device: a training step at batch 256 on 2 CPU devices is 128 each,
 on one core each (`--cores=1` pins the process to one core).
 """
 
-import argparse
 import collections
 import os
 
-from conv_layers import _median_ms  # benchmarks/ is this script's sys.path[0].
+from isovolnet_jax import cli
+
+if __name__ == '__main__':
+  cli.use_tcmalloc()  # Before JAX starts.
+
+from absl import app
+from absl import flags
+from ml_collections import config_flags
+
+from isovolnet_jax.bench.conv_layers import _median_ms
+
+FLAGS = flags.FLAGS
 
 
 def record_layers(model, x):
@@ -60,25 +70,26 @@ def time_layer(module, shape, dtype, repeats):
   return _median_ms(run(fwd), repeats), _median_ms(run(bwd), repeats)
 
 
-def main():
-  parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-  parser.add_argument('--config', required=True)
-  parser.add_argument('--batch', type=int, default=128)
-  parser.add_argument('--cores', type=int, default=1)
-  parser.add_argument('--conv_impl', default='', help="Override model.conv_impl.")
-  parser.add_argument('--repeats', type=int, default=7)
-  parser.add_argument('--top', type=int, default=15, help='Rows to print (slowest first).')
-  args = parser.parse_args()
+def define_flags():
+  cli.define_flags()
+  flags.DEFINE_integer('batch', 128, 'Batch of one CPU device.')
+  flags.DEFINE_integer('cores', 1, 'Cores the process is pinned to.')
+  flags.DEFINE_integer('repeats', 7, 'Timed runs per layer (median).')
+  flags.DEFINE_integer('top', 15, 'Rows to print (slowest first).')
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  args = FLAGS
   os.sched_setaffinity(0, set(sorted(os.sched_getaffinity(0))[:args.cores]))
 
   import jax
   import jax.numpy as jnp
 
-  from isovolnet_jax import config_defaults, models
+  from isovolnet_jax import models
 
-  config = config_defaults.load_config_file(args.config)
-  if args.conv_impl:
-    config.model.conv_impl = args.conv_impl
+  config = FLAGS.config
   size = config.data.image_size or 32
   x = jnp.zeros((args.batch, size, size, 3), jnp.float32)
   model = models.create_model(config.model, 10, models.DTYPES[config.dtype])
@@ -108,7 +119,7 @@ def main():
       kind = f'Conv g={module.feature_group_count}'
     rows.append((path, kind, shape, *cache[key]))
 
-  print(f'{args.config}: batch {args.batch} on {args.cores} core(s), '
+  print(f'{config_flags.get_config_filename(FLAGS["config"])}: batch {args.batch} on {args.cores} core(s), '
         f'conv_impl={config.model.get("conv_impl", "-")}, jax {jax.__version__}')
   print(f'{"layer":<34}{"kind":<14}{"input":<20}{"fwd ms":>9}{"fwd+bwd ms":>12}')
   for r in sorted(rows, key=lambda r: -r[4])[:args.top]:
@@ -125,4 +136,5 @@ def main():
 
 
 if __name__ == '__main__':
-  main()
+  define_flags()
+  cli.run(main)

@@ -1,6 +1,6 @@
 r"""Does the streaming input path cost CIFAR-10 speed? memory vs stream.
 
-  python benchmarks/input_pipeline.py --data_path=../shared/data/cifar10_jpeg \
+  python -m isovolnet_jax.bench.input_pipeline --data_path=../shared/data/cifar10_jpeg \
     [--steps=40] [--batch_size=256] [--cpu_devices=-1]
 
 (a) memory (data.pipeline='memory', the CIFAR default): uint8 arrays in RAM
@@ -9,8 +9,8 @@ r"""Does the streaming input path cost CIFAR-10 speed? memory vs stream.
 (b) stream (data.pipeline='stream'): tf.data reads each JPEG, decodes it,
     random-resized crop + flip on host threads, batches, and the batches are
     put on the devices 2 steps ahead; the step's own augmentation is off.
-Both train configs/cifar10.py's model through train.train_step, exactly as
-train.py jits it. Prints the time to the first batch, then images/s of the
+Both train configs/cifar10.py's model through `train.make_train_step`, the
+step training runs. Prints the time to the first batch, then images/s of the
 input alone (no training) and of training, after 5 warm-up steps.
 
 --grain (needs `pip install grain`): also times, input alone, the same
@@ -22,20 +22,27 @@ measurement behind choosing tf.data for the stream path.
 import os
 import time
 
+from isovolnet_jax import cli
+
+if __name__ == '__main__':
+  cli.use_tcmalloc()  # Before JAX starts.
+
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
-from absl import app
 from absl import flags
 
 from isovolnet_jax import config_defaults
 from isovolnet_jax import cpu_devices
 
-flags.DEFINE_string('data_path', '../shared/data/cifar10_jpeg', 'Image folder.')
-flags.DEFINE_integer('steps', 40, 'Timed steps per path (after 5 warm-up steps).')
-flags.DEFINE_integer('batch_size', 256, 'Global batch size.')
-flags.DEFINE_integer('cpu_devices', -1, 'As main: -1 = one CPU device per core.')
-flags.DEFINE_bool('grain', False, 'Also time a Grain version of the stream input.')
 FLAGS = flags.FLAGS
+
+
+def define_flags():
+  cli.define_flags(config=False, devices=True)
+  flags.DEFINE_string('data_path', '../shared/data/cifar10_jpeg', 'Image folder.')
+  flags.DEFINE_integer('steps', 40, 'Timed steps per path (after 5 warm-up steps).')
+  flags.DEFINE_integer('batch_size', 256, 'Global batch size.')
+  flags.DEFINE_bool('grain', False, 'Also time a Grain version of the stream input.')
 
 
 def cifar10_config(pipeline):
@@ -99,9 +106,9 @@ def main(argv):
   del argv
   cpu_devices.configure(FLAGS.cpu_devices, FLAGS.batch_size)  # Before JAX starts.
   import jax  # pylint: disable=import-outside-toplevel
-  from isovolnet_jax import input_pipeline, input_stream, models, train  # pylint: disable=import-outside-toplevel
-  mesh = train.make_mesh(FLAGS.batch_size)
-  shard = train.DataShard(mesh)
+  from isovolnet_jax import input_pipeline, input_stream, models, optim, sharding, train  # pylint: disable=import-outside-toplevel
+  mesh = sharding.make_mesh(FLAGS.batch_size)
+  shard = sharding.DataShard(mesh)
   replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
   key = jax.random.key(0)
   print(f'{jax.device_count()} devices, batch {FLAGS.batch_size}, {FLAGS.steps} timed steps')
@@ -123,18 +130,16 @@ def main(argv):
     data, it, first = batches()
     input_rate = rate(it, FLAGS.steps)
     model = models.create_model(config.model, data.num_classes)
-    schedule = train.create_learning_rate_schedule(config.optimizer, 1000, 195)
-    tx = train.create_optimizer(config.optimizer, schedule)
+    schedule = optim.create_learning_rate_schedule(config.optimizer, 1000, 195)
+    tx = optim.create_optimizer(config.optimizer, schedule)
     state = train.create_train_state(config, model, data.image_shape, tx, key, replicated)
-    step = jax.jit(lambda s, x, y, c=config: train.train_step(
-        s, x, y, key, config=c, num_classes=10, mesh=mesh),
-                   out_shardings=(replicated, replicated), donate_argnums=0)
+    step = train.make_train_step(config, 10, mesh)
     _, it, _ = batches()
 
     def train_steps(state=state, it=it, step=step):
       while True:
         _, x, y = next(it)
-        state, m = step(state, x, y)
+        state, m = step(state, x, y, key)
         jax.block_until_ready(m)  # As train.py with several CPU devices.
         yield None, m['loss']
     steps = train_steps()
@@ -154,4 +159,5 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  define_flags()
+  cli.run(main)

@@ -1,6 +1,6 @@
 r"""Wall time and test accuracy of a training command over several seeds.
 
-  LD_PRELOAD=libtcmalloc.so.4 python benchmarks/time_to_accuracy.py \
+  python -m isovolnet_jax.bench.time_to_accuracy \
     --config=configs/cifar10_fast_cpu.py --seeds=0,1,2 \
     --data=../shared/data/cifar10_jpeg [--cold] [--workdir=DIR]
 
@@ -12,7 +12,6 @@ every run an empty cache dir, so JPEG decoding counts too. Extra
 `--config.KEY=VALUE` arguments go to every run.
 """
 
-import argparse
 import json
 import os
 import statistics
@@ -22,9 +21,16 @@ import tempfile
 import time
 from pathlib import Path
 
-from isovolnet_jax import plots
+from absl import app
+from absl import flags
 
-ROOT = Path(__file__).resolve().parents[1]
+from isovolnet_jax import cli
+from isovolnet_jax import plots
+from isovolnet_jax.errors import InputError
+
+ROOT = Path(__file__).resolve().parents[2]
+FLAGS = flags.FLAGS
+_EXTRA: list[str] = []  # The --config.KEY=VALUE arguments, for every run.
 
 
 def run_seed(config: str, data: str, seed: int, workdir: Path, cache_dir: str,
@@ -44,34 +50,44 @@ def run_seed(config: str, data: str, seed: int, workdir: Path, cache_dir: str,
           'steps': test['step']}
 
 
-def main():
-  parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-  parser.add_argument('--config', default='configs/cifar10_fast_cpu.py')
-  parser.add_argument('--data', default=str(ROOT.parent / 'shared/data/cifar10_jpeg'))
-  parser.add_argument('--seeds', default='0,1,2')
-  parser.add_argument('--cold', action='store_true', help='decode the JPEGs in every run')
-  parser.add_argument('--json', action='store_true')
-  parser.add_argument('--workdir', default='',
-                      help='keep each seed\'s run in WORKDIR/run<seed> (default: '
-                           'a temporary folder, deleted at the end)')
-  args, extra = parser.parse_known_args()
-  bad = [a for a in extra if not a.startswith('--config.')]
-  if bad:
-    parser.error(f'unknown arguments {bad}; only --config.KEY=VALUE pass through')
-  args.extra = extra
-  seeds = [int(s) for s in args.seeds.split(',')]
+def define_flags():
+  flags.DEFINE_string('config', 'configs/cifar10_fast_cpu.py', 'Config file of the runs.')
+  flags.DEFINE_string('data', str(ROOT.parent / 'shared/data/cifar10_jpeg'),
+                      'Image folder (train/ and test/).')
+  flags.DEFINE_list('seeds', ['0', '1', '2'], 'Seeds, one run each.')
+  flags.DEFINE_bool('cold', False, 'Decode the JPEGs in every run.')
+  flags.DEFINE_bool('json', False, 'Print the results as JSON on the last line.')
+  flags.DEFINE_string('workdir', '', "Keep each seed's run in WORKDIR/run<seed> "
+                      '(default: a temporary folder, deleted at the end).')
+
+
+def parse_flags(argv):
+  """cli's parser; --config.KEY=VALUE pass through to every run."""
+  _EXTRA.extend(a for a in argv[1:] if a.startswith('--config.'))
+  rest = [a for a in argv if not a.startswith('--config.')]
+  try:
+    return FLAGS(rest)
+  except flags.Error as e:
+    cli.fail(f'{e}; only --config.KEY=VALUE pass through to the runs')
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  args = FLAGS
+  seeds = [int(s) for s in args.seeds]
   # A kept run would resume, not train: every seed needs a fresh workdir.
   taken = [str(Path(args.workdir, f'run{s}')) for s in seeds
            if args.workdir and Path(args.workdir, f'run{s}').exists()]
   if taken:
-    parser.error(f'{taken[0]} exists; each seed needs a fresh workdir')
+    raise InputError(f'{taken[0]} exists; each seed needs a fresh workdir')
 
   results = []
   with tempfile.TemporaryDirectory() as tmp:
     tmp = args.workdir or tmp
     for seed in seeds:
       cache = os.path.join(tmp, f'cache{seed}') if args.cold else ''
-      r = run_seed(args.config, args.data, seed, Path(tmp, f'run{seed}'), cache, args.extra)
+      r = run_seed(args.config, args.data, seed, Path(tmp, f'run{seed}'), cache, _EXTRA)
       print(f'seed {r["seed"]}: {r["seconds"] / 60:.2f} min, test accuracy '
             f'{100 * r["test_accuracy"]:.2f}% ({r["steps"]} steps)', flush=True)
       results.append(r)
@@ -86,4 +102,5 @@ def main():
 
 
 if __name__ == '__main__':
-  main()
+  define_flags()
+  cli.run(main, flags_parser=parse_flags)

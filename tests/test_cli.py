@@ -1,0 +1,137 @@
+"""The shared entry-point module: one error line and exit 2 from every command,
+key flags in --help, and tcmalloc detected for real and preloaded by re-exec."""
+
+import ctypes.util
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from isovolnet_jax import cli
+
+from helpers import ROOT, load_config_file, require
+
+BAD_KEY = '--config.optimiser.name=adam'
+
+
+def _run(*args, env=None, timeout=300, **kwargs):
+  return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True,
+                        text=True, timeout=timeout, env={**os.environ, **(env or {})},
+                        **kwargs)
+
+
+@pytest.fixture(scope='module')
+def run_dir(tmp_path_factory):
+  """A workdir with a run's config.json: enough for evaluate to check a key."""
+  workdir = tmp_path_factory.mktemp('run')
+  (workdir / 'config.json').write_text(load_config_file('smoke').to_json())
+  return workdir
+
+
+COMMANDS = {
+    'main': ('-m', 'isovolnet_jax.main', '--config=configs/smoke.py', '--workdir=unused'),
+    'sweep': ('-m', 'isovolnet_jax.sweep', '--config=configs/smoke.py', '--workdir=unused',
+              '--sweep=configs/sweeps/activation.py'),
+    'summary': ('-m', 'isovolnet_jax.summary', '--config=configs/smoke.py'),
+    'benchmark': ('-m', 'isovolnet_jax.bench.benchmark', '--config=configs/smoke.py'),
+    'efficiency': ('-m', 'isovolnet_jax.bench.efficiency', '--config=configs/smoke.py',
+                   '--out=unused'),
+    'layer_profile': ('-m', 'isovolnet_jax.bench.layer_profile',
+                      '--config=configs/smoke.py'),
+    'evaluate': ('-m', 'isovolnet_jax.evaluate'),  # + --workdir=run_dir
+    'predict': ('-m', 'isovolnet_jax.predict', '--workdir=unused', 'cat.jpg'),
+}
+
+
+def test_every_command_refuses_a_bad_config_key_in_one_line(run_dir):
+  procs = {}  # All at once: each spends its few seconds importing.
+  for name, args in COMMANDS.items():
+    args += (f'--workdir={run_dir}',) if name == 'evaluate' else ()
+    procs[name] = subprocess.Popen([sys.executable, *args, BAD_KEY], cwd=ROOT,
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                   text=True)
+  for name, proc in procs.items():
+    _, stderr = proc.communicate(timeout=300)
+    lines = [l for l in stderr.splitlines() if l.strip()]
+    assert proc.returncode == 2, (name, stderr[-2000:])
+    assert lines[-1].startswith('error: ') and 'optimiser' in lines[-1], (name, stderr[-2000:])
+    assert 'Traceback' not in stderr, name
+  assert not (ROOT / 'unused').exists()
+
+
+def test_help_lists_the_shared_flags():
+  proc = _run('-m', 'isovolnet_jax.sweep', '--help')  # absl exits 1 after help.
+  for flag in ('--config:', '--workdir:', '--cpu_devices:', '--jax_num_processes:',
+               '--sweep:'):
+    assert flag in proc.stdout, flag
+
+
+# ---------------------------------------------------------------- tcmalloc
+
+TCMALLOC = ctypes.util.find_library('tcmalloc')
+PROBE = ('import os, sys\n'
+         'from isovolnet_jax import cli\n'
+         'print("start", os.getpid(), cli.tcmalloc_loaded(), flush=True)\n'
+         'cli.use_tcmalloc(sys.argv[1] if len(sys.argv) > 1 else None)\n'
+         'print("end", os.getpid(), cli.tcmalloc_loaded())\n'
+         'sys.exit(int(sys.stdin.read() or 0))\n')
+CLEAN = {'LD_PRELOAD': '', cli.NO_TCMALLOC: '', '_ISOVOLNET_TCMALLOC_REEXEC': ''}
+
+
+def _probe(*args, env=None):
+  # A re-exec loop would hit the timeout.
+  proc = _run('-c', PROBE, *args, env={**CLEAN, **(env or {})}, input='3', timeout=60)
+  lines = [l.split() for l in proc.stdout.splitlines()]
+  return proc, lines
+
+
+def _require_tcmalloc():
+  require(TCMALLOC is not None, 'tcmalloc is not installed (apt-get install '
+          'libgoogle-perftools4): this test preloads it')
+
+
+def test_tcmalloc_is_detected_in_the_process_not_in_ld_preload():
+  _require_tcmalloc()
+  code = 'from isovolnet_jax import cli; print(cli.tcmalloc_loaded())'
+  loaded = _run('-c', code, env={**CLEAN, 'LD_PRELOAD': TCMALLOC})
+  assert loaded.stdout.split() == ['True'], loaded.stderr
+  # The loader skips a preload it cannot find (with a warning on stderr).
+  missing = _run('-c', code, env={**CLEAN, 'LD_PRELOAD': '/nonexistent/libtcmalloc.so.4'})
+  assert missing.stdout.split() == ['False'], missing.stderr
+  assert _run('-c', code, env=CLEAN).stdout.split() == ['False']
+
+
+def test_commands_reexec_once_with_tcmalloc_keeping_pid_stdin_and_exit_status():
+  _require_tcmalloc()
+  proc, lines = _probe()
+  assert proc.returncode == 3, proc.stderr  # The exit status read from stdin.
+  pid = lines[0][1]
+  assert lines == [['start', pid, 'False'], ['start', pid, 'True'], ['end', pid, 'True']]
+
+
+def test_a_preload_that_does_not_load_tcmalloc_is_not_retried():
+  # libm loads, but it is not tcmalloc: one re-exec, then the command goes on.
+  proc, lines = _probe(ctypes.util.find_library('m'))
+  assert proc.returncode == 3, proc.stderr
+  assert [l[0] for l in lines] == ['start', 'start', 'end'] and lines[-1][2] == 'False'
+
+
+def test_tcmalloc_opt_out():
+  proc, lines = _probe(env={cli.NO_TCMALLOC: '1'})
+  assert proc.returncode == 3, proc.stderr
+  assert [l[0] for l in lines] == ['start', 'end'] and lines[-1][2] == 'False'
+
+
+def test_the_benchmark_reports_tcmalloc_from_the_process(monkeypatch):
+  """benchmark's `tcmalloc` figure is cli.tcmalloc_loaded(), not LD_PRELOAD."""
+  from isovolnet_jax.bench import benchmark
+  monkeypatch.setattr(cli, 'tcmalloc_loaded', lambda: 'probed')
+  monkeypatch.setattr(benchmark, 'time_jax', lambda *a: {
+      'params': 1, 'devices': 1, 'train': 1.0, 'infer': 1.0})
+  monkeypatch.setattr(benchmark, 'matmul_flops', lambda: 1e9)
+  monkeypatch.setenv('LD_PRELOAD', 'libtcmalloc.so.4')
+  config = load_config_file('smoke')
+  args = type('Args', (), dict(threads=1, skip_torch=True))
+  assert benchmark.run(config, args)['tcmalloc'] == 'probed'
