@@ -1,0 +1,42 @@
+r"""The best IsoVolNet within the seed's design, at seed 000's equal training time.
+
+  python -m isovolnet_jax.sweep \
+    --config=configs/cifar10.py --sweep=configs/sweeps/isovolnet_variants.py \
+    --workdir=runs/sweeps/isovolnet_variants --results=results/isovolnet_variants \
+    --config.data.source=folder --config.data.path=../shared/data/cifar10_jpeg
+
+The budget of configs/sweeps/isovolnet_equal_time.py: 315 s of training steps
+on this machine's 2 CPU cores (IsoVolNet's 10 epochs), steps = 315 s x the
+bare training step's img/s / 256. The img/s measured alone with tcmalloc
+(`python -m isovolnet_jax.bench.benchmark --skip_torch --json
+--config=configs/cifar10.py --config.model.KEY=VALUE ...`, raw output and the
+command in results/isovolnet_variants/speed/, 2026-11-26). That sweep's best
+IsoVolNet, 4 blocks (66.3 ± 0.8%, 3,133 steps), is the base; each variant
+changes one thing the design leaves free (activation, `convs_per_block`,
+pooling), or trades blocks for a stem (the constant volume becomes
+stem_features x H x W):
+
+| variant | params | MFLOPs / image | train img/s | steps | epochs |
+|---|---|---|---|---|---|
+| 4 blocks, swish | 169,819 | 6.5 | 2,417 | 2,974 | 16.9 |
+| 4 blocks, 2 DS convs per block | 212,455 | 8.3 | 1,719 | 2,115 | 12.0 |
+| 4 blocks, average pooling | 169,819 | 6.5 | 2,676 | 3,293 | 18.7 |
+| stem 8, 4 blocks | 1,152,106 | 45.6 | 794 | 977 | 5.6 |
+| stem 16, 3 blocks | 296,650 | 45.8 | 582 | 716 | 4.1 |
+
+Seeds 0, 1, 2, seed-major: a sweep stopped early has whole comparisons.
+"""
+
+SEEDS = (0, 1, 2)
+ISO4 = {'model.num_blocks': 4}
+ARMS = (
+    {**ISO4, 'model.activation': 'swish', 'num_train_steps': 2974},
+    {**ISO4, 'model.convs_per_block': 2, 'num_train_steps': 2115},
+    {**ISO4, 'model.pool': 'avg', 'num_train_steps': 3293},
+    {**ISO4, 'model.stem_features': 8, 'num_train_steps': 977},
+    {'model.num_blocks': 3, 'model.stem_features': 16, 'num_train_steps': 716},
+)
+
+
+def get_sweep():
+  return [{**a, 'seed': s} for s in SEEDS for a in ARMS]
