@@ -37,7 +37,8 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.parametrize('name', [
-    'cifar10.py', 'cifar10_isovolnet_standard.py', 'cifar10_dense_ds.py',
+    'cifar10.py', 'cifar10_isovolnet_seed.py', 'cifar10_isovolnet_standard.py',
+    'cifar10_dense_ds.py',
     'cifar10_dilated_ds.py', 'cifar10_mobilenet_v2.py', 'cifar10_simple_cnn.py',
     'cifar10_resnet20.py', 'cifar10_fast_cpu.py'])
 def test_layers_add_up_to_the_real_parameters(name):
@@ -77,6 +78,11 @@ def test_model_sizes():
   assert dilated['total_params'] == 100_416 < 200_000
   resnet = summary.summarize(load_config('cifar10_resnet20.py'), (32, 32, 3), 10)
   assert 260_000 <= resnet['total_params'] <= 280_000
+  # IsoVolNet: the seed's 5 blocks, and the default's 4 (README's table).
+  seed = summary.summarize(load_config('cifar10_isovolnet_seed.py'), (32, 32, 3), 10)
+  assert seed['total_params'] == 2_566_747
+  default = summary.summarize(load_config('cifar10.py'), (32, 32, 3), 10)
+  assert default['total_params'] == 169_819
 
 
 def test_defaults_follow_the_config():

@@ -1,13 +1,13 @@
 r"""Seed 003, architectures: IsoVolNet vs its channel-doubling baseline vs its standard-conv twin.
 
-  python -m isovolnet_jax.sweep --config=configs/cifar10.py \
+  python -m isovolnet_jax.sweep --config=configs/cifar10_isovolnet_seed.py \
     --sweep=configs/sweeps/architecture.py --workdir=runs/sweeps/architecture \
     --config.data.source=folder --config.data.path=../shared/data/cifar10_jpeg \
     --config.max_train_time_minutes=5
 
 9 points (3 architectures x 3 seeds): at most 9 x 5 minutes of training, plus evaluation.
 
-  model.channel_multiplier=4, conv=separable  IsoVolNet (configs/cifar10.py, 2.57M params)
+  model.channel_multiplier=4, conv=separable  IsoVolNet (configs/cifar10_isovolnet_seed.py, 2.57M)
   model.channel_multiplier=2, conv=separable  channel doubling, volume halves per block
                                               (configs/cifar10_isovolnet_doubling.py)
   model.channel_multiplier=4, conv=standard   standard 3x3 convs, same widths (22.7M

@@ -11,7 +11,7 @@ the sweep measures the batch size as the recipe is written. At equal epochs a
 smaller batch takes more, noisier steps (batch 64: 7,030 steps).
 
 Budget and model: README, "Results", seed 003's plan (10 complete epochs on
-IsoVolNet, seeds 0-2 seed-major; committed points are skipped on rerun).
+the default IsoVolNet, 4 blocks, seeds 0-2 seed-major; committed points are skipped on rerun).
 """
 
 SEEDS = (0, 1, 2)

@@ -9,7 +9,7 @@ r"""Seed 003, dropout rates before the classifier: 0 (configs/cifar10.py's), 0.1
 between global max pooling and the dense classifier (model.dropout).
 
 Budget and model: README, "Results", seed 003's plan (10 complete epochs on
-IsoVolNet, seeds 0-2 seed-major; committed points are skipped on rerun).
+the default IsoVolNet, 4 blocks, seeds 0-2 seed-major; committed points are skipped on rerun).
 """
 
 SEEDS = (0, 1, 2)

@@ -1,7 +1,7 @@
 r"""Seed 000's question: does keeping H*W*C constant help? Equal training time.
 
   LD_PRELOAD=libtcmalloc.so.4 python -m isovolnet_jax.sweep \
-    --config=configs/cifar10.py --sweep=configs/sweeps/isovolnet_equal_time.py \
+    --config=configs/cifar10_isovolnet_seed.py --sweep=configs/sweeps/isovolnet_equal_time.py \
     --workdir=runs/sweeps/isovolnet_equal_time --results=results/isovolnet_equal_time \
     --config.data.source=folder --config.data.path=../shared/data/cifar10_jpeg
 
@@ -16,7 +16,7 @@ same whatever else shares the machine when the sweep runs.
 
 | arm | params | batch | train img/s | steps | epochs |
 |---|---|---|---|---|---|
-| IsoVolNet, the seed's design (configs/cifar10.py) | 2,566,747 | 256 | 1,430 | 1,750 | 10.0 |
+| IsoVolNet, the seed's design (configs/cifar10_isovolnet_seed.py) | 2,566,747 | 256 | 1,430 | 1,750 | 10.0 |
 | channel doubling widened to equal params (3x3 stem of 61) | 2,587,386 | 256 | 261 | 321 | 1.8 |
 | IsoVolNet, 4 blocks (the zoo's small-net size) | 169,819 | 256 | 2,548 | 3,133 | 17.8 |
 | FastCNN, its own recipe (configs/cifar10_fast_cpu.py) | 177,314 | 64 | 990 | 4,872 | 6.9 |

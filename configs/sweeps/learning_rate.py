@@ -11,7 +11,7 @@ else as configs/cifar10.py. A rate that diverges is recorded as failed in
 results.md and the sweep goes on.
 
 Budget and model: README, "Results", seed 003's plan (10 complete epochs on
-IsoVolNet, seeds 0-2 seed-major; committed points are skipped on rerun).
+the default IsoVolNet, 4 blocks, seeds 0-2 seed-major; committed points are skipped on rerun).
 """
 
 SEEDS = (0, 1, 2)
