@@ -139,3 +139,10 @@ def test_time_to_accuracy_refuses_unknown_arguments():
   out = subprocess.run([sys.executable, '-m', 'isovolnet_jax.bench.time_to_accuracy', '--sedes=1'],
                        capture_output=True, text=True, cwd=ROOT)
   assert out.returncode == 2 and 'only --config.KEY=VALUE' in out.stderr
+
+
+def test_input_pipeline_bench_finds_its_config():
+  # The path broke once when the bench moved into isovolnet_jax/bench/.
+  from isovolnet_jax.bench import input_pipeline as bench_input  # pylint: disable=g-import-not-at-top
+  config = config_defaults.load_config_file(bench_input.CONFIG)
+  assert config.model.name == 'isovolnet' and config.model.num_blocks == -1
