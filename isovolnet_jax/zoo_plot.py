@@ -43,7 +43,7 @@ class Model:
 ZOO = (
     Model('IsoVolNet, seed design', 'results/isovolnet_equal_time/num_train_steps=*',
           'results/isovolnet_equal_time/speed/iso5.txt'),
-    Model('IsoVolNet, 4 blocks', 'results/isovolnet_equal_time/model.num_blocks=4,*',
+    Model('IsoVolNet, 4 blocks (default)', 'results/isovolnet_equal_time/model.num_blocks=4,*',
           'results/isovolnet_equal_time/speed/iso4.txt'),
     Model('channel doubling, stem 61',
           'results/isovolnet_equal_time/model.channel_multiplier=2,*',
