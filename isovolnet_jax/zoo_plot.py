@@ -29,6 +29,7 @@ import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 import numpy as np
 
 from isovolnet_jax import sweep
+from isovolnet_jax.bench import speed_table
 from isovolnet_jax.errors import InputError
 
 
@@ -76,10 +77,10 @@ def cpu_train_img_s(source: Path | str) -> float:
         if row['conv'] == conv:
           return float(row['train_img_s'])
     raise InputError(f'{path}: no row with conv={conv}.')
-  lines = [l for l in Path(path).read_text().splitlines() if l.startswith('{')]
-  if not lines:
+  record = speed_table.last_json(Path(path))
+  if record is None:
     raise InputError(f'{path}: no JSON line; rerun bench.benchmark with --json.')
-  return float(json.loads(lines[-1])['jax_train_img_s'])
+  return float(record['jax_train_img_s'])
 
 
 def load_rows(model: Model, root: Path) -> list[dict]:
