@@ -20,6 +20,12 @@ markdown and the plot the mean +- std over the points that differ only in
 point's result.json and metrics.jsonl and the tables instead of WORKDIR, which
 then holds only checkpoints: a sweep rerun on a fresh clone skips the points
 whose results are committed, and nothing large is committed.
+
+--reuse=DIR[,DIR] (other sweeps' results folders): a point whose whole config
+and device count equal a finished point's there copies its files instead of
+training, since the same config and seed give the same result bit for bit on
+CPU. Seed 003's sweeps share the default point this way: trained once, not
+four times.
 """
 
 import csv
@@ -29,7 +35,7 @@ import os
 import re
 import shutil
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -148,11 +154,16 @@ def _write_json(path: Path, obj):
 
 def run_sweep(config: ml_collections.ConfigDict, points: list[dict],
               workdir: str | Path, results_dir: str | Path | None = None,
-              cli_overrides: Mapping[str, Any] | None = None) -> list[dict]:
+              cli_overrides: Mapping[str, Any] | None = None,
+              reuse: Sequence[str | Path] = ()) -> list[dict]:
   """Trains every point not yet done; writes and returns the results rows.
 
   Results (each point's result.json and metrics.jsonl, and the tables) go to
   `results_dir`, the workdir if None; a point is done if its result.json is there.
+  A point whose whole config, device count included, equals a finished point's
+  in one of the `reuse` results folders takes that point's files instead of
+  training again (same config and seed give the same result bit for bit on
+  CPU); its row says `reused_from`.
 
   A point that fails with an InputError (e.g. a learning rate that diverges)
   is recorded as failed and the sweep goes on; the error is raised at the end.
@@ -166,18 +177,42 @@ def run_sweep(config: ml_collections.ConfigDict, points: list[dict],
     results_dir.mkdir(parents=True, exist_ok=True)
     # A second sweep in the same workdir would race this one point by point.
     with checkpointing.WorkdirLock(workdir):
-      return _run_points(points, configs, workdir, results_dir, True)
-  return _run_points(points, configs, workdir, results_dir, False)
+      return _run_points(points, configs, workdir, results_dir, True, reuse)
+  return _run_points(points, configs, workdir, results_dir, False, reuse)
+
+
+def find_same_run(config_dict: dict, reuse: Sequence[str | Path]) -> Path | None:
+  """A finished point of the `reuse` folders with this config on as many devices."""
+  for folder in reuse:
+    for path in sorted(Path(folder).glob(f'*/{RESULT}')):
+      row = json.loads(path.read_text())
+      if (row.get('config') == config_dict and not row.get('error')
+          and row.get('devices') == jax.device_count()):
+        return path.parent
+  return None
 
 
 def _run_points(points, configs, workdir: Path, results_dir: Path,
-                is_main: bool) -> list[dict]:
+                is_main: bool, reuse: Sequence[str | Path] = ()) -> list[dict]:
   rows, failed = [], []
   for i, (point, cfg) in enumerate(zip(points, configs)):
     name = point_name(point)
     sub, out = workdir / name, results_dir / name
     config_dict = json.loads(cfg.to_json_best_effort())
-    if (out / RESULT).exists():
+    same = None if (out / RESULT).exists() else find_same_run(config_dict, reuse)
+    if same:
+      logging.info('Point %d/%d %s: the same run is in %s, reused.', i + 1,
+                   len(points), name, same)
+      row = json.loads((same / RESULT).read_text())
+      row.update(name=name, overrides=point, reused_from=str(same))
+      if is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        for f in ('metrics.jsonl', 'dataset.json'):
+          shutil.copyfile(same / f, out / f)
+        _write_json(out / RESULT, row)
+      row.pop('config')
+      rows.append(row)
+    elif (out / RESULT).exists():
       logging.info('Point %d/%d %s: done before, skipped.', i + 1, len(points), name)
       row = json.loads((out / RESULT).read_text())
       changed = _diff(row.pop('config', {}), config_dict)
@@ -204,6 +239,7 @@ def _run_points(points, configs, workdir: Path, results_dir: Path,
           for k in ('accuracy', 'loss'):
             row[f'{split}_{k}'] = final.get(split, {}).get(k)
         row['params'], row['step'] = params_and_step(sub)
+        row['devices'] = jax.device_count()  # find_same_run compares it.
         if is_main:  # The config too, to notice a rerun that changed it.
           out.mkdir(parents=True, exist_ok=True)
           if out != sub:  # The learning curve, for plots of accuracy vs epochs.
@@ -284,7 +320,8 @@ def _md_table(header: list[str], rows: list[list[str]]) -> str:
 def write_results(workdir: Path, rows: list[dict]):
   """WORKDIR/results.csv, results_grouped.csv, results.md and results.png."""
   keys = _override_keys(rows)
-  columns = ['name', *keys, *METRICS, 'params', 'train_time_s', 'step', 'error']
+  columns = ['name', *keys, *METRICS, 'params', 'train_time_s', 'step', 'error',
+             'reused_from']
   with (workdir / 'results.csv').open('w', newline='') as f:
     w = csv.writer(f)
     w.writerow(columns)
@@ -368,6 +405,9 @@ def define_flags():
   flags.DEFINE_string('sweep', None, 'Python file whose get_sweep() lists the points.')
   flags.DEFINE_string('results', None, 'Folder for the results (result.json and '
                       'metrics.jsonl per point, tables); default: --workdir.')
+  flags.DEFINE_list('reuse', [], 'Results folders of other sweeps: a point whose '
+                    'config equals a finished point there copies its results '
+                    'instead of training (e.g. the default point of each sweep).')
   flags.mark_flag_as_required('sweep')
 
 
@@ -379,7 +419,8 @@ def main(argv):
   points = load_sweep(FLAGS.sweep)
   # The CPU devices must split every point's batch (cli: their gcd decides).
   cli.setup_devices(point_configs(FLAGS.config, points, overrides))
-  rows = run_sweep(FLAGS.config, points, FLAGS.workdir, FLAGS.results, overrides)
+  rows = run_sweep(FLAGS.config, points, FLAGS.workdir, FLAGS.results, overrides,
+                   FLAGS.reuse)
   logging.info('%d points; results in %s', len(rows),
                Path(FLAGS.results or FLAGS.workdir, 'results.md'))
 

@@ -106,6 +106,31 @@ def test_results_dir_holds_results_and_skips_points_on_a_fresh_workdir(
   assert not (tmp_path / 'fresh' / 'results.md').exists()
 
 
+def test_reuse_copies_a_finished_point_with_the_same_config(swept, tmp_path,
+                                                           monkeypatch):
+  """--reuse: another sweep's default point is not trained a second time."""
+  config, _, workdir, rows = swept
+  monkeypatch.setattr(train, 'train_and_evaluate',
+                      lambda *a: pytest.fail(f'trained {a}'))
+  results = tmp_path / 'results'
+  # The same config as the swept seed=0 point, named by another override.
+  point = {'num_train_steps': 10, 'seed': 0}
+  [row] = sweep.run_sweep(config, [point], tmp_path / 'w', results, reuse=[workdir])
+  assert row['name'] == 'num_train_steps=10,seed=0' and row['overrides'] == point
+  assert row['reused_from'] == str(workdir / 'seed=0')
+  assert row['test_accuracy'] == rows[0]['test_accuracy']
+  copied = results / row['name']
+  assert (copied / 'metrics.jsonl').read_bytes() == (
+      workdir / 'seed=0' / 'metrics.jsonl').read_bytes()
+  assert json.loads((copied / sweep.RESULT).read_text())['reused_from'] == row['reused_from']
+  # Another value, or the same config on another device count, is not the same run.
+  same = json.loads((workdir / 'seed=0' / sweep.RESULT).read_text())['config']
+  assert sweep.find_same_run(same, [workdir]) == workdir / 'seed=0'
+  assert sweep.find_same_run({**same, 'seed': 5}, [workdir]) is None
+  monkeypatch.setattr(sweep.jax, 'device_count', lambda: 99)
+  assert sweep.find_same_run(same, [workdir]) is None
+
+
 def test_bad_key_is_refused_before_training(monkeypatch):
   monkeypatch.setattr(train, 'train_and_evaluate', lambda *a: pytest.fail('trained'))
   config = smoke_config(Path('unused'), Path('unused'))

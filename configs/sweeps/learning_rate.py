@@ -3,12 +3,15 @@ r"""Seed 003, learning rates: AdamW peak rate in factors of 2 around 2e-3.
   LD_PRELOAD=libtcmalloc.so.4 python -m isovolnet_jax.sweep --config=configs/cifar10.py \
     --sweep=configs/sweeps/learning_rate.py --workdir=runs/sweeps/learning_rate --results=results/learning_rate \
     --config.data.source=folder --config.data.path=../shared/data/cifar10_jpeg \
-    --config.num_epochs=10
+    --config.num_epochs=10 --reuse=results/activation
 
 15 points (5 rates x 3 seeds). Peak of configs/cifar10.py's
 onecycle schedule: 5e-4, 1e-3, 2e-3 (the config's), 4e-3, 8e-3; everything
 else as configs/cifar10.py. A rate that diverges is recorded as failed in
 results.md and the sweep goes on.
+
+The default point (configs/cifar10.py as it is) is the activation sweep's
+relu point: with --reuse its committed results are copied, not retrained.
 
 Budget and model: README, "Results", seed 003's plan (10 complete epochs on
 the default IsoVolNet, 4 blocks, seeds 0-2 seed-major; committed points are skipped on rerun).
