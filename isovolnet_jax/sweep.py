@@ -204,7 +204,8 @@ def _run_points(points, configs, workdir: Path, results_dir: Path,
       logging.info('Point %d/%d %s: the same run is in %s, reused.', i + 1,
                    len(points), name, same)
       row = json.loads((same / RESULT).read_text())
-      row.update(name=name, overrides=point, reused_from=str(same))
+      # <sweep>/<point>: the same on every machine, wherever results/ lies.
+      row.update(name=name, overrides=point, reused_from=f'{same.parent.name}/{same.name}')
       if is_main:
         out.mkdir(parents=True, exist_ok=True)
         for f in ('metrics.jsonl', 'dataset.json'):

@@ -117,7 +117,7 @@ def test_reuse_copies_a_finished_point_with_the_same_config(swept, tmp_path,
   point = {'num_train_steps': 10, 'seed': 0}
   [row] = sweep.run_sweep(config, [point], tmp_path / 'w', results, reuse=[workdir])
   assert row['name'] == 'num_train_steps=10,seed=0' and row['overrides'] == point
-  assert row['reused_from'] == str(workdir / 'seed=0')
+  assert row['reused_from'] == f'{workdir.name}/seed=0'
   assert row['test_accuracy'] == rows[0]['test_accuracy']
   copied = results / row['name']
   assert (copied / 'metrics.jsonl').read_bytes() == (
