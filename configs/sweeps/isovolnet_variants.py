@@ -23,20 +23,34 @@ stem_features x H x W):
 | 4 blocks, average pooling | 169,819 | 6.5 | 2,676 | 3,293 | 18.7 |
 | stem 8, 4 blocks | 1,152,106 | 45.6 | 794 | 977 | 5.6 |
 | stem 16, 3 blocks | 296,650 | 45.8 | 582 | 716 | 4.1 |
+| 4 blocks, average pooling, swish | 169,819 | 6.5 | 2,161 | 2,819 | 16.0 |
 
-Seeds 0, 1, 2, seed-major: a sweep stopped early has whole comparisons.
+The last arm was added after seed 0 of the others: average pooling and swish
+each beat the base there, so both together is the next candidate. Its img/s
+was measured beside a rerun of the base (2,402 img/s that day, 2,548 when the
+base's 3,133 steps were set), and its steps are 3,133 x 2,161 / 2,402, so that
+a slower day does not shorten its budget (speed/iso4_avg_swish_and_base.txt).
+
+Seeds: a search first, then the comparison. Seed 0 of every arm screens it;
+an arm goes on to seeds 1 and 2 if its seed-0 test accuracy is at least
+63.4% (the base's seed 0, 65.4%, minus 2 points, 2.5x the base's seed std of
+0.8; the rule was fixed when only the swish point had finished). Seed-major: a
+sweep stopped early has whole comparisons.
 """
 
 SEEDS = (0, 1, 2)
 ISO4 = {'model.num_blocks': 4}
-ARMS = (
-    {**ISO4, 'model.activation': 'swish', 'num_train_steps': 2974},
-    {**ISO4, 'model.convs_per_block': 2, 'num_train_steps': 2115},
-    {**ISO4, 'model.pool': 'avg', 'num_train_steps': 3293},
-    {**ISO4, 'model.stem_features': 8, 'num_train_steps': 977},
-    {'model.num_blocks': 3, 'model.stem_features': 16, 'num_train_steps': 716},
-)
+SWISH = {**ISO4, 'model.activation': 'swish', 'num_train_steps': 2974}
+CPB2 = {**ISO4, 'model.convs_per_block': 2, 'num_train_steps': 2115}
+AVG = {**ISO4, 'model.pool': 'avg', 'num_train_steps': 3293}
+STEM8 = {**ISO4, 'model.stem_features': 8, 'num_train_steps': 977}
+STEM16 = {'model.num_blocks': 3, 'model.stem_features': 16, 'num_train_steps': 716}
+AVG_SWISH = {**ISO4, 'model.pool': 'avg', 'model.activation': 'swish',
+             'num_train_steps': 2819}
+SCREENED = (SWISH, CPB2, AVG, STEM8, STEM16, AVG_SWISH)  # Seed 0.
+KEPT = (SWISH, AVG, STEM8, AVG_SWISH)  # Seed 0 >= 63.4%: seeds 1 and 2 too.
 
 
 def get_sweep():
-  return [{**a, 'seed': s} for s in SEEDS for a in ARMS]
+  return ([{**a, 'seed': 0} for a in SCREENED] +
+          [{**a, 'seed': s} for s in SEEDS[1:] for a in KEPT])
