@@ -1,9 +1,13 @@
 r"""The best IsoVolNet within the seed's design, at seed 000's equal training time.
 
   python -m isovolnet_jax.sweep \
-    --config=configs/cifar10.py --sweep=configs/sweeps/isovolnet_variants.py \
+    --config=configs/cifar10_isovolnet_seed.py --sweep=configs/sweeps/isovolnet_variants.py \
     --workdir=runs/sweeps/isovolnet_variants --results=results/isovolnet_variants \
     --config.data.source=folder --config.data.path=../shared/data/cifar10_jpeg
+
+Every arm sets num_blocks on the seed's config, so the arms stay what they
+are when configs/cifar10.py's default changes (until 2026-11-26 it was the
+seed's config with 4 blocks, the base here; the committed points ran on it).
 
 The budget of configs/sweeps/isovolnet_equal_time.py: 315 s of training steps
 on this machine's 2 CPU cores (IsoVolNet's 10 epochs), steps = 315 s x the
