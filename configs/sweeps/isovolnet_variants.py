@@ -33,7 +33,8 @@ The last arm was added after seed 0 of the others: average pooling and swish
 each beat the base there, so both together is the next candidate. Its img/s
 was measured beside a rerun of the base (2,402 img/s that day, 2,548 when the
 base's 3,133 steps were set), and its steps are 3,133 x 2,161 / 2,402, so that
-a slower day does not shorten its budget (speed/iso4_avg_swish_and_base.txt).
+a slower day does not shorten its budget (speed/iso4_avg_swish.txt and
+speed/iso4_rerun_2026-11-26.txt, one after the other, alone).
 
 Seeds: a search first, then the comparison. Seed 0 of every arm screens it;
 an arm goes on to seeds 1 and 2 if its seed-0 test accuracy is at least
