@@ -44,8 +44,11 @@ class Model:
 ZOO = (
     Model('IsoVolNet, seed design', 'results/isovolnet_equal_time/num_train_steps=*',
           'results/isovolnet_equal_time/speed/iso5.txt'),
-    Model('IsoVolNet, 4 blocks (default)', 'results/isovolnet_equal_time/model.num_blocks=4,*',
+    Model('IsoVolNet, 4 blocks', 'results/isovolnet_equal_time/model.num_blocks=4,*',
           'results/isovolnet_equal_time/speed/iso4.txt'),
+    Model('IsoVolNet, 4 blocks, avg pool, swish (default)',
+          'results/isovolnet_variants/model.activation=swish,model.num_blocks=4,'
+          'model.pool=avg,*', 'results/isovolnet_variants/speed/iso4_avg_swish.txt'),
     Model('channel doubling, stem 61',
           'results/isovolnet_equal_time/model.channel_multiplier=2,*',
           'results/isovolnet_equal_time/speed/doubling_s61.txt'),

@@ -115,13 +115,14 @@ def test_every_config_builds_its_model():
     assert param_count(model, (1, size, size, 3)) > 0, path.name
 
 
-def test_isovolnet_variant_configs_differ_in_one_knob():
+def test_isovolnet_variant_configs_differ_in_their_knobs_only():
   base = load_config('cifar10_isovolnet_seed.py').to_dict()
   assert base['model']['num_blocks'] == -1  # The seed's 5 blocks on 32x32.
   default = load_config('cifar10.py').to_dict()
   standard = load_config('cifar10_isovolnet_standard.py').to_dict()
   doubling = load_config('cifar10_isovolnet_doubling.py').to_dict()
-  assert default['model'] == {**base['model'], 'num_blocks': 4}
+  assert default['model'] == {**base['model'], 'num_blocks': 4, 'pool': 'avg',
+                              'activation': 'swish'}
   assert standard['model'] == {**base['model'], 'conv': 'standard'}
   assert doubling['model'] == {**base['model'], 'channel_multiplier': 2}
   for variant in (default, standard, doubling):

@@ -9,7 +9,8 @@ r"""Seed 003, activation functions: ReLU vs Leaky ReLU (slope 0.01) vs Swish.
 is configs/cifar10.py's (AdamW, lr 2e-3, onecycle).
 
 Budget and model: README, "Results", seed 003's plan (10 complete epochs on
-the default IsoVolNet, 4 blocks, seeds 0-2 seed-major; committed points are skipped on rerun).
+the default IsoVolNet: 4 blocks, average pooling, swish; seeds 0-2 seed-major;
+committed points are skipped on rerun).
 """
 
 SEEDS = (0, 1, 2)

@@ -9,10 +9,11 @@ r"""Seed 003, dropout rates before the classifier: 0 (configs/cifar10.py's), 0.1
 between global max pooling and the dense classifier (model.dropout).
 
 The default point (configs/cifar10.py as it is) is the activation sweep's
-relu point: with --reuse its committed results are copied, not retrained.
+swish point: with --reuse its committed results are copied, not retrained.
 
 Budget and model: README, "Results", seed 003's plan (10 complete epochs on
-the default IsoVolNet, 4 blocks, seeds 0-2 seed-major; committed points are skipped on rerun).
+the default IsoVolNet: 4 blocks, average pooling, swish; seeds 0-2 seed-major;
+committed points are skipped on rerun).
 """
 
 SEEDS = (0, 1, 2)

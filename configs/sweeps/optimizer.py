@@ -20,7 +20,8 @@ diverged on this net in a 150-step probe; a diverging point is recorded as
 failed in results.md and the sweep goes on.
 
 Budget and model: README, "Results", seed 003's plan (10 complete epochs on
-the default IsoVolNet, 4 blocks, seeds 0-2 seed-major; committed points are skipped on rerun).
+the default IsoVolNet: 4 blocks, average pooling, swish; seeds 0-2 seed-major;
+committed points are skipped on rerun).
 """
 
 SEEDS = (0, 1, 2)
