@@ -209,7 +209,8 @@ def _run_points(points, configs, workdir: Path, results_dir: Path,
       if is_main:
         out.mkdir(parents=True, exist_ok=True)
         for f in ('metrics.jsonl', 'dataset.json'):
-          shutil.copyfile(same / f, out / f)
+          if (same / f).exists():  # Older results may lack dataset.json.
+            shutil.copyfile(same / f, out / f)
         _write_json(out / RESULT, row)
       row.pop('config')
       rows.append(row)
