@@ -26,6 +26,10 @@ and device count equal a finished point's there copies its files instead of
 training, since the same config and seed give the same result bit for bit on
 CPU. Seed 003's sweeps share the default point this way: trained once, not
 four times.
+
+--seeds=0[,1] trains only the points with those seeds and leaves the others
+for a later run (finished ones still fill the tables): with seed-major sweep
+files, `--seeds=0` screens every sweep of a plan before any is repeated.
 """
 
 import csv
@@ -155,7 +159,8 @@ def _write_json(path: Path, obj):
 def run_sweep(config: ml_collections.ConfigDict, points: list[dict],
               workdir: str | Path, results_dir: str | Path | None = None,
               cli_overrides: Mapping[str, Any] | None = None,
-              reuse: Sequence[str | Path] = ()) -> list[dict]:
+              reuse: Sequence[str | Path] = (),
+              seeds: Sequence[int] | None = None) -> list[dict]:
   """Trains every point not yet done; writes and returns the results rows.
 
   Results (each point's result.json and metrics.jsonl, and the tables) go to
@@ -163,7 +168,8 @@ def run_sweep(config: ml_collections.ConfigDict, points: list[dict],
   A point whose whole config, device count included, equals a finished point's
   in one of the `reuse` results folders takes that point's files instead of
   training again (same config and seed give the same result bit for bit on
-  CPU); its row says `reused_from`.
+  CPU); its row says `reused_from`. With `seeds`, a point not done whose
+  config's seed is not in it is left out: not trained, no row.
 
   A point that fails with an InputError (e.g. a learning rate that diverges)
   is recorded as failed and the sweep goes on; the error is raised at the end.
@@ -177,8 +183,8 @@ def run_sweep(config: ml_collections.ConfigDict, points: list[dict],
     results_dir.mkdir(parents=True, exist_ok=True)
     # A second sweep in the same workdir would race this one point by point.
     with checkpointing.WorkdirLock(workdir):
-      return _run_points(points, configs, workdir, results_dir, True, reuse)
-  return _run_points(points, configs, workdir, results_dir, False, reuse)
+      return _run_points(points, configs, workdir, results_dir, True, reuse, seeds)
+  return _run_points(points, configs, workdir, results_dir, False, reuse, seeds)
 
 
 def find_same_run(config_dict: dict, reuse: Sequence[str | Path]) -> Path | None:
@@ -193,7 +199,8 @@ def find_same_run(config_dict: dict, reuse: Sequence[str | Path]) -> Path | None
 
 
 def _run_points(points, configs, workdir: Path, results_dir: Path,
-                is_main: bool, reuse: Sequence[str | Path] = ()) -> list[dict]:
+                is_main: bool, reuse: Sequence[str | Path] = (),
+                seeds: Sequence[int] | None = None) -> list[dict]:
   rows, failed = [], []
   for i, (point, cfg) in enumerate(zip(points, configs)):
     name = point_name(point)
@@ -223,6 +230,10 @@ def _run_points(points, configs, workdir: Path, results_dir: Path,
                         'config now asks for; its results are the old run\'s '
                         '(delete %s to retrain it).', name, changed, out / RESULT)
       rows.append(row)
+    elif seeds is not None and cfg.seed not in seeds:
+      logging.info('Point %d/%d %s: seed %d is not in --seeds, left for later.',
+                   i + 1, len(points), name, cfg.seed)
+      continue
     else:
       logging.info('Point %d/%d %s: training in %s', i + 1, len(points), name, sub)
       row = {'name': name, 'overrides': point}
@@ -410,7 +421,18 @@ def define_flags():
   flags.DEFINE_list('reuse', [], 'Results folders of other sweeps: a point whose '
                     'config equals a finished point there copies its results '
                     'instead of training (e.g. the default point of each sweep).')
+  flags.DEFINE_list('seeds', None, 'Train only the points with these seeds (e.g. 0 '
+                    'to screen every sweep first); default: all.')
   flags.mark_flag_as_required('sweep')
+
+
+def _int_list(values: list[str] | None, flag: str) -> list[int] | None:
+  if values is None:
+    return None
+  try:
+    return [int(v) for v in values]
+  except ValueError:
+    raise InputError(f'{flag}={",".join(values)}: give integers, e.g. {flag}=0,1') from None
 
 
 def main(argv):
@@ -422,7 +444,7 @@ def main(argv):
   # The CPU devices must split every point's batch (cli: their gcd decides).
   cli.setup_devices(point_configs(FLAGS.config, points, overrides))
   rows = run_sweep(FLAGS.config, points, FLAGS.workdir, FLAGS.results, overrides,
-                   FLAGS.reuse)
+                   FLAGS.reuse, _int_list(FLAGS.seeds, '--seeds'))
   logging.info('%d points; results in %s', len(rows),
                Path(FLAGS.results or FLAGS.workdir, 'results.md'))
 

@@ -3,6 +3,7 @@
 import csv
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -129,6 +130,28 @@ def test_reuse_copies_a_finished_point_with_the_same_config(swept, tmp_path,
   assert sweep.find_same_run({**same, 'seed': 5}, [workdir]) is None
   monkeypatch.setattr(sweep.jax, 'device_count', lambda: 99)
   assert sweep.find_same_run(same, [workdir]) is None
+
+
+def test_seeds_trains_only_those_seeds_and_tables_keep_finished_points(
+    swept, tmp_path, monkeypatch):
+  """--seeds=1: seed 0's finished point stays in the table, seed 2 waits."""
+  config, _, workdir, rows = swept
+  results = tmp_path / 'results'
+  shutil.copytree(workdir / 'seed=0', results / 'seed=0')
+  trained = []
+  monkeypatch.setattr(train, 'train_and_evaluate',
+                      lambda c, w: trained.append(Path(w).name) or pytest.fail(f'trained {w}'))
+  points = [{'seed': 0}, {'seed': 1}, {'seed': 2}]
+  new_rows = sweep.run_sweep(config, points, tmp_path / 'w', results, seeds=[0])
+  assert trained == [] and [r['name'] for r in new_rows] == ['seed=0']
+  assert new_rows[0]['test_accuracy'] == rows[0]['test_accuracy']
+  assert 'seed=2' not in (results / 'results.md').read_text()
+  with pytest.raises(pytest.fail.Exception, match='seed=1'):
+    sweep.run_sweep(config, points, tmp_path / 'w', results, seeds=[1])
+  assert trained == ['seed=1']
+  assert sweep._int_list(['0', '2'], '--seeds') == [0, 2]
+  with pytest.raises(InputError, match='--seeds=a: give integers'):
+    sweep._int_list(['a'], '--seeds')
 
 
 def test_bad_key_is_refused_before_training(monkeypatch):
