@@ -3,6 +3,7 @@ r"""Seed 000's question: does keeping H*W*C constant help? Equal training time.
   LD_PRELOAD=libtcmalloc.so.4 python -m isovolnet_jax.sweep \
     --config=configs/cifar10_isovolnet_seed.py --sweep=configs/sweeps/isovolnet_equal_time.py \
     --workdir=runs/sweeps/isovolnet_equal_time --results=results/isovolnet_equal_time \
+    --reuse=results/isovolnet_variants \
     --config.data.source=folder --config.data.path=../shared/data/cifar10_jpeg
 
 Every arm gets the same training time on this machine's 2 CPU cores: the time
@@ -30,6 +31,22 @@ every arm is evaluated alike). Seeds 0, 1, 2, seed-major: a sweep stopped
 early has whole comparisons. Then the equal-epoch point for the doubling net
 (10 epochs, 5.5x IsoVolNet's time) and the budget x3 points (seed 0) that show
 whether the ranking holds with more training.
+
+Last, the same question at the default's size and knobs (added 2026-11-26,
+after the variant search, configs/sweeps/isovolnet_variants.py, made 4 blocks
+with average pooling and swish the default): the default IsoVolNet against a
+4-block channel-doubling net with the same knobs and its stem widened to about
+the same parameters, 3 seeds each at the same 315 s. The default's points are
+the variant sweep's, taken with --reuse=results/isovolnet_variants (in the
+command above). The doubling net's steps are scaled like the variant's:
+315 s at its img/s, against the default's img/s measured right after it
+(speed/dbl4_s30_avg_swish.txt, speed/iso4_avg_swish_rerun_2026-11-26.txt,
+alone), times the default's 2,819 steps: 2,819 x 534 / 2,112 = 713.
+
+| arm | params | MFLOPs / image | train img/s | steps | epochs |
+|---|---|---|---|---|---|
+| IsoVolNet, 4 blocks, avg pooling, swish (configs/cifar10.py) | 169,819 | 6.5 | 2,112 | 2,819 | 16.0 |
+| channel doubling, 4 blocks, stem 30, avg pooling, swish | 165,430 | 17.5 | 534 | 713 | 4.1 |
 """
 
 SEEDS = (0, 1, 2)
@@ -52,4 +69,10 @@ def get_sweep():
   # Three times the budget, seed 0: does the ranking change with more training?
   points += [{**a, 'num_train_steps': 3 * a['num_train_steps'], 'seed': 0}
              for a in ARMS]
+  # The same question at the default's size and knobs (4 blocks, avg, swish).
+  knobs = {'model.num_blocks': 4, 'model.pool': 'avg', 'model.activation': 'swish'}
+  small = ({**knobs, 'num_train_steps': 2819},
+           {**knobs, 'model.channel_multiplier': 2, 'model.stem_features': 30,
+            'num_train_steps': 713})
+  points += [{**a, 'seed': s} for s in SEEDS for a in small]
   return points
