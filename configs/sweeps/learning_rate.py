@@ -5,12 +5,12 @@ r"""Seed 003, learning rates: AdamW peak rate in factors of 2 around 2e-3.
     --config.data.source=folder --config.data.path=../shared/data/cifar10_jpeg \
     --config.num_epochs=10 --reuse=results/activation
 
-21 points (7 rates x 3 seeds). Peak of configs/cifar10.py's
-onecycle schedule: 5e-4, 1e-3, 2e-3 (the config's), 4e-3, 8e-3, 1.6e-2,
-3.2e-2; everything else as configs/cifar10.py. The last two were added after
-seed 0 of the first five rose with the rate all the way to 8e-3 (57.2, 61.7,
-66.5, 70.6, 73.6% test): a sweep whose best point is its edge has not found
-the best rate. A rate that diverges is recorded as failed in
+27 points (9 rates x 3 seeds). Peak of configs/cifar10.py's
+onecycle schedule: 5e-4, 1e-3, 2e-3 (the config's), 4e-3, ..., 1.28e-1 in
+factors of 2; everything else as configs/cifar10.py. The range grew as seed 0
+came in: it rose with the rate to the edge twice (5e-4 to 8e-3: 57.2, 61.7,
+66.5, 70.6, 73.6% test; then 1.6e-2 and 3.2e-2: 76.2, 77.3%), and a sweep whose
+best point is its edge has not found the best rate. A rate that diverges is recorded as failed in
 results.md and the sweep goes on.
 
 The default point (configs/cifar10.py as it is) is the activation sweep's
@@ -22,7 +22,7 @@ committed points are skipped on rerun).
 """
 
 SEEDS = (0, 1, 2)
-LEARNING_RATES = (5e-4, 1e-3, 2e-3, 4e-3, 8e-3, 1.6e-2, 3.2e-2)
+LEARNING_RATES = (5e-4, 1e-3, 2e-3, 4e-3, 8e-3, 1.6e-2, 3.2e-2, 6.4e-2, 1.28e-1)
 
 
 def get_sweep():
