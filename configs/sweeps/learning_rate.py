@@ -1,4 +1,4 @@
-r"""Seed 003, learning rates: AdamW peak rate in factors of 2 around 2e-3.
+r"""Seed 003, learning rates: AdamW peak rate in factors of 2, 5e-4 to 1.28e-1.
 
   LD_PRELOAD=libtcmalloc.so.4 python -m isovolnet_jax.sweep --config=configs/cifar10.py \
     --sweep=configs/sweeps/learning_rate.py --workdir=runs/sweeps/learning_rate --results=results/learning_rate \
@@ -10,8 +10,8 @@ onecycle schedule: 5e-4, 1e-3, 2e-3 (the config's), 4e-3, ..., 1.28e-1 in
 factors of 2; everything else as configs/cifar10.py. The range grew as seed 0
 came in: it rose with the rate to the edge twice (5e-4 to 8e-3: 57.2, 61.7,
 66.5, 70.6, 73.6% test; then 1.6e-2 and 3.2e-2: 76.2, 77.3%), and a sweep whose
-best point is its edge has not found the best rate. A rate that diverges is recorded as failed in
-results.md and the sweep goes on.
+best point is its edge has not found the best rate. A rate that diverges is
+recorded as failed in results.md and the sweep goes on.
 
 The default point (configs/cifar10.py as it is) is the activation sweep's
 swish point: with --reuse its committed results are copied, not retrained.
