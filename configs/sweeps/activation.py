@@ -3,7 +3,8 @@ r"""Seed 003, activation functions: ReLU vs Leaky ReLU (slope 0.01) vs Swish.
   LD_PRELOAD=libtcmalloc.so.4 python -m isovolnet_jax.sweep --config=configs/cifar10.py \
     --sweep=configs/sweeps/activation.py --workdir=runs/sweeps/activation --results=results/activation \
     --config.data.source=folder --config.data.path=../shared/data/cifar10_jpeg \
-    --config.num_epochs=10
+    --config.num_epochs=10 \
+    --reuse=results/activation,results/learning_rate,results/dropout,results/batch_size
 
 9 points (3 activations x 3 seeds). The rest of the recipe
 is configs/cifar10.py's (AdamW, lr 2e-3, onecycle).

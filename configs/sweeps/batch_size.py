@@ -3,15 +3,17 @@ r"""Seed 003, batch sizes: 64, 128, 256 (configs/cifar10.py's), 512.
   LD_PRELOAD=libtcmalloc.so.4 python -m isovolnet_jax.sweep --config=configs/cifar10.py \
     --sweep=configs/sweeps/batch_size.py --workdir=runs/sweeps/batch_size --results=results/batch_size \
     --config.data.source=folder --config.data.path=../shared/data/cifar10_jpeg \
-    --config.num_epochs=10 --reuse=results/activation
+    --config.num_epochs=10 \
+    --reuse=results/activation,results/learning_rate,results/dropout,results/batch_size
 
 12 points (4 batch sizes x 3 seeds). The peak learning rate
 stays at configs/cifar10.py's 2e-3 for every batch size (no scaling rule), so
 the sweep measures the batch size as the recipe is written. At equal epochs a
 smaller batch takes more, noisier steps (batch 64: 7,030 steps).
 
-The default point (configs/cifar10.py as it is) is the activation sweep's
-swish point: with --reuse its committed results are copied, not retrained.
+The default point (configs/cifar10.py as it is) is in four sweeps (the
+activation sweep's swish point): whichever sweep trains a seed of it first,
+the others copy it with --reuse instead of retraining it.
 
 Budget and model: README, "Results", seed 003's plan (10 complete epochs on
 the default IsoVolNet: 4 blocks, average pooling, swish; seeds 0-2 seed-major;

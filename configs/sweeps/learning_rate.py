@@ -3,7 +3,8 @@ r"""Seed 003, learning rates: AdamW peak rate in factors of 2, 5e-4 to 1.28e-1.
   LD_PRELOAD=libtcmalloc.so.4 python -m isovolnet_jax.sweep --config=configs/cifar10.py \
     --sweep=configs/sweeps/learning_rate.py --workdir=runs/sweeps/learning_rate --results=results/learning_rate \
     --config.data.source=folder --config.data.path=../shared/data/cifar10_jpeg \
-    --config.num_epochs=10 --reuse=results/activation
+    --config.num_epochs=10 \
+    --reuse=results/activation,results/learning_rate,results/dropout,results/batch_size
 
 27 points (9 rates x 3 seeds). Peak of configs/cifar10.py's
 onecycle schedule: 5e-4, 1e-3, 2e-3 (the config's), 4e-3, ..., 1.28e-1 in
@@ -13,8 +14,9 @@ came in: it rose with the rate to the edge twice (5e-4 to 8e-3: 57.2, 61.7,
 best point is its edge has not found the best rate. A rate that diverges is
 recorded as failed in results.md and the sweep goes on.
 
-The default point (configs/cifar10.py as it is) is the activation sweep's
-swish point: with --reuse its committed results are copied, not retrained.
+The default point (configs/cifar10.py as it is) is in four sweeps (the
+activation sweep's swish point): whichever sweep trains a seed of it first,
+the others copy it with --reuse instead of retraining it.
 
 Budget and model: README, "Results", seed 003's plan (10 complete epochs on
 the default IsoVolNet: 4 blocks, average pooling, swish; seeds 0-2 seed-major;
