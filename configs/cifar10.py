@@ -1,4 +1,5 @@
-r"""IsoVolNet on CIFAR-10, the default: the seed's design with 4 blocks, average pooling, swish.
+r"""IsoVolNet on CIFAR-10, the default: the seed's design with 4 blocks, average
+pooling, swish and a peak learning rate of 3.2e-2.
 
 Online (tfds downloads CIFAR-10 the first time):
 
@@ -22,6 +23,12 @@ each measured on the JPEG copy of CIFAR-10 at seed 000's equal training time
   and swish instead of ReLU: 70.8 +- 0.5% test accuracy against the 4 blocks'
   66.3 +- 0.8% (configs/sweeps/isovolnet_variants.py, the arm with the best
   validation accuracy of the variants searched).
+- Peak learning rate 3.2e-2 instead of 2e-3 (AdamW, one-cycle): at 10 epochs,
+  77.6 +- 0.3% validation accuracy (test 77.4 +- 0.3%) against 68.0 +- 0.6%
+  (test 67.5 +- 0.9%), the best of 5e-4 ... 1.28e-1 in factors of 2
+  (configs/sweeps/learning_rate.py, 3 seeds). The README's rule, fixed before
+  seeds 1-2 ran: a rate whose mean validation accuracy leads 2e-3's by more
+  than 1 point becomes the default. Not measured: the rate at 100 epochs.
 """
 
 import os
@@ -33,4 +40,7 @@ def get_config():
   config = config_defaults.load_config_file(os.path.join(
       os.path.dirname(os.path.abspath(__file__)), 'cifar10_isovolnet_seed.py'))
   config.model.update(num_blocks=4, pool='avg', activation='swish')
+  # AdamW's decoupled weight decay is scaled by the rate in optax, so 16x the
+  # rate is also 16x the decay per step; the sweep measured the two together.
+  config.optimizer.learning_rate = 3.2e-2
   return config

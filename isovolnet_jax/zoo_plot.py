@@ -46,9 +46,12 @@ ZOO = (
           'results/isovolnet_equal_time/speed/iso5.txt'),
     Model('IsoVolNet, 4 blocks', 'results/isovolnet_equal_time/model.num_blocks=4,*',
           'results/isovolnet_equal_time/speed/iso4.txt'),
-    Model('IsoVolNet, 4 blocks, avg pool, swish (default)',
+    Model('IsoVolNet, 4 blocks, avg pool, swish, rate 2e-3',
           'results/isovolnet_variants/model.activation=swish,model.num_blocks=4,'
           'model.pool=avg,*', 'results/isovolnet_variants/speed/iso4_avg_swish.txt'),
+    Model('IsoVolNet, 4 blocks, avg pool, swish, rate 3.2e-2 (default)',
+          'results/learning_rate/optimizer.learning_rate=0.032,*',
+          'results/isovolnet_variants/speed/iso4_avg_swish.txt'),
     Model('channel doubling, stem 61',
           'results/isovolnet_equal_time/model.channel_multiplier=2,*',
           'results/isovolnet_equal_time/speed/doubling_s61.txt'),

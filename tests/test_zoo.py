@@ -125,9 +125,12 @@ def test_isovolnet_variant_configs_differ_in_their_knobs_only():
                               'activation': 'swish'}
   assert standard['model'] == {**base['model'], 'conv': 'standard'}
   assert doubling['model'] == {**base['model'], 'channel_multiplier': 2}
+  # The default's peak rate is seed 003's learning-rate sweep's best (README).
+  assert default['optimizer'] == {**base['optimizer'], 'learning_rate': 3.2e-2}
   for variant in (default, standard, doubling):
-    assert {k: v for k, v in variant.items() if k != 'model'} == \
-        {k: v for k, v in base.items() if k != 'model'}
+    assert {k: v for k, v in variant.items() if k not in ('model', 'optimizer')} == \
+        {k: v for k, v in base.items() if k not in ('model', 'optimizer')}
+  assert standard['optimizer'] == doubling['optimizer'] == base['optimizer']
 
 
 def test_bfloat16_compute_returns_float32_logits():

@@ -9,7 +9,7 @@ r"""Seed 003, optimizers: SGD with momentum vs Adam vs RMSprop.
 (onecycle schedule, as in configs/cifar10.py):
 
   sgd      0.05   momentum 0.9, Nesterov
-  adam     2e-3   (configs/cifar10.py's AdamW rate)
+  adam     2e-3   (configs/cifar10.py's AdamW rate when this ran)
   rmsprop  1e-3   decay 0.9, no momentum (PyTorch's and Keras' default; with
                   the config's momentum 0.9 the step would be ~10x larger)
 
