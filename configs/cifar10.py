@@ -11,9 +11,10 @@ Offline, on the JPEG copy of CIFAR-10 (or any image folder with train/ and test/
     --config.data.source=folder --config.data.path=../shared/data/cifar10_jpeg
 
 configs/cifar10_isovolnet_seed.py (the seed's exact design: 5 blocks, max
-pooling, ReLU, 2,566,747 params) with three changes the design leaves free,
-each measured on the JPEG copy of CIFAR-10 at seed 000's equal training time
-(315 s of training steps on 2 CPU cores, 3 seeds, README "Results"):
+pooling, ReLU, 2,566,747 params) with four changes the design and recipe
+leave free, each measured on the JPEG copy of CIFAR-10 on 2 CPU cores with 3
+seeds (README "Results"); the first three at seed 000's equal training time
+(315 s of training steps):
 - 4 blocks (32x32x3 -> 2x2x768, 169,819 params; the volume is still
   constant): 66.3 +- 0.8% test accuracy against the 5 blocks' 62.2 +- 0.8%
   (configs/sweeps/isovolnet_equal_time.py). The 5th block's 768 -> 3072
