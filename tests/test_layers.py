@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from jax import lax
 
+from isovolnet_jax import onednn
 from isovolnet_jax.errors import InputError
 from isovolnet_jax.models import layers
 from isovolnet_jax.models import unrolled_conv
@@ -132,21 +133,21 @@ def test_unrolled_conv_hands_what_it_cannot_do_to_lax(monkeypatch):
 
 
 def test_conv_impl_choice_and_its_error():
-  assert layers.conv_general_dilated('lax') is lax.conv_general_dilated
-  assert layers.conv_general_dilated('unrolled') is unrolled_conv.conv_general_dilated
-  # This suite runs on CPU, where 'auto' means unrolled.
-  assert jax.default_backend() == 'cpu'
-  assert layers.conv_general_dilated('auto') is unrolled_conv.conv_general_dilated
-  with pytest.raises(InputError, match=r"model.conv_impl='fast'.*'auto', 'lax', 'unrolled'"):
-    layers.conv_general_dilated('fast')
+  assert layers.conv_function('lax') is lax.conv_general_dilated
+  assert layers.conv_function('unrolled') is unrolled_conv.conv_general_dilated
+  with pytest.raises(InputError, match=r"model.conv_impl='fast'.*'auto', 'lax', 'unrolled', 'onednn'"):
+    layers.conv_function('fast')
 
 
-@pytest.mark.parametrize('backend, expected', [
-    ('gpu', unrolled_conv.conv_general_dilated),  # 16x lax's speed on an H200.
-    ('tpu', lax.conv_general_dilated)])
-def test_auto_conv_impl_per_backend(monkeypatch, backend, expected):
+@pytest.mark.parametrize('backend, onednn_loaded, expected', [
+    ('cpu', True, 'onednn'),
+    ('cpu', False, 'unrolled'),
+    ('gpu', True, 'unrolled'),  # 16x lax's speed on an H200 (docs/performance.md).
+    ('tpu', True, 'lax')])
+def test_auto_conv_impl_per_backend(monkeypatch, backend, onednn_loaded, expected):
   monkeypatch.setattr(jax, 'default_backend', lambda: backend)
-  assert layers.conv_general_dilated('auto') is expected
+  monkeypatch.setattr(onednn, 'available', lambda: onednn_loaded)
+  assert layers.resolve_conv_impl('auto') == expected
 
 
 def test_conv_keeps_nn_conv_parameters():

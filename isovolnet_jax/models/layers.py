@@ -6,8 +6,10 @@ from typing import Any, Callable
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from absl import logging
 from jax import lax
 
+from isovolnet_jax import onednn
 from isovolnet_jax.errors import InputError
 from isovolnet_jax.models import unrolled_conv
 
@@ -42,26 +44,59 @@ def norm_layer(name: str, train: bool, dtype: Any) -> Callable[..., Any]:
   raise InputError(f"unknown model.norm={name!r}; choose 'batch' or 'none'")
 
 
-CONV_IMPLS = ('auto', 'lax', 'unrolled')
+CONV_IMPLS = ('auto', 'lax', 'unrolled', 'onednn')
 
 
-def conv_general_dilated(impl: str) -> Callable[..., jnp.ndarray]:
-  """The function nn.Conv runs, by `model.conv_impl`.
+def resolve_conv_impl(impl: str) -> str:
+  """`model.conv_impl` as run here: 'auto' becomes the fastest this backend has.
 
-  'unrolled' (`unrolled_conv`) changes depthwise and grouped convs (shifted
-  slices) and 1x1 convs with 8+ input channels (matmuls); plain k x k convs
-  go to lax either way. 'auto' picks it on CPU, where it trained IsoVolNet
-  2.9x and the seed-002 net 10x faster than lax (README, "Fast on CPU"), and
-  on GPU, where it trained the seed-002 net 16x faster than lax on an H200
-  (19,100 against 1,225 img/s, results/seed002_gpu). TPU keeps lax (not
-  measured: its convolution units take grouped convs directly).
+  'onednn' (`isovolnet_jax.onednn`) on an x86 CPU when its extension loaded:
+  oneDNN's kernels for every convolution, faster than XLA's and 'unrolled'
+  on this project's CPUs (docs/performance.md). Else 'unrolled'
+  (`unrolled_conv`: depthwise and grouped convs as shifted slices, 1x1 convs
+  as matmuls; far faster than XLA's grouped convs on CPU and GPU), except on
+  TPU, whose convolution units take grouped convs directly: 'lax'.
   """
   if impl not in CONV_IMPLS:
     raise InputError(f'unknown model.conv_impl={impl!r}; choose one of '
                      f'{list(CONV_IMPLS)}')
-  if impl == 'auto':
-    impl = 'lax' if jax.default_backend() == 'tpu' else 'unrolled'
-  if impl == 'unrolled':
+  if impl != 'auto':
+    return impl
+  backend = jax.default_backend()
+  if backend == 'cpu' and onednn.available():
+    return 'onednn'
+  return 'lax' if backend == 'tpu' else 'unrolled'
+
+
+def conv_impl_description(impl: str) -> str:
+  """One line: which implementation `impl` runs and, for oneDNN, on which ISA."""
+  chosen = resolve_conv_impl(impl)
+  line = f'model.conv_impl={impl!r} runs {chosen!r}'
+  if chosen == 'onednn':
+    return (f'{line}: oneDNN on {onednn.isa()}, {onednn.threads_per_call()} '
+            f'thread(s) per call')
+  if jax.default_backend() == 'cpu' and not onednn.available():
+    return f'{line} (oneDNN unavailable: {onednn.unavailable_reason()})'
+  return line
+
+
+@functools.cache
+def _log_conv_impl(impl: str) -> None:
+  logging.info('%s', conv_impl_description(impl))
+
+
+def conv_function(impl: str) -> Callable[..., jnp.ndarray]:
+  """The function nn.Conv runs in place of lax.conv_general_dilated, by
+  `model.conv_impl`; logs once per process which one runs."""
+  chosen = resolve_conv_impl(impl)
+  _log_conv_impl(impl)
+  if chosen == 'onednn':
+    if not onednn.available():
+      raise InputError(f"model.conv_impl='onednn' but oneDNN is unavailable: "
+                       f"{onednn.unavailable_reason()}; use model.conv_impl=auto")
+    # What oneDNN cannot take (other layouts, lhs dilation) goes to lax.
+    return onednn.conv_general_dilated
+  if chosen == 'unrolled':
     return unrolled_conv.conv_general_dilated
   return lax.conv_general_dilated
 
@@ -69,7 +104,7 @@ def conv_general_dilated(impl: str) -> Callable[..., jnp.ndarray]:
 def Conv(features: int, kernel_size, *, conv_impl: str = 'auto', **kwargs):
   """nn.Conv (same parameters, names and init) whose grouped convs use `conv_impl`."""
   return nn.Conv(features, kernel_size,
-                 conv_general_dilated=conv_general_dilated(conv_impl), **kwargs)
+                 conv_general_dilated=conv_function(conv_impl), **kwargs)
 
 
 @jax.custom_vjp

@@ -1,0 +1,277 @@
+"""2-D convolutions by oneDNN on CPU, through XLA's FFI (`model.conv_impl='onednn'`).
+
+XLA:CPU runs convolutions with its own generic kernels and computes bfloat16
+ones in float32; oneDNN, which PyTorch uses on CPU, has kernels for each
+instruction set (AVX-512, AVX512-BF16, AMX). `conv.cc` is one FFI handler
+for the forward pass, the input gradient and the kernel gradient of an NHWC
+x HWIO convolution (float32 or bfloat16; strides, dilation, explicit padding,
+groups); `conv_general_dilated` here has lax's signature, so it plugs into
+`flax.linen.Conv(conv_general_dilated=...)`, and a custom VJP sends both
+gradients to oneDNN too.
+
+`pip install -e .` builds `conv.cc` (setup.py) against oneDNN from PyPI
+(onednn-cpu-gomp) and jax's FFI headers. Where it could not build or load,
+`available()` is False, `unavailable_reason()` says why, and 'auto' keeps the
+pure-JAX convolutions. ISOVOLNET_NO_ONEDNN=1 turns the extension off.
+
+Sharding: XLA cannot split a custom call by itself, so each call is wrapped
+in `custom_partitioning`: a batch-sharded convolution runs per device on its
+rows, and the kernel gradient is summed over the devices that split the
+batch (the all-reduce jit would otherwise insert after a lax convolution).
+"""
+
+import ctypes
+import functools
+import glob
+import os
+import platform
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+from jax.experimental.custom_partitioning import custom_partitioning
+from jax.sharding import NamedSharding, PartitionSpec as P
+
+TARGET = 'isovolnet_onednn_conv'
+_FORWARD, _BACKWARD_DATA, _BACKWARD_WEIGHTS = 0, 1, 2
+_NHWC = lax.conv_dimension_numbers((1, 1, 1, 1), (1, 1, 1, 1),
+                                   ('NHWC', 'HWIO', 'NHWC'))
+_DTYPES = (jnp.float32, jnp.bfloat16)
+
+
+def _find_libdnnl() -> str | None:
+  """libdnnl.so.3 as onednn-cpu-gomp installs it: in <prefix>/lib."""
+  prefixes = dict.fromkeys([sys.prefix, sys.base_prefix, sys.exec_prefix])
+  for prefix in prefixes:
+    for name in ('libdnnl.so.3', 'libdnnl.so'):
+      path = os.path.join(prefix, 'lib', name)
+      if os.path.exists(path):
+        return path
+  return None
+
+
+@functools.cache
+def _load() -> tuple[ctypes.CDLL | None, str]:
+  """(the extension, '') once registered with XLA, or (None, why not)."""
+  if os.environ.get('ISOVOLNET_NO_ONEDNN', '') not in ('', '0'):
+    return None, 'ISOVOLNET_NO_ONEDNN is set'
+  if platform.machine().lower() not in ('x86_64', 'amd64'):
+    return None, f'oneDNN kernels are built for x86-64 only, not {platform.machine()}'
+  here = os.path.dirname(__file__)
+  built = sorted(glob.glob(os.path.join(here, '_conv*.so')))
+  if not built:
+    return None, ('the extension was not built (pip install -e . builds it; '
+                  'it needs g++ and the onednn-devel-cpu-gomp package)')
+  dnnl = _find_libdnnl()
+  if dnnl is None:
+    return None, 'libdnnl.so.3 not found (pip install onednn-cpu-gomp)'
+  try:
+    # Loaded first and globally, so that the extension's NEEDED entry resolves
+    # to it without an rpath into the (temporary) build environment.
+    ctypes.CDLL(dnnl, mode=ctypes.RTLD_GLOBAL)
+    lib = ctypes.CDLL(built[-1])
+  except OSError as e:
+    return None, f'the extension did not load: {e}'
+  lib.isovolnet_onednn_isa.restype = ctypes.c_char_p
+  lib.isovolnet_onednn_builds.restype = ctypes.c_int64
+  jax.ffi.register_ffi_target(TARGET, jax.ffi.pycapsule(lib.IsovolnetOnednnConv),
+                              platform='cpu')
+  return lib, ''
+
+
+def available() -> bool:
+  return _load()[0] is not None
+
+
+def unavailable_reason() -> str:
+  return _load()[1]
+
+
+def isa() -> str:
+  """The instruction set oneDNN dispatches to here, e.g. 'avx512_core_bf16'."""
+  lib = _load()[0]
+  return lib.isovolnet_onednn_isa().decode() if lib else 'none'
+
+
+def primitives_built() -> int:
+  """How many oneDNN primitives this process built (the cache's misses)."""
+  lib = _load()[0]
+  return lib.isovolnet_onednn_builds() if lib else 0
+
+
+def threads_per_call() -> int:
+  """oneDNN threads per call: the cores shared out among the CPU devices, which
+  XLA runs concurrently (one call per device at a time)."""
+  try:
+    cores = len(os.sched_getaffinity(0))
+  except AttributeError:
+    cores = os.cpu_count() or 1
+  return max(1, cores // max(1, jax.local_device_count('cpu')))
+
+
+def _ffi(kind, a, b, out_shape, out_dtype, geometry):
+  strides, dilation, padding, groups = geometry
+  return jax.ffi.ffi_call(
+      TARGET, jax.ShapeDtypeStruct(out_shape, out_dtype),
+      vmap_method='sequential')(
+          a, b, kind=np.int64(kind), strides=np.array(strides, np.int64),
+          dilation=np.array(dilation, np.int64),
+          padding=np.array(padding, np.int64), groups=np.int64(groups),
+          threads=np.int64(threads_per_call()))
+
+
+# --- Sharding: a batch-sharded call runs per device. -----------------------
+
+def _batch_axes(sharding):
+  """The mesh axes that split dimension 0 of an operand (None: unsharded)."""
+  if not isinstance(sharding, NamedSharding) or not sharding.spec:
+    return None
+  return sharding.spec[0]
+
+
+def _as_tuple(axes):
+  return () if axes is None else (axes if isinstance(axes, tuple) else (axes,))
+
+
+def _partitioned(kind, out_shape, out_dtype, geometry):
+  """The FFI call for one `kind`, wrapped so that GSPMD/Shardy split it by batch."""
+
+  @custom_partitioning
+  def call(a, b):
+    return _ffi(kind, a, b, out_shape, out_dtype, geometry)
+
+  def specs(mesh, arg_shapes):
+    batch = _batch_axes(arg_shapes[0].sharding)
+    batch_spec = P(batch, None, None, None)
+    whole = P(None, None, None, None)
+    if kind == _BACKWARD_WEIGHTS:
+      args = (batch_spec, batch_spec)
+      out = whole
+    else:
+      args, out = (batch_spec, whole), batch_spec
+    return batch, [NamedSharding(mesh, s) for s in args], NamedSharding(mesh, out)
+
+  def infer(mesh, arg_shapes, result_shape):
+    return specs(mesh, arg_shapes)[2]
+
+  def partition(mesh, arg_shapes, result_shape):
+    batch, arg_shardings, out_sharding = specs(mesh, arg_shapes)
+    if kind == _BACKWARD_WEIGHTS:
+      shape = out_shape
+    else:
+      shape = (out_shape[0] // _shards(mesh, batch), *out_shape[1:])
+
+    def lower(a, b):
+      y = _ffi(kind, a, b, shape, out_dtype, geometry)
+      if kind == _BACKWARD_WEIGHTS and _as_tuple(batch):
+        y = lax.psum(y, _as_tuple(batch))
+      return y
+    return mesh, lower, out_sharding, tuple(arg_shardings)
+
+  if kind == _BACKWARD_WEIGHTS:
+    rule = 'n h w c, n p q o -> i j k l'
+  else:
+    rule = 'n h w c, i j k l -> n p q o'
+  call.def_partition(infer_sharding_from_operands=infer, partition=partition,
+                     sharding_rule=rule)
+  return call
+
+
+def _shards(mesh, axes) -> int:
+  return int(np.prod([mesh.shape[a] for a in _as_tuple(axes)])) if axes else 1
+
+
+def _run(kind, a, b, out_shape, out_dtype, geometry):
+  """One FFI call, split by batch under sharding; under vmap, one call per
+  vmapped element (custom_partitioning has no batching rule of its own)."""
+  @jax.custom_batching.custom_vmap
+  def call(a, b):
+    return _partitioned(kind, tuple(out_shape), out_dtype, geometry)(a, b)
+
+  @call.def_vmap
+  def _vmapped(axis_size, in_batched, a, b):
+    a, b = (x if batched else jnp.broadcast_to(x, (axis_size, *x.shape))
+            for batched, x in zip(in_batched, (a, b)))
+    one = lambda ab: _run(kind, *ab, out_shape, out_dtype, geometry)
+    return lax.map(one, (a, b)), True
+
+  return call(a, b)
+
+
+# --- The differentiable convolution. ---------------------------------------
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def _conv(x, kernel, out_shape, geometry):
+  return _run(_FORWARD, x, kernel, out_shape, x.dtype, geometry)
+
+
+def _conv_fwd(x, kernel, out_shape, geometry):
+  return _conv(x, kernel, out_shape, geometry), (x, kernel)
+
+
+def _conv_bwd(out_shape, geometry, residuals, g):
+  x, kernel = residuals
+  g = g.astype(x.dtype)
+  dx = _run(_BACKWARD_DATA, g, kernel, x.shape, x.dtype, geometry)
+  dk = _run(_BACKWARD_WEIGHTS, x, g, kernel.shape, kernel.dtype, geometry)
+  return dx, dk
+
+
+_conv.defvjp(_conv_fwd, _conv_bwd)
+
+
+def _normalise(x, kernel, window_strides, padding, rhs_dilation, lhs_dilation,
+               dimension_numbers, feature_group_count, batch_group_count):
+  """(out_shape, geometry) if oneDNN can take this convolution, else None."""
+  if x.ndim != 4 or kernel.ndim != 4 or batch_group_count != 1:
+    return None
+  if lhs_dilation is not None and tuple(lhs_dilation) != (1, 1):
+    return None
+  dn = lax.conv_dimension_numbers(x.shape, kernel.shape, dimension_numbers)
+  if dn != _NHWC or x.dtype != kernel.dtype or x.dtype not in _DTYPES:
+    return None
+  strides = tuple(window_strides)
+  dilation = tuple(rhs_dilation or (1, 1))
+  spatial, taps = x.shape[1:3], kernel.shape[:2]
+  extent = [(k - 1) * d + 1 for k, d in zip(taps, dilation)]
+  if isinstance(padding, str):
+    padding = lax.padtype_to_pads(spatial, extent, strides, padding)
+  pads = []
+  for size, e, s, (lo, hi) in zip(spatial, extent, strides, padding):
+    out = (size + lo + hi - e) // s + 1
+    hi = (out - 1) * s + e - size - lo  # Rows past the last window are unused.
+    if lo < 0 or hi < 0 or out < 1:
+      return None
+    pads.append((lo, hi, out))
+  out_shape = (x.shape[0], pads[0][2], pads[1][2], kernel.shape[3])
+  padding = (pads[0][0], pads[0][1], pads[1][0], pads[1][1])
+  return out_shape, (strides, dilation, padding, feature_group_count)
+
+
+def make_conv_general_dilated(fallback):
+  """lax.conv_general_dilated's signature: oneDNN where it can, else `fallback`."""
+
+  def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
+                           rhs_dilation=None, dimension_numbers=None,
+                           feature_group_count=1, batch_group_count=1,
+                           precision=None, preferred_element_type=None):
+    plan = None
+    if available() and (preferred_element_type is None or
+                        jnp.dtype(preferred_element_type) == lhs.dtype):
+      plan = _normalise(lhs, rhs, window_strides, padding, rhs_dilation,
+                        lhs_dilation, dimension_numbers, feature_group_count,
+                        batch_group_count)
+    if plan is None:
+      return fallback(lhs, rhs, window_strides, padding, lhs_dilation=lhs_dilation,
+                      rhs_dilation=rhs_dilation, dimension_numbers=dimension_numbers,
+                      feature_group_count=feature_group_count,
+                      batch_group_count=batch_group_count, precision=precision,
+                      preferred_element_type=preferred_element_type)
+    return _conv(lhs, rhs, *plan)
+
+  return conv_general_dilated
+
+
+conv_general_dilated = make_conv_general_dilated(lax.conv_general_dilated)

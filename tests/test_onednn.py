@@ -1,0 +1,244 @@
+"""The oneDNN convolutions (isovolnet_jax/onednn): values and both gradients
+against lax, the primitive cache, sharding, vmap, the fallback, and training."""
+
+import os
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax import lax
+
+from helpers import ROOT, metrics, require, smoke_config
+from isovolnet_jax import onednn, train
+from isovolnet_jax.errors import InputError
+from isovolnet_jax.models import layers, unrolled_conv
+
+require(onednn.available(),
+        f'the oneDNN extension is unavailable ({onednn.unavailable_reason()}); '
+        f"pip install -e . builds it")
+
+DN = ('NHWC', 'HWIO', 'NHWC')
+
+# (input NHWC, kernel HWIO, strides, dilation, padding, groups)
+CASES = {
+    '3x3': ((2, 8, 8, 4), (3, 3, 4, 6), 1, 1, 'SAME', 1),
+    'stride2-odd': ((2, 9, 7, 4), (3, 3, 4, 6), 2, 1, 'SAME', 1),
+    'valid-stride2': ((2, 9, 7, 5), (3, 3, 5, 6), 2, 1, 'VALID', 1),
+    'dilated': ((1, 11, 10, 4), (3, 3, 4, 8), 1, 2, 'SAME', 1),
+    'dilated-stride': ((2, 12, 12, 3), (3, 3, 3, 4), 2, 3, 'SAME', 1),
+    'explicit-asymmetric': ((2, 8, 8, 8), (2, 2, 8, 16), 1, 1, ((1, 0), (0, 1)), 1),
+    'explicit-large': ((1, 6, 6, 2), (3, 3, 2, 3), 1, 1, ((2, 3), (1, 4)), 1),
+    '1x1': ((3, 5, 5, 8), (1, 1, 8, 16), 1, 1, 'SAME', 1),
+    '1x1-stride2': ((2, 7, 7, 8), (1, 1, 8, 4), 2, 1, 'VALID', 1),
+    'batch1-5x5': ((1, 13, 13, 3), (5, 5, 3, 7), 1, 1, 'SAME', 1),
+    'whitening-2x2': ((2, 32, 32, 3), (2, 2, 3, 24), 1, 1, 'VALID', 1),
+    'depthwise': ((2, 8, 8, 8), (3, 3, 1, 8), 1, 1, 'SAME', 8),
+    'depthwise-x2': ((2, 9, 9, 6), (3, 3, 1, 12), 2, 1, 'SAME', 6),
+    'depthwise-dilated': ((1, 10, 10, 4), (3, 3, 1, 4), 1, 4, 'SAME', 4),
+    'grouped': ((2, 8, 8, 8), (3, 3, 2, 16), 1, 1, 'SAME', 4),
+    'grouped-2to4': ((2, 8, 8, 64), (3, 3, 2, 128), 1, 2, 'SAME', 32),
+}
+
+
+def _conv(conv, strides, dilation, padding, groups):
+  return lambda x, k: conv(x, k, (strides, strides), padding,
+                           rhs_dilation=(dilation, dilation), dimension_numbers=DN,
+                           feature_group_count=groups)
+
+
+def _inputs(x_shape, k_shape, dtype, seed=0):
+  rng = np.random.default_rng(seed)
+  x = jnp.asarray(rng.normal(size=x_shape), dtype)
+  k = jnp.asarray(rng.normal(size=k_shape), dtype)
+  return x, k
+
+
+def _value_and_grads(f, x, k, g):
+  y, vjp = jax.vjp(f, x, k)
+  return (y, *vjp(g))
+
+
+def _run(conv_fn, case, dtype, jit=True):
+  x_shape, k_shape, s, d, pad, groups = case
+  x, k = _inputs(x_shape, k_shape, dtype)
+  f = _conv(conv_fn, s, d, pad, groups)
+  y_shape = jax.eval_shape(f, x, k).shape
+  g = jnp.asarray(np.random.default_rng(1).normal(size=y_shape), dtype)
+  run = jax.jit(_value_and_grads, static_argnums=0) if jit else _value_and_grads
+  return run(f, x, k, g)
+
+
+def _scale(a):
+  return float(jnp.max(jnp.abs(a.astype(jnp.float32))))
+
+
+@pytest.mark.parametrize('name', list(CASES))
+def test_float32_values_and_both_gradients_match_lax(name):
+  ours = _run(onednn.conv_general_dilated, CASES[name], jnp.float32)
+  ref = _run(lax.conv_general_dilated, CASES[name], jnp.float32)
+  for what, a, b in zip(('y', 'dx', 'dkernel'), ours, ref):
+    assert a.shape == b.shape and a.dtype == b.dtype, what
+    # Sums of up to a few hundred products: 1e-5 of the largest magnitude.
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5 * _scale(b), err_msg=what)
+
+
+@pytest.mark.parametrize('name', ['3x3', 'stride2-odd', 'dilated', '1x1',
+                                  'depthwise', 'grouped'])
+def test_bfloat16_is_no_less_accurate_than_lax_bfloat16(name):
+  """Against float32 on the same (bfloat16-rounded) inputs."""
+  exact = [a.astype(jnp.float32) for a in _run(lax.conv_general_dilated, CASES[name],
+                                                jnp.float32)]
+  # The float32 reference must see the rounded inputs: round them first.
+  x_shape, k_shape, s, d, pad, groups = CASES[name]
+  x, k = _inputs(x_shape, k_shape, jnp.bfloat16)
+  f32 = _conv(lax.conv_general_dilated, s, d, pad, groups)
+  g = jnp.asarray(np.random.default_rng(1).normal(size=exact[0].shape), jnp.bfloat16)
+  exact = _value_and_grads(f32, x.astype(jnp.float32), k.astype(jnp.float32),
+                           g.astype(jnp.float32))
+  ours = _run(onednn.conv_general_dilated, CASES[name], jnp.bfloat16)
+  lax16 = _run(lax.conv_general_dilated, CASES[name], jnp.bfloat16)
+  for what, o, l, e in zip(('y', 'dx', 'dkernel'), ours, lax16, exact):
+    assert o.dtype == jnp.bfloat16, what
+    err_ours = _scale(o.astype(jnp.float32) - e) / _scale(e)
+    err_lax = _scale(l.astype(jnp.float32) - e) / _scale(e)
+    # Both round a float32 sum to bfloat16 (relative step 2^-8 = 0.4%).
+    assert err_ours <= max(1.1 * err_lax, 2 ** -8), (what, err_ours, err_lax)
+
+
+def test_without_jit_and_under_vmap():
+  x, k = _inputs((3, 2, 6, 6, 4), (3, 3, 4, 5), jnp.float32)
+  f = lambda conv: _conv(conv, 1, 1, 'SAME', 1)
+  ours = jax.vmap(f(onednn.conv_general_dilated), in_axes=(0, None))(x, k)
+  ref = jax.vmap(f(lax.conv_general_dilated), in_axes=(0, None))(x, k)
+  np.testing.assert_allclose(ours, ref, rtol=1e-5, atol=1e-5 * _scale(ref))
+  eager = _run(onednn.conv_general_dilated, CASES['3x3'], jnp.float32, jit=False)
+  jitted = _run(onednn.conv_general_dilated, CASES['3x3'], jnp.float32)
+  for a, b in zip(eager, jitted):
+    np.testing.assert_array_equal(a, b)
+
+
+def test_what_onednn_cannot_take_goes_to_the_fallback():
+  calls = []
+  def fallback(*args, **kwargs):
+    calls.append(kwargs)
+    return lax.conv_general_dilated(*args, **kwargs)
+  conv = onednn.make_conv_general_dilated(fallback)
+  x, k = _inputs((1, 6, 6, 2), (3, 3, 2, 4), jnp.float32)
+  pad = ((1, 1), (1, 1))
+  y = conv(x, k, (1, 1), pad, lhs_dilation=(2, 2), dimension_numbers=DN)
+  np.testing.assert_array_equal(
+      y, lax.conv_general_dilated(x, k, (1, 1), pad, lhs_dilation=(2, 2),
+                                  dimension_numbers=DN))
+  conv(jnp.moveaxis(x, 3, 1), k, (1, 1), 'SAME', dimension_numbers=('NCHW', 'HWIO', 'NCHW'))
+  conv(x.astype(jnp.float16), k.astype(jnp.float16), (1, 1), 'SAME', dimension_numbers=DN)
+  assert len(calls) == 3
+  conv(x, k, (1, 1), 'SAME', dimension_numbers=DN)
+  assert len(calls) == 3  # A plain NHWC conv went to oneDNN.
+
+
+def test_primitives_are_built_once_per_shape():
+  f = jax.jit(_conv(onednn.conv_general_dilated, 1, 1, 'SAME', 1))
+  x, k = _inputs((2, 10, 10, 3), (3, 3, 3, 5), jnp.float32)
+  f(x, k).block_until_ready()
+  built = onednn.primitives_built()
+  for _ in range(3):
+    f(x, k).block_until_ready()
+  jax.jit(_conv(onednn.conv_general_dilated, 1, 1, 'SAME', 1))(x + 1, k).block_until_ready()
+  assert onednn.primitives_built() == built  # Same shape, even from a new jit.
+  x2, _ = _inputs((3, 10, 10, 3), (3, 3, 3, 5), jnp.float32)
+  f(x2, k).block_until_ready()
+  assert onednn.primitives_built() == built + 1  # A new batch size: one more.
+
+
+def test_auto_picks_onednn_on_cpu_and_says_so():
+  assert jax.default_backend() == 'cpu'
+  assert layers.resolve_conv_impl('auto') == 'onednn'
+  assert layers.conv_function('auto') is onednn.conv_general_dilated
+  line = layers.conv_impl_description('auto')
+  assert f"runs 'onednn': oneDNN on {onednn.isa()}" in line
+  assert onednn.isa().startswith(('avx', 'sse'))
+
+
+def test_a_missing_extension_falls_back_with_the_reason(monkeypatch):
+  monkeypatch.setattr(onednn, '_load', lambda: (None, 'the extension was not built'))
+  assert not onednn.available()
+  assert layers.resolve_conv_impl('auto') == 'unrolled'
+  assert layers.conv_function('auto') is unrolled_conv.conv_general_dilated
+  assert 'oneDNN unavailable: the extension was not built' in \
+      layers.conv_impl_description('auto')
+  with pytest.raises(InputError, match="conv_impl='onednn' but oneDNN is unavailable"):
+    layers.conv_function('onednn')
+  # Even a conv function made earlier stops calling the handler.
+  x, k = _inputs((1, 5, 5, 2), (3, 3, 2, 3), jnp.float32)
+  np.testing.assert_array_equal(
+      onednn.conv_general_dilated(x, k, (1, 1), 'SAME', dimension_numbers=DN),
+      lax.conv_general_dilated(x, k, (1, 1), 'SAME', dimension_numbers=DN))
+
+
+def test_the_off_switch_in_a_fresh_process():
+  code = ('from isovolnet_jax import onednn; from isovolnet_jax.models import layers; '
+          'print(layers.conv_impl_description("auto"))')
+  out = subprocess.run([sys.executable, '-c', code], cwd=ROOT, capture_output=True,
+                       text=True, env={**os.environ, 'ISOVOLNET_NO_ONEDNN': '1'},
+                       timeout=300)
+  assert out.returncode == 0, out.stderr[-2000:]
+  assert "runs 'unrolled' (oneDNN unavailable: ISOVOLNET_NO_ONEDNN is set)" in out.stdout
+
+
+_SHARDED = r'''
+import jax
+jax.config.update('jax_num_cpu_devices', 2)
+import jax.numpy as jnp, numpy as np
+from jax import lax
+from jax.sharding import AxisType, NamedSharding, PartitionSpec as P
+from isovolnet_jax import onednn
+mesh = jax.make_mesh((2,), ('data',), axis_types=(AxisType.Auto,))
+rng = np.random.default_rng(0)
+x = jax.device_put(jnp.asarray(rng.normal(size=(8, 12, 12, 6)), jnp.float32),
+                   NamedSharding(mesh, P('data')))
+k1 = jnp.asarray(rng.normal(size=(3, 3, 6, 8)), jnp.float32)
+k2 = jnp.asarray(rng.normal(size=(3, 3, 1, 8)), jnp.float32)
+def loss(conv, k1, k2, x):
+  y = jax.nn.relu(conv(x, k1, (1, 1), 'SAME', dimension_numbers=('NHWC', 'HWIO', 'NHWC')))
+  y = conv(y, k2, (2, 2), 'SAME', dimension_numbers=('NHWC', 'HWIO', 'NHWC'),
+           feature_group_count=8)
+  return jnp.mean(y ** 2)
+grad = lambda conv: jax.jit(jax.grad(lambda *a: loss(conv, *a), argnums=(0, 1, 2)))
+ours, ref = grad(onednn.conv_general_dilated), grad(lax.conv_general_dilated)
+for a, b in zip(ours(k1, k2, x), ref(k1, k2, x)):
+  np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5 * float(jnp.abs(b).max()))
+hlo = ours.lower(k1, k2, x).compile().as_text()
+calls = [l for l in hlo.splitlines() if 'isovolnet_onednn_conv' in l and 'custom-call(' in l]
+assert calls and all('f32[4,' in l.split('=')[1] or 'f32[3,3,' in l.split('=')[1]
+                     for l in calls), calls  # Per-device batch: 8 rows / 2.
+assert 'all-gather' not in hlo
+print('ok', len(calls))
+'''
+
+
+def test_batch_sharded_over_two_devices_runs_per_device():
+  """Each device convolves its own rows, the kernel gradient is all-reduced,
+  and the result equals lax's."""
+  out = subprocess.run([sys.executable, '-c', _SHARDED], cwd=ROOT, capture_output=True,
+                       text=True, timeout=300)
+  assert out.returncode == 0, out.stderr[-3000:]
+  assert out.stdout.startswith('ok 6')  # 2 forward, 2 input and 2 kernel gradients.
+
+
+@pytest.mark.parametrize('dtype', ['float32', 'bfloat16'])
+def test_training_with_onednn_matches_lax(small_cifar, tmp_path, dtype):
+  """A smoke run (IsoVolNet: depthwise, 1x1 and dense convs): the same losses
+  as with lax, to rounding (float32), or to bfloat16's precision."""
+  losses = {}
+  for impl in ('onednn', 'lax'):
+    config = smoke_config(small_cifar, tmp_path / 'cache', num_train_steps=6,
+                          log_every_steps=1, dtype=dtype,
+                          **{'model.conv_impl': impl})
+    train.train_and_evaluate(config, tmp_path / impl)
+    losses[impl] = [r['loss'] for r in metrics(tmp_path / impl, 'train')]
+  assert len(losses['lax']) == 6
+  rtol = 1e-4 if dtype == 'float32' else 3e-2
+  np.testing.assert_allclose(losses['onednn'], losses['lax'], rtol=rtol)
