@@ -62,7 +62,8 @@ def _tiny_config(**overrides):
 
 
 ARGS = types.SimpleNamespace(steps=1, warmup=1, repeats=1, threads=1,
-                             torch_variants=['nchw', 'channels_last'], skip_torch=False)
+                             torch_variants=['nchw', 'channels_last'], jax_variants=[],
+                             skip_torch=False)
 
 
 def test_benchmark_json_has_the_figures_and_equal_params(tmp_path):
@@ -105,7 +106,28 @@ def test_jax_only_without_torch():
   args = types.SimpleNamespace(**{**vars(ARGS), 'skip_torch': True})
   result = benchmark.run(_tiny_config(), args)
   assert result['jax_train_img_s'] > 0 and 'torch_train_img_s' not in result
-  assert 'jax (' in benchmark.format_table(result)
+  assert 'jax float32:onednn (config)' in benchmark.format_table(result)
+
+
+def test_every_precision_and_conv_impl_is_timed_and_the_fastest_is_the_reference():
+  require_torch()
+  args = types.SimpleNamespace(**{**vars(ARGS), 'jax_variants': [
+      'bfloat16:onednn', 'float32:unrolled', 'float32:onednn'],
+      'torch_variants': ['channels_last', 'bf16']})
+  result = benchmark.run(_tiny_config(), args)
+  # The config's own variant (auto -> onednn here) first, not timed twice.
+  assert list(result['jax_variants']) == ['float32:onednn', 'bfloat16:onednn',
+                                          'float32:unrolled']
+  assert result['jax_variant'] == 'float32:onednn'
+  assert set(result['torch_variants']) == {'channels_last', 'bf16'}
+  torch_best = max(result['torch_variants'].values(), key=lambda v: v['train'])
+  assert result['torch_train_img_s'] == torch_best['train']
+  jax_best = max(result['jax_variants'].values(), key=lambda v: v['train'])
+  assert result['best_train_ratio'] == pytest.approx(
+      jax_best['train'] / result['torch_train_img_s'])
+  table = benchmark.format_table(result)
+  assert 'torch bf16' in table and 'jax bfloat16:onednn' in table
+  assert 'oneDNN (JAX) dispatches avx512' in result['cpu']  # This project's CPUs.
 
 
 def test_time_to_accuracy_times_each_seed_and_reads_the_test_accuracy(small_cifar, cache_dir,

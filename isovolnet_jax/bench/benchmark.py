@@ -7,12 +7,17 @@ One process times, on random images of the config's input shape:
 - JAX: the training step (forward + backward + optimizer update;
   augmentation off, so both sides do the same work) as training runs it
   (`train.make_train_step`), on a mesh of `--cpu_devices` CPU devices (default:
-  one per core), and the inference forward pass (`train.eval_logits`);
+  one per core), and the inference forward pass (`train.eval_logits`): first
+  the config as it is, then each `--jax_variants` entry DTYPE:CONV_IMPL
+  (float32 / bfloat16 x lax / unrolled / onednn);
 - PyTorch: the twin of the same architecture (`torch_models`; equal parameter
   counts are asserted) with the same optimizer, loss and batch size, in NCHW
-  and channels_last memory formats and, where it compiles, `torch.compile`,
-  with `torch.set_num_threads` = the cores JAX uses. The best of them is the
-  reference.
+  and channels_last memory formats, `torch.compile` where it compiles, and
+  bfloat16 autocast (channels_last, eager and compiled), with
+  `torch.set_num_threads` = the cores JAX uses. The fastest of them, of any
+  precision, is the reference.
+The first lines name the CPU, its vector extensions (AVX-512, AVX512-BF16,
+AMX) and the ISA that oneDNN and PyTorch dispatch to.
 Each figure is the median of `--repeats` timed runs of `--steps` steps, after
 `--warmup` untimed steps (compilation, allocator warm-up).
 
@@ -55,9 +60,15 @@ def define_flags():
   flags.DEFINE_integer('warmup', 3, 'Untimed steps first (compilation).')
   flags.DEFINE_integer('repeats', 3, 'Timed repeats; the median is reported.')
   flags.DEFINE_integer('threads', 0, 'PyTorch threads; 0 = the cores JAX uses.')
-  flags.DEFINE_list('torch_variants', ['nchw', 'channels_last', 'compile'],
-                    'PyTorch variants to time.')
+  flags.DEFINE_list('torch_variants', list(TORCH_VARIANTS), 'PyTorch variants to time.')
+  flags.DEFINE_list('jax_variants', list(JAX_VARIANTS),
+                    'JAX variants DTYPE:CONV_IMPL to time besides the config as it is.')
   flags.DEFINE_bool('skip_torch', False, 'Time JAX only (no PyTorch needed).')
+
+TORCH_VARIANTS = ('nchw', 'channels_last', 'compile', 'bf16', 'bf16_compile')
+JAX_VARIANTS = tuple(f'{d}:{c}' for d in ('float32', 'bfloat16')
+                     for c in ('lax', 'unrolled', 'onednn'))
+
 
 def throughput(step, batch_size: int, steps: int, warmup: int, repeats: int) -> float:
   """Median images/s of `step()` (which must block until its work is done)."""
@@ -107,6 +118,45 @@ def matmul_flops() -> float:
 
 
 # ---------------------------------------------------------------- JAX
+
+def cpu_description() -> str:
+  """The CPU, its vector extensions and the ISA oneDNN and PyTorch dispatch to."""
+  from isovolnet_jax import onednn
+  model, cpu_flags = 'unknown CPU', set()
+  try:
+    with open('/proc/cpuinfo') as f:
+      for line in f:
+        if line.startswith('model name') and model == 'unknown CPU':
+          model = line.split(':', 1)[1].strip()
+        elif line.startswith('flags') and not cpu_flags:
+          cpu_flags = set(line.split(':', 1)[1].split())
+  except OSError:
+    pass
+  wanted = ('avx2', 'avx512f', 'avx512_bf16', 'amx_bf16', 'amx_tile')
+  has = ' '.join(f for f in wanted if f in cpu_flags) or 'none of AVX2/AVX-512/AMX'
+  line = f'CPU: {model}; {has}; oneDNN (JAX) dispatches {onednn.isa()}'
+  try:
+    import torch  # pylint: disable=import-outside-toplevel
+    line += f', PyTorch {torch.__version__} {torch.backends.cpu.get_cpu_capability()}'
+  except ImportError:
+    pass
+  return line
+
+
+def variant_config(config, variant: str):
+  """The config with DTYPE:CONV_IMPL applied ('' = as it is)."""
+  config = config.copy_and_resolve_references()
+  if variant:
+    dtype, _, impl = variant.partition(':')
+    with config.unlocked():
+      config.dtype, config.model.conv_impl = dtype, impl
+  return config
+
+
+def variant_name(config) -> str:
+  from isovolnet_jax.models import layers
+  return f'{config.dtype}:{layers.resolve_conv_impl(config.model.get("conv_impl", "auto"))}'
+
 
 def time_jax(config, image_shape, num_classes, args) -> dict:
   import functools
@@ -172,7 +222,10 @@ def _torch_optimizer(torch, params, opt):
 
 
 def time_torch(config, image_shape, num_classes, threads, variant, args) -> dict:
-  """One PyTorch variant: 'nchw', 'channels_last' or 'compile' (channels_last)."""
+  """One PyTorch variant: 'nchw', 'channels_last', 'compile' (channels_last),
+  'bf16' (bfloat16 autocast, channels_last) or 'bf16_compile'."""
+  import contextlib
+
   import torch
 
   from isovolnet_jax.bench import torch_models
@@ -190,18 +243,22 @@ def time_torch(config, image_shape, num_classes, threads, variant, args) -> dict
   loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
   opt = _torch_optimizer(torch, net.parameters(), config.optimizer)
   train_net = eval_net = net
-  if variant == 'compile':
+  if variant.endswith('compile'):
     train_net = eval_net = torch.compile(net)
+  precision = (lambda: torch.autocast('cpu', dtype=torch.bfloat16)) \
+      if variant.startswith('bf16') else contextlib.nullcontext
 
   def train_once():
     net.train()
     opt.zero_grad(set_to_none=True)
-    loss_fn(train_net(x), y).backward()
+    with precision():
+      loss = loss_fn(train_net(x), y)
+    loss.backward()
     opt.step()
 
   def infer_once():
     net.eval()
-    with torch.inference_mode():
+    with torch.inference_mode(), precision():
       eval_net(x)
 
   timing = (args.steps, args.warmup, args.repeats)
@@ -219,17 +276,30 @@ def run(config, args) -> dict:
   image_shape = summary.default_input_shape(config)
   num_classes = summary.default_num_classes(config)
   fwd_flops = summary.summarize(config, image_shape, num_classes)['total_flops']
-  jax_res = time_jax(config, image_shape, num_classes, args)
+  own = variant_name(config)
+  jax_variants = {own: time_jax(config, image_shape, num_classes, args)}
+  for variant in getattr(args, 'jax_variants', ()):
+    vconfig = variant_config(config, variant)
+    if variant_name(vconfig) not in jax_variants:
+      jax_variants[variant_name(vconfig)] = time_jax(vconfig, image_shape, num_classes,
+                                                     args)
+  jax_res = jax_variants[own]
   cores = cpu_devices.usable_cores()
   threads = args.threads or cores
   result = {
       'model': config.model.name, 'params': jax_res['params'],
       'batch_size': config.batch_size, 'image_shape': list(image_shape),
       'jax_devices': jax_res['devices'], 'torch_threads': threads,
-      'tcmalloc': cli.tcmalloc_loaded(),
+      'tcmalloc': cli.tcmalloc_loaded(), 'cpu': cpu_description(),
       'forward_flops_per_image': fwd_flops,
+      # The config as it is (its dtype, its conv_impl as 'auto' resolves it).
+      'jax_variant': own,
       'jax_train_img_s': jax_res['train'], 'jax_infer_img_s': jax_res['infer'],
+      'jax_variants': {k: {'train': v['train'], 'infer': v['infer']}
+                       for k, v in jax_variants.items()},
   }
+  result['jax_train_best'] = max(jax_variants, key=lambda k: jax_variants[k]['train'])
+  result['jax_infer_best'] = max(jax_variants, key=lambda k: jax_variants[k]['infer'])
   if not args.skip_torch:
     variants = {}
     for variant in args.torch_variants:
@@ -256,6 +326,10 @@ def run(config, args) -> dict:
     })
     result['train_ratio'] = result['jax_train_img_s'] / result['torch_train_img_s']
     result['infer_ratio'] = result['jax_infer_img_s'] / result['torch_infer_img_s']
+    result['best_train_ratio'] = (jax_variants[result['jax_train_best']]['train']
+                                  / result['torch_train_img_s'])
+    result['best_infer_ratio'] = (jax_variants[result['jax_infer_best']]['infer']
+                                  / result['torch_infer_img_s'])
   peak, how = cpu_peak_flops(cores)
   result.update({'peak_flops': peak, 'peak_how': how, 'matmul_flops': matmul_flops()})
   return result
@@ -278,20 +352,27 @@ def format_table(r: dict) -> str:
       f'MFLOPs/image forward, batch {r["batch_size"]}, input {tuple(r["image_shape"])}',
       f'JAX on {r["jax_devices"]} CPU device(s); PyTorch with {r["torch_threads"]} '
       f'thread(s); tcmalloc loaded: {r["tcmalloc"]}',
+      r['cpu'],
       '',
       f'{"":<26} {"train img/s":>12} {"GFLOP/s (% mm)":>15} {"infer img/s":>12} '
       f'{"GFLOP/s (% mm)":>15}',
-      row(f'jax ({r["jax_devices"]} devices)', r['jax_train_img_s'], r['jax_infer_img_s']),
   ]
+  for name, v in r['jax_variants'].items():
+    label = f'jax {name}' + (' (config)' if name == r['jax_variant'] else '')
+    lines.append(row(label, v['train'], v['infer']))
   for name, v in r.get('torch_variants', {}).items():
     if 'error' in v:
       lines.append(f'{"torch " + name:<26} failed: {v["error"]}')
     else:
       lines.append(row(f'torch {name}', v['train'], v['infer']))
   if 'train_ratio' in r:
-    lines += ['', f'JAX / best PyTorch: train {r["train_ratio"]:.2f}x '
+    lines += ['', f'JAX ({r["jax_variant"]}) / best PyTorch: train {r["train_ratio"]:.2f}x '
               f'(vs {r["torch_train_best"]}), inference {r["infer_ratio"]:.2f}x '
-              f'(vs {r["torch_infer_best"]})']
+              f'(vs {r["torch_infer_best"]})',
+              f'best JAX / best PyTorch: train {r["best_train_ratio"]:.2f}x '
+              f'({r["jax_train_best"]} vs {r["torch_train_best"]}), inference '
+              f'{r["best_infer_ratio"]:.2f}x ({r["jax_infer_best"]} vs '
+              f'{r["torch_infer_best"]})']
   lines += [f'% mm: of the measured peak, a 2048x2048 fp32 matmul (JAX, 1 device, '
             f'all cores): {peak / 1e9:.0f} GFLOP/s; nominal peak '
             f'{r["peak_flops"] / 1e9:.0f} GFLOP/s = {r["peak_how"]}, at the base '

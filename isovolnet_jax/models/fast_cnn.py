@@ -13,9 +13,9 @@ at a small fraction of a dense conv's FLOP/s (README, "Efficiency").
 from typing import Any
 
 import flax.linen as nn
-import jax
 import jax.numpy as jnp
 
+from isovolnet_jax import onednn
 from isovolnet_jax.models import layers
 
 
@@ -24,13 +24,13 @@ class PaddedConv(nn.Module):
 
   The same function and parameters as nn.Conv on 3 channels (the extra input
   channel is zero and its kernel slice a constant zero), but XLA's CPU conv has
-  a slow path for 3 input channels: on one core, batch 64, 32x32 -> 24
-  channels, the forward pass took 11.7 ms with 3 channels and 1.5 ms with 4,
-  the kernel gradient 19.6 ms and 10.2 ms.
+  a slow path for 3 input channels (docs/performance.md). oneDNN has none: with
+  'onednn' the input is not padded.
   """
   features: int
   channels_to: int = 4
   use_bias: bool = False
+  conv_impl: str = 'auto'
   dtype: Any = jnp.float32
 
   @nn.compact
@@ -38,11 +38,11 @@ class PaddedConv(nn.Module):
     c = x.shape[-1]
     kernel = self.param('kernel', nn.initializers.lecun_normal(),
                         (3, 3, c, self.features), jnp.float32)
-    extra = max(0, self.channels_to - c)
+    conv = layers.conv_function(self.conv_impl)
+    extra = 0 if conv is onednn.conv_general_dilated else max(0, self.channels_to - c)
     x = jnp.pad(x, ((0, 0),) * 3 + ((0, extra),)).astype(self.dtype)
     kernel = jnp.pad(kernel, ((0, 0), (0, 0), (0, extra), (0, 0))).astype(self.dtype)
-    y = jax.lax.conv_general_dilated(x, kernel, (1, 1), 'SAME',
-                                     dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+    y = conv(x, kernel, (1, 1), 'SAME', dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
     if self.use_bias:  # As ConvNormAct's conv has one when there is no norm.
       y = y + self.param('bias', nn.initializers.zeros, (self.features,),
                          jnp.float32).astype(self.dtype)
@@ -54,12 +54,13 @@ class Stem(nn.Module):
   features: int
   norm: str = 'batch'
   activation: str = 'relu'
+  conv_impl: str = 'auto'
   dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x, train: bool):
-    x = PaddedConv(self.features, use_bias=self.norm == 'none', dtype=self.dtype,
-                   name='Conv_0')(x)
+    x = PaddedConv(self.features, use_bias=self.norm == 'none', conv_impl=self.conv_impl,
+                   dtype=self.dtype, name='Conv_0')(x)
     x = layers.norm_layer(self.norm, train, self.dtype)(name='BatchNorm_0')(x)
     return layers.activation_fn(self.activation)(x)
 
@@ -70,6 +71,7 @@ class FastCNN(nn.Module):
   pool_after: tuple[int, ...] = (1, 3, 5)  # 0-based conv indices.
   norm: str = 'batch'
   activation: str = 'relu'
+  conv_impl: str = 'auto'      # 'auto', 'lax', 'unrolled', 'onednn' (layers.conv_function).
   dtype: Any = jnp.float32
 
   @nn.compact
@@ -77,8 +79,8 @@ class FastCNN(nn.Module):
     x = x.astype(self.dtype)
     for i, width in enumerate(self.widths):
       unit = Stem if i == 0 and x.shape[-1] < 4 else layers.ConvNormAct
-      x = unit(width, norm=self.norm, activation=self.activation, dtype=self.dtype,
-               name=f'conv{i}')(x, train)
+      x = unit(width, norm=self.norm, activation=self.activation,
+               conv_impl=self.conv_impl, dtype=self.dtype, name=f'conv{i}')(x, train)
       if i in self.pool_after:
         x = layers.max_pool_2x2(x)
     x = jnp.max(x, axis=(1, 2))

@@ -26,11 +26,12 @@ class BasicBlock(nn.Module):
   strides: int
   norm: str = 'batch'
   activation: str = 'relu'
+  conv_impl: str = 'auto'
   dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x, train: bool):
-    common = dict(norm=self.norm, dtype=self.dtype)
+    common = dict(norm=self.norm, conv_impl=self.conv_impl, dtype=self.dtype)
     y = layers.ConvNormAct(self.features, strides=self.strides,
                            activation=self.activation, name='conv1',
                            **common)(x, train)
@@ -48,6 +49,7 @@ class CifarResNet(nn.Module):
   depth: int = 20
   norm: str = 'batch'
   activation: str = 'relu'
+  conv_impl: str = 'auto'      # 'auto', 'lax', 'unrolled', 'onednn' (layers.conv_function).
   dtype: Any = jnp.float32
 
   def __post_init__(self):
@@ -57,7 +59,8 @@ class CifarResNet(nn.Module):
 
   @nn.compact
   def __call__(self, x, train: bool = False):
-    common = dict(norm=self.norm, activation=self.activation, dtype=self.dtype)
+    common = dict(norm=self.norm, activation=self.activation, conv_impl=self.conv_impl,
+                  dtype=self.dtype)
     x = x.astype(self.dtype)
     x = layers.ConvNormAct(WIDTHS[0], name='stem', **common)(x, train)
     for i, width in enumerate(WIDTHS):

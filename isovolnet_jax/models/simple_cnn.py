@@ -23,6 +23,7 @@ class SimpleCNN(nn.Module):
   dropout: float = 0.5
   norm: str = 'batch'
   activation: str = 'relu'
+  conv_impl: str = 'auto'      # 'auto', 'lax', 'unrolled', 'onednn' (layers.conv_function).
   dtype: Any = jnp.float32
 
   @nn.compact
@@ -31,7 +32,7 @@ class SimpleCNN(nn.Module):
     x = x.astype(self.dtype)
     for i, width in enumerate(self.widths):
       x = layers.Conv(width, (3, 3), padding=1, use_bias=True, dtype=self.dtype,
-                      name=f'conv{i + 1}')(x)
+                      conv_impl=self.conv_impl, name=f'conv{i + 1}')(x)
       x = layers.norm_layer(self.norm, train, self.dtype)(name=f'norm{i + 1}')(x)
       x = layers.max_pool_2x2(act(x))
     x = jnp.mean(x, axis=(1, 2))
