@@ -30,8 +30,8 @@ def norm_layer(name: str, train: bool, dtype: Any) -> Callable[..., Any]:
   """BatchNorm (statistics kept in float32 whatever the compute dtype).
 
   flax's own: a BatchNorm with wide-minor reductions and a closed-form
-  custom-VJP backward pass (issue 12) was as fast for IsoVolNet (1,427 vs
-  1,433 img/s training) and slower for FastCNN (655 vs 969), so it went.
+  custom-VJP backward pass was no faster for IsoVolNet and slower for FastCNN
+  and MobileNetV2 (docs/performance.md, "Figures behind code choices").
   """
   if name == 'batch':
     return functools.partial(nn.BatchNorm, use_running_average=not train,
@@ -50,11 +50,11 @@ def conv_general_dilated(impl: str) -> Callable[..., jnp.ndarray]:
 
   'unrolled' (`unrolled_conv`) changes depthwise and grouped convs (shifted
   slices) and 1x1 convs with 8+ input channels (matmuls); plain k x k convs
-  go to lax either way. 'auto' picks it on CPU, where it trained IsoVolNet
-  2.9x and the seed-002 net 10x faster than lax (README, "Fast on CPU"), and
-  on GPU, where it trained the seed-002 net 16x faster than lax on an H200
-  (19,100 against 1,225 img/s, results/seed002_gpu). TPU keeps lax (not
-  measured: its convolution units take grouped convs directly).
+  go to lax either way. 'auto' picks it on CPU and GPU, where XLA's grouped
+  convs are slow: it trained IsoVolNet and the dilated DS residual net several
+  times faster than lax on CPU, and the latter on an H200 too
+  (docs/performance.md, "model.conv_impl"). TPU
+  keeps lax (not measured: its convolution units take grouped convs directly).
   """
   if impl not in CONV_IMPLS:
     raise InputError(f'unknown model.conv_impl={impl!r}; choose one of '
@@ -77,11 +77,9 @@ def max_pool_2x2(x: jnp.ndarray) -> jnp.ndarray:
   """2x2/2 max pooling as a reshape and a max (nn.max_pool's values).
 
   Its gradient is an elementwise mask (custom VJP) instead of XLA's
-  select-and-scatter or the window reductions that autodiff of a max builds:
-  FastCNN trained 16% faster on 2 CPU cores with the reshape (637 -> 740
-  img/s, batch 256, 2 CPU devices, tcmalloc). Forward + backward at
-  128x32x32x12 on one core: nn.max_pool 25.7 ms, reshape + max with autodiff
-  9.9 ms, with this mask 2.5 ms (16x16x48: 22.4, 3.5, 1.5 ms). On
+  select-and-scatter or the window reductions that autodiff of a max builds,
+  both several times slower on CPU (docs/performance.md, "Figures behind code
+  choices"). On
   ties (equal maxima in a window) every tied element gets the gradient where
   nn.max_pool gives it to one; after a ReLU the only common tie is at 0,
   where the ReLU's own gradient is 0 anyway.
