@@ -13,7 +13,7 @@ Offline, on the JPEG copy of CIFAR-10 (or any image folder with train/ and test/
 configs/cifar10_isovolnet_seed.py (the seed's exact design: 5 blocks, max
 pooling, ReLU, 2,566,747 params) with four changes the design and recipe
 leave free, each measured on the JPEG copy of CIFAR-10 on 2 CPU cores with 3
-seeds (README "Results"); the first three at seed 000's equal training time
+seeds (results/README.md); the first three at seed 000's equal training time
 (315 s of training steps):
 - 4 blocks (32x32x3 -> 2x2x768, 169,819 params; the volume is still
   constant): 66.3 +- 0.8% test accuracy against the 5 blocks' 62.2 +- 0.8%
@@ -27,7 +27,7 @@ seeds (README "Results"); the first three at seed 000's equal training time
 - Peak learning rate 3.2e-2 instead of 2e-3 (AdamW, one-cycle): at 10 epochs,
   77.6 +- 0.3% validation accuracy (test 77.4 +- 0.3%) against 68.0 +- 0.6%
   (test 67.5 +- 0.9%), the best of 5e-4 ... 1.28e-1 in factors of 2
-  (configs/sweeps/learning_rate.py, 3 seeds). The README's rule, fixed before
+  (configs/sweeps/learning_rate.py, 3 seeds). The rule, fixed before
   seeds 1-2 ran: a rate whose mean validation accuracy leads 2e-3's by more
   than 1 point becomes the default. Not measured: the rate at 100 epochs.
 """

@@ -8,9 +8,10 @@ Measured here: 85.03 +- 0.10% test accuracy on the JPEG copy of CIFAR-10 in
 9.76 +- 0.12 minutes, launch to exit, over seeds 0-2 (one seed at 84.91%).
 
 (The commands preload tcmalloc when it is installed, `apt-get install
-libgoogle-perftools4`; without it XLA's CPU buffers use glibc malloc and this
-net trains 1,069-1,074 img/s instead of 1,590-1,601.) README, "Fast on CPU", has the measured minutes and
-accuracies over seeds and the command that re-measures them.
+libgoogle-perftools4`; without it this net trains about a third slower.)
+docs/performance.md, "Time to accuracy", has the measured minutes and
+accuracies over seeds, the command that re-measures them, and the other
+settings tried.
 """
 
 from isovolnet_jax import config_defaults
@@ -18,23 +19,17 @@ from isovolnet_jax import config_defaults
 
 def get_config():
   config = config_defaults.get_base_config()
-  # The issue-8 reference net: plain 3x3 convs (XLA's CPU depthwise convs are
-  # slow), 177,314 params.
+  # The CPU-speed reference net: plain 3x3 convs (XLA's CPU depthwise convs
+  # are slow), 177,314 params.
   config.model.update(name='fast_cnn', widths=(24, 32, 32, 64, 64, 80, 80),
                       pool_after=(1, 3, 5), norm='batch', activation='relu')
   # All 50,000 training images: no held-out validation split to evaluate
   # during the run; the test accuracy is reported at the end.
   config.data.val_size = 0
-  # Batch 64, 10 epochs, peak lr 0.1. Small batches train faster per image
-  # here (2 CPU devices, img/s of the bare step: batch 128 820, 64 901,
-  # 32 1,163, as the activations stay in cache) and take more steps per
-  # epoch. Measured on the JPEG copy (seed 0; README "Fast on CPU"):
-  #   batch 128, lr 0.2, 8 epochs, crop 4:   83.8% in 9.1 min
-  #   batch  64, lr 0.1, 8 epochs, crop 4:   83.5% in 8.3 min
-  #   batch  64, lr 0.1, 9 epochs, crop 2:   84.8% in 9.3 min
-  #   batch  64, lr 0.1, 10 epochs, crop 2:  85.1% in 9.6 min (this config)
-  #   batch  32, lr 0.05, 12 epochs, crop 2: 85.1% in 10.3 min
-  # (the last two with FastCNN's 4-channel stem, which trains ~7% faster.)
+  # Batch 64, 10 epochs, peak lr 0.1: small batches train faster per image on
+  # a CPU (the activations stay in cache) and take more steps per epoch; of
+  # the batch, rate, epoch and crop settings tried (docs/performance.md,
+  # "Time to accuracy"), this reached 85% in the least time.
   config.batch_size = 64
   config.num_epochs = 10
   # Nesterov SGD with a one-cycle schedule (25% warmup, cosine decay to 0).

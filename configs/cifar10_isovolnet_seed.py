@@ -22,7 +22,7 @@ def get_config():
   # The seed's own design: no stem, so the volume is the input's 32*32*3 and
   # five blocks take it from 32x32x3 to 1x1x3072 (2.57M params, 93% of them
   # in the last pointwise conv). A 3x3 stem multiplies the cost of every block
-  # by stem_features/3 (README: parameter table and measured speeds).
+  # by stem_features/3 (docs/isovolnet.md: the parameter table).
   config.model.update(
       name='isovolnet', stem_features=0, num_blocks=-1, convs_per_block=1,
       pool='max', norm='batch', activation='relu', dropout=0.0,

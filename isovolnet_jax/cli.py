@@ -44,9 +44,9 @@ def tcmalloc_loaded() -> bool:
 def use_tcmalloc(library: str | None = None) -> None:
   """Re-execs this command with tcmalloc preloaded, when it is installed.
 
-  XLA's CPU runtime allocates many buffers per step; with tcmalloc FastCNN
-  trained 49% faster and inferred 2x faster than with glibc's malloc (README,
-  "Fast on CPU"). A preload must be in place when the process starts, so, as
+  XLA's CPU runtime allocates many buffers per step, which glibc's malloc is
+  slow at; tcmalloc makes CPU training and inference much faster
+  (docs/performance.md, "tcmalloc"). A preload must be in place when the process starts, so, as
   PyTorch's and Intel's CPU launchers do, the process replaces itself
   (`os.execve`: same PID, stdin/stdout, signals and exit status) with
   LD_PRELOAD set. Call it first thing, before JAX starts. It does nothing when

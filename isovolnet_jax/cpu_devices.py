@@ -2,10 +2,8 @@
 
 XLA's CPU backend gives a process one device whose convolutions keep only
 ~1.3 of 2 cores busy. Split into one device per core and fed a slice of the
-batch each (the usual `data` mesh axis), FastCNN trained at 740 img/s instead
-of 423 on this project's 2-core machine (batch 256, tcmalloc, 2026-11-25;
-`python -m isovolnet_jax.bench.benchmark --cpu_devices=1` re-measures the 1-device
-figure). This must be set before JAX starts its backends, so the commands call it
+batch each (the usual `data` mesh axis), training uses every core
+(docs/performance.md, "One CPU device per core"). This must be set before JAX starts its backends, so the commands call it
 first thing (`cli.setup_devices`). It changes nothing on GPU or TPU, where the
 CPU backend is unused.
 """

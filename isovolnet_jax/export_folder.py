@@ -6,7 +6,7 @@ r"""Writes a tfds image-classification dataset as an image folder.
 gives OUT/<split>/<class name>/<index>.<format>, the layout that
 `--config.data.source=folder --config.data.path=OUT` trains on (no network
 needed afterwards). tfds downloads the dataset the first time. PNG keeps the
-pixels exactly; the README's CPU figures were measured on a JPEG copy of
+pixels exactly; this project's figures were measured on a JPEG copy of
 CIFAR-10 (`../shared/data/cifar10_jpeg`), whose encoder settings are not known
 here, so a `--format=jpg` export is close to it but not the same.
 """

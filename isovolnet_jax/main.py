@@ -37,7 +37,7 @@ def main(argv):
                jax.process_count(), jax.local_devices())
   if jax.default_backend() == 'cpu' and not cli.tcmalloc_loaded():
     logging.info('Tip: install tcmalloc (apt-get install libgoogle-perftools4): on '
-                 'CPU it trained FastCNN 49% faster (README, "Fast on CPU").')
+                 'CPU it makes training much faster (docs/performance.md).')
   train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
 
 

@@ -8,10 +8,14 @@ The sweep file's `get_sweep()` returns a list of dicts of dotted config keys,
 e.g. [{'model.activation': 'swish', 'seed': 1}, ...]; each is applied on top
 of --config and its command-line overrides. A point's `config` key names
 another config file to start from (e.g. {'config': 'configs/cifar10_fast_cpu.py'}),
-with the same command-line overrides: one sweep can compare models. Points run one after another, each
-in WORKDIR/<its overrides> (e.g. `model.activation=swish,seed=1`). A finished
-point leaves a result.json there and is skipped when the command is rerun; an
-interrupted one has none and resumes from its checkpoints. After every point
+with the same command-line overrides: one sweep can compare models. A point's
+`name` key (e.g. {'name': 'iso4_x3', ...}) labels it instead of its keys.
+Points run one after another, each in WORKDIR/<its name> (point_names: the
+keys that vary over the sweep, seed last, e.g. `activation=swish,seed=1`). A
+finished point leaves a result.json there and is skipped when the command is
+rerun (so is one whose config matches a result.json in another folder of the
+results, e.g. after a rename); an interrupted one has none and resumes from
+its checkpoints. After every point
 WORKDIR/results.{csv,md,png} are rewritten: one row per point, and in the
 markdown and the plot the mean +- std over the points that differ only in
 `seed`; results_curves.png has each group's validation accuracy per epoch.
@@ -27,13 +31,17 @@ training, since the same config and seed give the same result bit for bit on
 CPU. Seed 003's sweeps share the default point this way: trained once, not
 four times.
 
+Results travel between machines: a result.json records its data folder as
+data_ref() writes it (relative to the repository when the folder is in it or
+beside it, e.g. `../shared/data/cifar10_jpeg`), and the skip and --reuse
+compare configs in that form (same_config), never the raw path string.
+
 --seeds=0[,1] trains only the points with those seeds and leaves the others
 for a later run (finished ones still fill the tables): with seed-major sweep
 files, `--seeds=0` screens every sweep of a plan before any is repeated.
 """
 
 import csv
-import hashlib
 import json
 import os
 import re
@@ -69,7 +77,11 @@ from isovolnet_jax.errors import InputError
 
 RESULT = 'result.json'
 METRICS = ('val_accuracy', 'test_accuracy', 'val_loss', 'test_loss')
-MAX_NAME = 120  # Characters of a point's directory name before it is hashed.
+MAX_NAME = 80  # Characters of a point's directory name; longer: give it a `name`.
+LABEL = 'name'  # A sweep point's optional label, used as its directory name.
+# The checkout this module runs from (an editable install: the repository);
+# not resolved, as data_ref does not resolve the paths it compares with it.
+REPO_ROOT = Path(os.path.abspath(__file__)).parents[1]
 
 # ---------------------------------------------------------------- sweep files
 
@@ -96,19 +108,89 @@ def _format_value(value: Any) -> str:
   return repr(value) if isinstance(value, float) else str(value)
 
 
-def point_name(overrides: Mapping[str, Any]) -> str:
-  """A deterministic, filesystem-safe directory name: `key=value,key=value`.
+def _safe(text: str) -> str:
+  return re.sub(r'[^A-Za-z0-9._+-]', '_', text)
 
-  Keys are sorted, so the same overrides in another order name the same run.
+
+def _varied_keys(points: Sequence[Mapping[str, Any]]) -> set[str]:
+  """Keys whose value (absent counts as one) differs between points; all of a
+  single point's. `seed` is always kept: it tells runs apart across sweeps."""
+  keys = {k for p in points for k in p} - {LABEL}
+  if len(points) == 1:
+    return keys
+  return {k for k in keys if k == 'seed' or
+          len({(k in p, repr(p.get(k))) for p in points}) > 1}
+
+
+def point_names(points: Sequence[Mapping[str, Any]]) -> list[str]:
+  """Each point's directory name: `key=value,...` of the keys that vary over
+  the sweep, sorted, seed last; or the point's `name` label, then its seed.
+
+  A key is written by its last part (`activation`, not `model.activation`)
+  unless two varied keys share it; `config` by its file's stem. Keys that are
+  the same in every point say nothing and are left out; a value computed per
+  point (e.g. a time budget's num_train_steps) is better given a `name`.
   """
-  if not overrides:
-    return 'base'
-  name = ','.join(f'{k}={re.sub(r"[^A-Za-z0-9._+-]", "_", _format_value(v))}'
-                  for k, v in sorted(overrides.items()))
-  if len(name) > MAX_NAME:  # File names stop at 255 bytes; keep it unique.
-    digest = hashlib.sha1(name.encode()).hexdigest()[:10]
-    name = f'{name[:MAX_NAME - 11]}-{digest}'
-  return name
+  varied = _varied_keys(points)
+  leaves = [k.rsplit('.', 1)[-1] for k in varied]
+  short = {k: k.rsplit('.', 1)[-1] if leaves.count(k.rsplit('.', 1)[-1]) == 1 else k
+           for k in varied}
+  names = []
+  for point in points:
+    if LABEL in point:
+      parts = [_safe(str(point[LABEL]))]
+    else:
+      parts = [f'{short[k]}={_safe(Path(v).stem if k == "config" else _format_value(v))}'
+               for k, v in sorted(point.items()) if k in varied and k != 'seed']
+    if 'seed' in point:  # Innermost: the points of one group sort together.
+      parts.append(f'seed={point["seed"]}')
+    names.append(','.join(parts) or 'base')
+  return names
+
+
+def group_name(name: str) -> str:
+  """A point's directory name without its seed: the name of its group."""
+  return re.sub(r'(^|,)seed=[^,]*$', '', name) or 'base'
+
+
+def data_ref(path: str, root: str | Path | None = None) -> str:
+  """A data folder as every checkout of the repository can name it.
+
+  A path inside the repository or beside it (one `..`, e.g. the shared
+  `../shared/data/cifar10_jpeg`) becomes relative to the repository root,
+  normalised; another local path stays absolute (it names a machine's folder,
+  which a relative path would not make portable); '' and URLs (gs://) are
+  kept. A relative path is read from the current directory, as training reads
+  it. Chosen over a content digest: hashing 60,000 files per comparison is
+  slow, and the README's commands already name the folder this way.
+  """
+  if not path or '://' in path:
+    return path
+  root = os.path.abspath(root or REPO_ROOT)
+  absolute = os.path.normpath(os.path.abspath(os.path.expanduser(path)))
+  rel = Path(os.path.relpath(absolute, root))
+  return rel.as_posix() if rel.parts.count('..') <= 1 else absolute
+
+
+def portable_config(config_dict: Mapping[str, Any],
+                    root: str | Path | None = None) -> dict:
+  """The config as a result.json stores it: its data folders as data_ref, and
+  no cache folder (where decoded images are cached does not change a result)."""
+  config_dict = json.loads(json.dumps(config_dict))
+  data = config_dict.get('data')
+  if isinstance(data, dict):
+    for key in ('path', 'tfds_data_dir'):
+      if isinstance(data.get(key), str):
+        data[key] = data_ref(data[key], root)
+    if 'cache_dir' in data:
+      data['cache_dir'] = ''
+  return config_dict
+
+
+def same_config(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+  """Whether two configs are the same run: equal in portable_config's form,
+  i.e. whatever the path string that named the same data folder."""
+  return portable_config(a) == portable_config(b)
 
 
 def point_configs(config: ml_collections.ConfigDict, points: list[dict],
@@ -123,6 +205,7 @@ def point_configs(config: ml_collections.ConfigDict, points: list[dict],
   for i, point in enumerate(points):
     try:
       point = dict(point)
+      point.pop(LABEL, None)
       base = config
       if 'config' in point:
         path = Path(point.pop('config'))
@@ -133,11 +216,14 @@ def point_configs(config: ml_collections.ConfigDict, points: list[dict],
       configs.append(config_defaults.apply_overrides(base, point))
     except InputError as e:
       raise InputError(f'sweep point {i} {point}: {e}') from None
-  names = [point_name(p) for p in points]
+  names = point_names(points)
   for i, name in enumerate(names):
     if names.index(name) != i:
       raise InputError(f'sweep points {names.index(name)} and {i} have the same '
                        f'overrides (directory {name!r}); remove one')
+    if len(name) > MAX_NAME:
+      raise InputError(f'sweep point {i}: its directory name {name!r} has {len(name)} '
+                       f"characters (at most {MAX_NAME}); give it a short 'name'")
   return configs
 
 
@@ -187,13 +273,16 @@ def run_sweep(config: ml_collections.ConfigDict, points: list[dict],
   return _run_points(points, configs, workdir, results_dir, False, reuse, seeds)
 
 
-def find_same_run(config_dict: dict, reuse: Sequence[str | Path]) -> Path | None:
-  """A finished point of the `reuse` folders with this config on as many devices."""
+def find_same_run(config_dict: dict, reuse: Sequence[str | Path],
+                  any_devices: bool = False) -> Path | None:
+  """A finished point of the `reuse` folders with this config (same_config) on
+  as many devices, or on any number with `any_devices`."""
   for folder in reuse:
     for path in sorted(Path(folder).glob(f'*/{RESULT}')):
       row = json.loads(path.read_text())
-      if (row.get('config') == config_dict and not row.get('error')
-          and row.get('devices') == jax.device_count()):
+      if (row.get('config') and not row.get('error')
+          and (any_devices or row.get('devices') == jax.device_count())
+          and same_config(row['config'], config_dict)):
         return path.parent
   return None
 
@@ -202,17 +291,19 @@ def _run_points(points, configs, workdir: Path, results_dir: Path,
                 is_main: bool, reuse: Sequence[str | Path] = (),
                 seeds: Sequence[int] | None = None) -> list[dict]:
   rows, failed = [], []
-  for i, (point, cfg) in enumerate(zip(points, configs)):
-    name = point_name(point)
+  for i, (point, name, cfg) in enumerate(zip(points, point_names(points), configs)):
     sub, out = workdir / name, results_dir / name
-    config_dict = json.loads(cfg.to_json_best_effort())
+    config_dict = portable_config(json.loads(cfg.to_json_best_effort()))
+    if not (out / RESULT).exists():  # Done under another name (a renamed point)?
+      out = find_same_run(config_dict, [results_dir], any_devices=True) or out
     same = None if (out / RESULT).exists() else find_same_run(config_dict, reuse)
     if same:
       logging.info('Point %d/%d %s: the same run is in %s, reused.', i + 1,
                    len(points), name, same)
       row = json.loads((same / RESULT).read_text())
       # <sweep>/<point>: the same on every machine, wherever results/ lies.
-      row.update(name=name, overrides=point, reused_from=f'{same.parent.name}/{same.name}')
+      row.update(name=name, overrides=point, reused_from=f'{same.parent.name}/{same.name}',
+                 config=portable_config(row['config']))
       if is_main:
         out.mkdir(parents=True, exist_ok=True)
         for f in ('metrics.jsonl', 'dataset.json'):
@@ -222,9 +313,10 @@ def _run_points(points, configs, workdir: Path, results_dir: Path,
       row.pop('config')
       rows.append(row)
     elif (out / RESULT).exists():
-      logging.info('Point %d/%d %s: done before, skipped.', i + 1, len(points), name)
+      logging.info('Point %d/%d %s: done before (%s), skipped.', i + 1, len(points),
+                   name, out.name)
       row = json.loads((out / RESULT).read_text())
-      changed = _diff(row.pop('config', {}), config_dict)
+      changed = _diff(portable_config(row.pop('config', {})), config_dict)
       if changed:
         logging.warning('Point %s was trained with other values of %s than the '
                         'config now asks for; its results are the old run\'s '
@@ -285,7 +377,7 @@ def _diff(a: dict, b: dict, prefix: str = '') -> list[str]:
 def _override_keys(rows: list[dict]) -> list[str]:
   keys = []
   for row in rows:
-    keys += [k for k in row['overrides'] if k not in keys]
+    keys += [k for k in row['overrides'] if k not in keys and k != LABEL]
   return keys
 
 
@@ -296,11 +388,13 @@ def group_rows(rows: list[dict]) -> list[dict]:
     if row.get('error'):
       continue
     rest = {k: v for k, v in row['overrides'].items() if k != 'seed'}
-    g = groups.setdefault(point_name(rest), {'overrides': rest, 'rows': []})
+    key = json.dumps(rest, sort_keys=True, default=str)
+    g = groups.setdefault(key, {'name': group_name(row['name']), 'overrides': rest,
+                                'rows': []})
     g['rows'].append(row)
   out = []
-  for name, g in groups.items():
-    stats = {'name': name, 'overrides': g['overrides'], 'n': len(g['rows']),
+  for g in groups.values():
+    stats = {'name': g['name'], 'overrides': g['overrides'], 'n': len(g['rows']),
              'seeds': [r['overrides'].get('seed') for r in g['rows']],
              'points': [r['name'] for r in g['rows']]}
     for k in (*METRICS, 'params', 'train_time_s'):
@@ -331,7 +425,15 @@ def _md_table(header: list[str], rows: list[list[str]]) -> str:
 
 
 def write_results(workdir: Path, rows: list[dict]):
-  """WORKDIR/results.csv, results_grouped.csv, results.md and results.png."""
+  """WORKDIR/results.csv, results_grouped.csv, results.md and the plots."""
+  groups = write_tables(workdir, rows)
+  plot_groups(groups, workdir / 'results.png', workdir.name)
+  sweep_curves.plot_curves(workdir, groups, _short_labels(groups),
+                           workdir / 'results_curves.png', workdir.name)
+
+
+def write_tables(workdir: Path, rows: list[dict]) -> list[dict]:
+  """WORKDIR/results.csv, results_grouped.csv and results.md; returns the groups."""
   keys = _override_keys(rows)
   columns = ['name', *keys, *METRICS, 'params', 'train_time_s', 'step', 'error',
              'reused_from']
@@ -372,13 +474,13 @@ def write_results(workdir: Path, rows: list[dict]):
   (workdir / 'results.md').write_text(
       f'# Sweep {workdir.name}\n\n## Points\n\n{per_point}\n\n'
       f'## Mean ± std over seeds (sample std, ddof=1)\n\n{grouped}\n')
-  plot_groups(groups, workdir / 'results.png', workdir.name)
-  sweep_curves.plot_curves(workdir, groups, _short_labels(groups),
-                           workdir / 'results_curves.png', workdir.name)
+  return groups
 
 
 def _short_labels(groups: list[dict]) -> list[str]:
   """Only the keys whose values differ between groups, without their prefix."""
+  if any(LABEL in g['overrides'] for g in groups):
+    return [g['name'] for g in groups]
   keys = {k for g in groups for k in g['overrides']}
   varying = [k for k in sorted(keys)
              if len({_format_value(g['overrides'].get(k)) for g in groups}) > 1]

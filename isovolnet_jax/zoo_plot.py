@@ -36,32 +36,32 @@ from isovolnet_jax.errors import InputError
 @dataclasses.dataclass(frozen=True)
 class Model:
   label: str
-  results: str  # Glob of run folders holding result.json, from the repo root.
+  results: str  # Globs (space-separated) of run folders holding result.json, from the repo root.
   speed: str  # Bench output (last JSON line) or efficiency.csv#<conv>.
   trained_on: str = 'CPU'
 
 
 ZOO = (
-    Model('IsoVolNet, seed design', 'results/isovolnet_equal_time/num_train_steps=*',
+    Model('IsoVolNet, seed design', 'results/isovolnet_equal_time/iso5*',
           'results/isovolnet_equal_time/speed/iso5.txt'),
-    Model('IsoVolNet, 4 blocks', 'results/isovolnet_equal_time/model.num_blocks=4,*',
+    Model('IsoVolNet, 4 blocks', 'results/isovolnet_equal_time/iso4,* results/isovolnet_equal_time/iso4_x3,*',
           'results/isovolnet_equal_time/speed/iso4.txt'),
     Model('IsoVolNet, 4 blocks, avg pool, swish, rate 2e-3',
-          'results/isovolnet_variants/model.activation=swish,model.num_blocks=4,'
-          'model.pool=avg,*', 'results/isovolnet_variants/speed/iso4_avg_swish.txt'),
+          'results/isovolnet_variants/iso4_avg_swish,*',
+          'results/isovolnet_variants/speed/iso4_avg_swish.txt'),
     Model('IsoVolNet, 4 blocks, avg pool, swish, rate 3.2e-2 (default)',
-          'results/learning_rate/optimizer.learning_rate=0.032,*',
+          'results/learning_rate/learning_rate=0.032,*',
           'results/isovolnet_variants/speed/iso4_avg_swish.txt'),
     Model('channel doubling, stem 61',
-          'results/isovolnet_equal_time/model.channel_multiplier=2,*',
+          'results/isovolnet_equal_time/doubling_s61*',
           'results/isovolnet_equal_time/speed/doubling_s61.txt'),
-    Model('FastCNN', 'results/isovolnet_equal_time/config=configs_cifar10_fast_cpu.py,*',
+    Model('FastCNN', 'results/isovolnet_equal_time/fast_cnn*',
           'results/isovolnet_equal_time/speed/fast_cnn.txt'),
-    Model('ResNet-20', 'results/isovolnet_equal_time/config=configs_cifar10_resnet20.py,*',
+    Model('ResNet-20', 'results/isovolnet_equal_time/resnet20*',
           'results/isovolnet_equal_time/speed/resnet20.txt'),
-    Model('SimpleCNN', 'results/zoo_equal_time/config=configs_cifar10_simple_cnn.py,*',
+    Model('SimpleCNN', 'results/zoo_equal_time/simple_cnn,*',
           'results/zoo/speed/simple_cnn.txt'),
-    Model('MobileNetV2', 'results/zoo_equal_time/config=configs_cifar10_mobilenet_v2.py,*',
+    Model('MobileNetV2', 'results/zoo_equal_time/mobilenet_v2,*',
           'results/zoo/speed/mobilenet_v2.txt'),
     Model('dilated DS (seed 002)', 'results/seed002_gpu/unrolled_100_epochs',
           'results/speed/final_cifar10_dilated_ds.txt', trained_on='H200'),
@@ -92,7 +92,8 @@ def cpu_train_img_s(source: Path | str) -> float:
 def load_rows(model: Model, root: Path) -> list[dict]:
   """One row per (model, budget): mean ± std over the runs that differ by seed."""
   runs, num_train = [], {}
-  for d in sorted(glob.glob(str(root / model.results))):
+  for d in sorted({d for pattern in model.results.split()
+                  for d in glob.glob(str(root / pattern))}):
     if (Path(d) / sweep.RESULT).exists():
       runs.append(json.loads((Path(d) / sweep.RESULT).read_text()))
       dataset = Path(d) / 'dataset.json'

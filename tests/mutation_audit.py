@@ -1,5 +1,5 @@
 r"""Breaks the code on purpose, one change at a time, and checks that the test
-named for each change fails (issue 16's audit, kept runnable).
+named for each change fails (kept runnable).
 
   python tests/mutation_audit.py             # every mutation (~7 min on 2 cores)
   python tests/mutation_audit.py --only=rmsprop,flip

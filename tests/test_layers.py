@@ -52,7 +52,7 @@ def _values_and_grads(impl, case, x, k, g):
 
 CASES = [_random_case(np.random.default_rng(seed)) for seed in range(16)] + [
     # The models' own: IsoVolNet's 3- and 12-channel depthwise, MobileNetV2's
-    # stride-2 depthwise, the seed-002 net's 32-group dilated conv (VALID and
+    # stride-2 depthwise, the dilated DS residual net's 32-group dilated conv (VALID and
     # SAME with dilation 22 on 26x26).
     dict(x=(2, 32, 32, 3), k=(3, 3, 1, 3), groups=3, strides=(1, 1), dilation=(1, 1), padding='SAME'),
     dict(x=(1, 16, 16, 12), k=(3, 3, 1, 12), groups=12, strides=(1, 1), dilation=(1, 1), padding='SAME'),

@@ -78,7 +78,7 @@ def test_model_sizes():
   assert dilated['total_params'] == 100_416 < 200_000
   resnet = summary.summarize(load_config('cifar10_resnet20.py'), (32, 32, 3), 10)
   assert 260_000 <= resnet['total_params'] <= 280_000
-  # IsoVolNet: the seed's 5 blocks, and the default's 4 (README's table).
+  # IsoVolNet: the seed's 5 blocks, and the default's 4 (docs/isovolnet.md's table).
   seed = summary.summarize(load_config('cifar10_isovolnet_seed.py'), (32, 32, 3), 10)
   assert seed['total_params'] == 2_566_747
   default = summary.summarize(load_config('cifar10.py'), (32, 32, 3), 10)

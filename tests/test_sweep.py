@@ -194,14 +194,97 @@ def test_cli_bad_key_is_one_line(tmp_path):
   assert not (tmp_path / 'w').exists()
 
 
-def test_point_names_are_deterministic_and_safe():
-  assert sweep.point_name({}) == 'base'
-  a = sweep.point_name({'seed': 1, 'model.activation': 'swish'})
-  assert a == sweep.point_name({'model.activation': 'swish', 'seed': 1})
-  assert a == 'model.activation=swish,seed=1'
-  assert sweep.point_name({'optimizer.learning_rate': 2e-3}) == 'optimizer.learning_rate=0.002'
-  assert '/' not in sweep.point_name({'data.path': '/a/b c'})
-  assert len(sweep.point_name({f'k{i}': 'x' * 20 for i in range(20)})) <= sweep.MAX_NAME
+def test_point_names_are_the_varied_keys_with_seed_last():
+  assert sweep.point_names([{}]) == ['base']
+  # A key that is the same in every point says nothing; a leaf name is enough.
+  points = [{'seed': 1, 'model.activation': 'swish', 'optimizer.weight_decay': 5e-4},
+            {'model.activation': 'relu', 'optimizer.weight_decay': 5e-4, 'seed': 0}]
+  assert sweep.point_names(points) == ['activation=swish,seed=1', 'activation=relu,seed=0']
+  assert sweep.point_names([dict(reversed(p.items())) for p in points]) == (
+      sweep.point_names(points))  # Key order does not matter.
+  assert sweep.point_names([{'optimizer.learning_rate': 2e-3}]) == ['learning_rate=0.002']
+  # Two varied keys with one leaf keep their full names; a config, its file's stem.
+  assert sweep.point_names([{'model.name': 'a', 'optimizer.name': 'b', 'seed': 0},
+                            {'config': 'configs/cifar10_fast_cpu.py', 'seed': 0}]) == [
+      'model.name=a,optimizer.name=b,seed=0', 'config=cifar10_fast_cpu,seed=0']
+  # A `name` labels a point (e.g. one whose steps are computed from a budget).
+  assert sweep.point_names([{'name': 'iso4', 'num_train_steps': 3133, 'seed': 2},
+                            {'name': 'iso4_x3', 'num_train_steps': 9399, 'seed': 0}]) == [
+      'iso4,seed=2', 'iso4_x3,seed=0']
+  assert sweep.group_name('iso4,seed=2') == 'iso4' and sweep.group_name('seed=0') == 'base'
+  assert '/' not in sweep.point_names([{'data.path': '/a/b c'}])[0]
+  config = smoke_config(Path('unused'), Path('unused'))
+  with pytest.raises(InputError, match=r"sweep point 0: .* has 87 characters .*give it a "
+                                       r"short 'name'"):
+    sweep.point_configs(config, [{'model.dropout': 0.1, 'seed': 0, 'model.stem_features': 8,
+                                  'optimizer.learning_rate': 0.0123456789,
+                                  'optimizer.weight_decay': 0.0123456789}])
+  [labelled] = sweep.point_configs(config, [{'name': 'x', 'model.dropout': 0.1}])
+  assert labelled.model.dropout == 0.1  # `name` is a label, not a config key.
+
+
+def test_committed_results_travel():
+  """tools/rewrite_results.py ran: every sweep's result folder is named as its
+  sweep file names it (<= 80 characters) and no result names an absolute path."""
+  for sweep_file in sorted(SWEEPS.glob('*.py')):
+    names = sweep.point_names(sweep.load_sweep(sweep_file))
+    assert max(map(len, names)) <= sweep.MAX_NAME, sweep_file.name
+    folder = ROOT / 'results' / sweep_file.stem
+    for result in folder.glob(f'*/{sweep.RESULT}'):
+      assert result.parent.name in names, result
+      row = json.loads(result.read_text())
+      assert row['name'] == result.parent.name
+      if row.get('reused_from'):
+        assert (ROOT / 'results' / row['reused_from'] / sweep.RESULT).exists(), result
+  for result in (ROOT / 'results').rglob(sweep.RESULT):
+    data = json.loads(result.read_text()).get('config', {}).get('data', {})
+    assert not data.get('path', '').startswith('/') and not data.get('cache_dir'), result
+
+
+def test_a_data_folder_is_one_point_whatever_path_names_it(swept, tmp_path, monkeypatch):
+  """A result stored with the data folder's absolute path and one with its path
+  relative to the repository are the same run, for --reuse and for the skip;
+  another data folder is not."""
+  config, _, workdir, rows = swept
+  data = Path(config.data.path)
+  repo = data.parent / 'checkout'  # The data lies beside this "repository".
+  repo.mkdir(exist_ok=True)
+  monkeypatch.setattr(sweep, 'REPO_ROOT', repo)
+  monkeypatch.chdir(repo)  # Relative paths are read from here, as training reads them.
+  relative = f'../{data.name}'
+  assert sweep.data_ref(str(data)) == relative == sweep.data_ref(f'./{relative}/')
+  assert sweep.data_ref(str(repo / 'd')) == 'd' and sweep.data_ref('/elsewhere/d') == '/elsewhere/d'
+  assert sweep.data_ref('gs://bucket/tfds') == 'gs://bucket/tfds'
+  stored = json.loads((workdir / 'seed=0' / sweep.RESULT).read_text())['config']
+  assert stored['data']['path'] == str(data)  # Written outside this repository: absolute.
+  rel_config = config.copy_and_resolve_references()
+  rel_config.data.path = relative
+  rel_dict = json.loads(rel_config.to_json_best_effort())
+  assert sweep.same_config(stored, rel_dict)
+  assert sweep.portable_config(stored)['data']['path'] == relative
+  monkeypatch.setattr(train, 'train_and_evaluate', lambda *a: pytest.fail(f'trained {a}'))
+  # --reuse: the absolute-path result serves the relative-path point.
+  [row] = sweep.run_sweep(rel_config, [{'seed': 0}], tmp_path / 'w', tmp_path / 'r',
+                          reuse=[workdir])
+  assert row['reused_from'] == f'{workdir.name}/seed=0'
+  assert row['test_accuracy'] == rows[0]['test_accuracy']
+  copied = json.loads((tmp_path / 'r' / 'seed=0' / sweep.RESULT).read_text())
+  assert copied['config']['data']['path'] == relative  # Stored as it travels.
+  # The skip: a committed result under another folder name (an older naming)
+  # with the relative path is this absolute-path point's, done.
+  (tmp_path / 'r' / 'seed=0').rename(tmp_path / 'r' / 'old_name')
+  [row] = sweep.run_sweep(config, [{'seed': 0}], tmp_path / 'w2', tmp_path / 'r')
+  assert row['name'] == 'seed=0' and row['test_accuracy'] == rows[0]['test_accuracy']
+  # Another dataset is another point: not reused, not skipped.
+  other = data.parent / 'other_dataset'
+  other_dict = {**stored, 'data': {**stored['data'], 'path': str(other)}}
+  assert not sweep.same_config(stored, other_dict)
+  assert sweep.find_same_run(other_dict, [workdir, tmp_path / 'r'], any_devices=True) is None
+  other_config = config.copy_and_resolve_references()
+  other_config.data.path = str(other)
+  with pytest.raises(pytest.fail.Exception, match='trained'):
+    sweep.run_sweep(other_config, [{'seed': 0}], tmp_path / 'w3', tmp_path / 'r3',
+                    reuse=[workdir, tmp_path / 'r'])
 
 
 @pytest.mark.parametrize('name', sorted(p.name for p in SWEEPS.glob('*.py')))

@@ -125,7 +125,8 @@ def test_isovolnet_variant_configs_differ_in_their_knobs_only():
                               'activation': 'swish'}
   assert standard['model'] == {**base['model'], 'conv': 'standard'}
   assert doubling['model'] == {**base['model'], 'channel_multiplier': 2}
-  # The default's peak rate is seed 003's learning-rate sweep's best (README).
+  # The default's peak rate is seed 003's learning-rate sweep's best
+  # (results/learning_rate/README.md).
   assert default['optimizer'] == {**base['optimizer'], 'learning_rate': 3.2e-2}
   for variant in (default, standard, doubling):
     assert {k: v for k, v in variant.items() if k not in ('model', 'optimizer')} == \

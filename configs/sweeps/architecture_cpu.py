@@ -1,4 +1,4 @@
-r"""IsoVolNet vs its channel-doubling baseline, on a 2-core CPU (the README's table).
+r"""IsoVolNet vs its channel-doubling baseline, on a 2-core CPU, at a short budget.
 
   python -m isovolnet_jax.sweep --config=configs/cifar10_isovolnet_seed.py \
     --sweep=configs/sweeps/architecture_cpu.py --workdir=runs/sweeps/architecture_cpu \
@@ -8,7 +8,7 @@ r"""IsoVolNet vs its channel-doubling baseline, on a 2-core CPU (the README's ta
 6 points (2 architectures x 3 seeds); 6 minutes on 2 CPU cores (2026-11-25).
 
 architecture.py's third arm, the standard-conv twin, is left out here: on
-this CPU it trains at 4 img/s and infers at 6 img/s (efficiency report), so
+this CPU it trains at 4 img/s and infers at 6 img/s (docs/performance.md), so
 its final evaluation of 15,000 images alone would take about 40 minutes per
 point. Run architecture.py on a GPU or TPU for the three-way comparison.
 """

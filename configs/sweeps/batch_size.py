@@ -19,7 +19,7 @@ the others copy it with --reuse instead of retraining it.
 around: configs/cifar10.py before configs/sweeps/learning_rate.py moved its rate
 to 3.2e-2.
 
-Budget and model: README, "Results", seed 003's plan (10 complete epochs on
+Budget and model: results/batch_size/README.md, seed 003's plan (10 complete epochs on
 the default IsoVolNet: 4 blocks, average pooling, swish; seeds 0-2 seed-major;
 committed points are skipped on rerun).
 """

@@ -50,29 +50,32 @@ alone), times the default's 2,819 steps: 2,819 x 534 / 2,112 = 713.
 """
 
 SEEDS = (0, 1, 2)
-ISO5 = {'num_train_steps': 1750}
+# Each arm is named (its folder: e.g. iso4,seed=0; x3: three times the budget),
+# as its steps are computed from the budget and say little.
+ISO5 = {'name': 'iso5', 'num_train_steps': 1750}
 DOUBLING = {'model.channel_multiplier': 2, 'model.stem_features': 61}
 ARMS = (
     ISO5,
-    {**DOUBLING, 'num_train_steps': 321},
-    {'model.num_blocks': 4, 'num_train_steps': 3133},
-    {'config': 'configs/cifar10_fast_cpu.py', 'data.val_size': 5000,
+    {'name': 'doubling_s61', **DOUBLING, 'num_train_steps': 321},
+    {'name': 'iso4', 'model.num_blocks': 4, 'num_train_steps': 3133},
+    {'name': 'fast_cnn', 'config': 'configs/cifar10_fast_cpu.py', 'data.val_size': 5000,
      'eval_flip': False, 'num_train_steps': 4872},
-    {'config': 'configs/cifar10_resnet20.py', 'num_train_steps': 844},
+    {'name': 'resnet20', 'config': 'configs/cifar10_resnet20.py', 'num_train_steps': 844},
 )
 
 
 def get_sweep():
   points = [{**a, 'seed': s} for s in SEEDS for a in ARMS]
   # Equal epochs (10) at equal parameters: the doubling net's 5.5x longer run.
-  points.append({**DOUBLING, 'num_train_steps': 1750, 'seed': 0})
+  points.append({'name': 'doubling_s61_10ep', **DOUBLING, 'num_train_steps': 1750,
+                 'seed': 0})
   # Three times the budget, seed 0: does the ranking change with more training?
-  points += [{**a, 'num_train_steps': 3 * a['num_train_steps'], 'seed': 0}
-             for a in ARMS]
+  points += [{**a, 'name': f"{a['name']}_x3", 'num_train_steps': 3 * a['num_train_steps'],
+              'seed': 0} for a in ARMS]
   # The same question at the default's size and knobs (4 blocks, avg, swish).
   knobs = {'model.num_blocks': 4, 'model.pool': 'avg', 'model.activation': 'swish'}
-  small = ({**knobs, 'num_train_steps': 2819},
-           {**knobs, 'model.channel_multiplier': 2, 'model.stem_features': 30,
-            'num_train_steps': 713})
+  small = ({'name': 'iso4_avg_swish', **knobs, 'num_train_steps': 2819},
+           {'name': 'dbl4_s30_avg_swish', **knobs, 'model.channel_multiplier': 2,
+            'model.stem_features': 30, 'num_train_steps': 713})
   points += [{**a, 'seed': s} for s in SEEDS for a in small]
   return points

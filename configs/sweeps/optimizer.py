@@ -20,7 +20,7 @@ that SGD at 0.05 diverged on the seed's 5-block net in a 150-step probe; on the
 4-block default it trains (seed 0: 68.0% test). A diverging point is recorded
 as failed in results.md and the sweep goes on.
 
-Budget and model: README, "Results", seed 003's plan (10 complete epochs on
+Budget and model: results/optimizer/README.md, seed 003's plan (10 complete epochs on
 the default IsoVolNet: 4 blocks, average pooling, swish; seeds 0-2 seed-major;
 committed points are skipped on rerun).
 """

@@ -25,9 +25,10 @@ split, the 10,000 test images. Seeds 0, 1, 2, seed-major.
 """
 
 SEEDS = (0, 1, 2)
-ARMS = (
-    {'config': 'configs/cifar10_simple_cnn.py', 'num_train_steps': 758},
-    {'config': 'configs/cifar10_mobilenet_v2.py', 'num_train_steps': 89},
+ARMS = (  # Named by their config (folders: simple_cnn,seed=0, ...).
+    {'name': 'simple_cnn', 'config': 'configs/cifar10_simple_cnn.py', 'num_train_steps': 758},
+    {'name': 'mobilenet_v2', 'config': 'configs/cifar10_mobilenet_v2.py',
+     'num_train_steps': 89},
 )
 
 

@@ -9,7 +9,7 @@ r"""Does the streaming input path cost CIFAR-10 speed? memory vs stream.
 (b) stream (data.pipeline='stream'): tf.data reads each JPEG, decodes it,
     random-resized crop + flip on host threads, batches, and the batches are
     put on the devices 2 steps ahead; the step's own augmentation is off.
-Both train configs/cifar10_isovolnet_seed.py's model (the README's figures)
+Both train configs/cifar10_isovolnet_seed.py's model (docs/performance.md's figures)
 through `train.make_train_step`, the step training runs. Prints the time to
 the first batch, then images/s of the input alone (no training) and of
 training, after 5 warm-up steps.

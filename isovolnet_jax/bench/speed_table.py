@@ -1,9 +1,9 @@
-r"""The README's before/after speed table, from saved `benchmark --json` outputs.
+r"""docs/performance.md's before/after speed table, from saved `benchmark --json` outputs.
 
   python -m isovolnet_jax.bench.speed_table results/speed
 
-reads, per config NAME, DIR/before_NAME.txt (the code before issue 12, JAX
-only), DIR/after_NAME.txt (JAX and PyTorch in one run) and, if present,
+reads, per config NAME, DIR/before_NAME.txt (the code before the
+shifted-slice convs, JAX only), DIR/after_NAME.txt (JAX and PyTorch in one run) and, if present,
 DIR/final_NAME.txt (a later JAX-only run that replaces after's JAX figures),
 and prints one Markdown row per config: JAX train and inference img/s before
 and after, PyTorch's best variant, and the JAX / PyTorch ratios.

@@ -1,13 +1,13 @@
 """FastCNN: a plain conv-BN-ReLU stack with max pools, for fast CPU training.
 
-The default is the issue-8 reference net: 3x3 convs 24-32-32-64-64-80-80, a
+The default is the CPU-speed reference net: 3x3 convs 24-32-32-64-64-80-80, a
 2x2 max pool after the 2nd, 4th and 6th conv, global max pool and one dense
 layer; 177,314 parameters for 10 classes. `configs/cifar10_fast_cpu.py`
 trains it and `isovolnet_jax.bench.benchmark` times it against the same net
 in PyTorch (`isovolnet_jax/bench/torch_models.py`).
 
 Plain 3x3 convs, not depthwise-separable ones: XLA's CPU depthwise conv runs
-at a small fraction of a dense conv's FLOP/s (README, "Efficiency").
+at a small fraction of a dense conv's FLOP/s (docs/performance.md).
 """
 
 from typing import Any
@@ -24,8 +24,9 @@ class PaddedConv(nn.Module):
 
   The same function and parameters as nn.Conv on 3 channels (the extra input
   channel is zero and its kernel slice a constant zero), but XLA's CPU conv has
-  a slow path for 3 input channels (docs/performance.md). oneDNN has none: with
-  'onednn' the input is not padded.
+  a slow path for 3 input channels, several times slower forward and about
+  twice in the kernel gradient (docs/performance.md, "Figures behind code
+  choices"). oneDNN has none: with 'onednn' the input is not padded.
   """
   features: int
   channels_to: int = 4

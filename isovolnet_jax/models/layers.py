@@ -32,8 +32,8 @@ def norm_layer(name: str, train: bool, dtype: Any) -> Callable[..., Any]:
   """BatchNorm (statistics kept in float32 whatever the compute dtype).
 
   flax's own: a BatchNorm with wide-minor reductions and a closed-form
-  custom-VJP backward pass (issue 12) was as fast for IsoVolNet (1,427 vs
-  1,433 img/s training) and slower for FastCNN (655 vs 969), so it went.
+  custom-VJP backward pass was no faster for IsoVolNet and slower for FastCNN
+  and MobileNetV2 (docs/performance.md, "Figures behind code choices").
   """
   if name == 'batch':
     return functools.partial(nn.BatchNorm, use_running_average=not train,
@@ -52,10 +52,11 @@ def resolve_conv_impl(impl: str) -> str:
 
   'onednn' (`isovolnet_jax.onednn`) on an x86 CPU when its extension loaded:
   oneDNN's kernels for every convolution, faster than XLA's and 'unrolled'
-  on this project's CPUs (docs/performance.md). Else 'unrolled'
-  (`unrolled_conv`: depthwise and grouped convs as shifted slices, 1x1 convs
-  as matmuls; far faster than XLA's grouped convs on CPU and GPU), except on
-  TPU, whose convolution units take grouped convs directly: 'lax'.
+  (docs/performance.md, "oneDNN"). Else 'unrolled' (`unrolled_conv`:
+  depthwise and grouped convs as shifted slices, 1x1 convs as matmuls), on
+  CPU and GPU, where XLA's grouped convs are slow (docs/performance.md,
+  "model.conv_impl"); TPU keeps lax (not measured: its convolution units take
+  grouped convs directly).
   """
   if impl not in CONV_IMPLS:
     raise InputError(f'unknown model.conv_impl={impl!r}; choose one of '
@@ -112,11 +113,9 @@ def max_pool_2x2(x: jnp.ndarray) -> jnp.ndarray:
   """2x2/2 max pooling as a reshape and a max (nn.max_pool's values).
 
   Its gradient is an elementwise mask (custom VJP) instead of XLA's
-  select-and-scatter or the window reductions that autodiff of a max builds:
-  FastCNN trained 16% faster on 2 CPU cores with the reshape (637 -> 740
-  img/s, batch 256, 2 CPU devices, tcmalloc). Forward + backward at
-  128x32x32x12 on one core: nn.max_pool 25.7 ms, reshape + max with autodiff
-  9.9 ms, with this mask 2.5 ms (16x16x48: 22.4, 3.5, 1.5 ms). On
+  select-and-scatter or the window reductions that autodiff of a max builds,
+  both several times slower on CPU (docs/performance.md, "Figures behind code
+  choices"). On
   ties (equal maxima in a window) every tied element gets the gradient where
   nn.max_pool gives it to one; after a ReLU the only common tie is at 0,
   where the ReLU's own gradient is 0 anyway.

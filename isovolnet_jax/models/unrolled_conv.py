@@ -19,8 +19,9 @@ keeps the backward pass in that form too:
 initialisation stay those of nn.Conv. 1x1 convs (pointwise, 8 or more input
 channels) become matmuls. Whatever it cannot do (lhs dilation, batch groups,
 layouts other than NHWC/HWIO) it hands to lax unchanged, and plain k x k
-convolutions stay on lax on purpose: the same rewrite was 2-5x slower than
-XLA for them (issue 12).
+convolutions stay on lax on purpose: the same rewrite was slower than XLA
+for them (docs/performance.md, "Figures behind code choices", has this
+module's measurements).
 """
 
 import functools
@@ -50,9 +51,9 @@ def _taps(x_pad, kernel_hw, dilation, strides, out_hw):
 
 
 # Grouped convs with at most this many input x output channels per group are
-# written as broadcast multiply-adds rather than einsums: the seed-002 net's
-# 32 groups of 2 -> 4 channels ran 500 ms forward per 64 images as a batched
-# einsum (32 tiny matmuls per pixel) and 9 ms as multiply-adds (one core).
+# written as broadcast multiply-adds rather than einsums: a batched einsum
+# over tiny groups (e.g. the dilated DS residual net's 32 groups of 2 -> 4
+# channels) is many tiny matmuls per pixel, far slower on CPU.
 _MAX_ELEMENTWISE_GROUP = 64
 
 
@@ -81,7 +82,7 @@ def _transpose_tap(g, k_tap, groups, acc):
 
   It is `_apply_tap` itself with each group's kernel transposed (Cout/G
   inputs, Cin/G outputs): multiply-adds, no reduction over a short minor
-  axis (which took 330 ms for the seed-002 net's 2 -> 4 channel groups).
+  axis (slow on CPU for narrow groups such as 2 -> 4 channels).
   """
   gi, cout = k_tap.shape
   go = cout // groups
@@ -113,9 +114,8 @@ def _depthwise_kernel_grad(x_pad, g, kernel_hw, dilation, strides, acc):
 
 # Images per step of the depthwise kernel-gradient loop: the k*k tap sums of
 # a chunk of 4 images read it from cache instead of reading the whole batch
-# from memory k*k times. At batch 128 on one core, 3x3 taps: 5.6 -> 4.9 ms
-# (32x32x3), 2.8 -> 2.2 (16x16x12), 2.3 -> 1.5 (4x4x192); chunks of 16 or 32
-# were slower (measured beside niced test jobs, issue 12).
+# from memory k*k times (on one CPU core, chunks of 4 beat no chunks and
+# chunks of 16 or 32).
 _DK_CHUNK = 4
 
 
@@ -138,8 +138,8 @@ def _kernel_grad(x_pad, g, kernel_hw, dilation, strides, groups, gi, acc):
     # Input channel c of every group, repeated for the group's go outputs, is
     # laid out as g is: each (tap, c) is then a depthwise kernel gradient, all
     # multiply-adds and wide reductions. Reading the channels straight from
-    # x_pad inside each tap's reduction (strided, broadcast) took 220 ms for
-    # the seed-002 net's 2 -> 4 groups at 26x26, batch 64 (dilation 4); this, 109 ms.
+    # x_pad inside each tap's reduction (strided, broadcast) took twice as
+    # long for the dilated DS residual net's 2 -> 4 groups.
     xs = x_pad.reshape(*x_pad.shape[:3], groups, gi)
     per_c = [jnp.repeat(xs[..., c], go, axis=-1) for c in range(gi)]
     dks = [_depthwise_kernel_grad(xc, g, kernel_hw, dilation, strides, acc)
@@ -233,9 +233,8 @@ def pointwise_conv(x, k, strides=(1, 1)):
   """A 1x1 conv as a matmul: (N*H*W, Cin) @ (Cin, Cout).
 
   XLA:CPU's convolution emitter runs 1x1 convs' backward pass at about half
-  the speed of the same products as dots: IsoVolNet's 768 -> 3072 pointwise
-  conv at 2x2, batch 128, one core, took 121 ms forward + backward as a conv
-  and 62 ms as a dot; 48 -> 192 at 8x8, 10.4 -> 5.3 ms (issue 12).
+  the speed of the same products as dots (e.g. IsoVolNet's 768 -> 3072
+  pointwise conv).
   """
   x = x[:, ::strides[0], ::strides[1]]
   return _pointwise(x, k)
@@ -255,10 +254,10 @@ def _pointwise_bwd(res, g):
   # XLA fuses the transpose that the kernel gradient's dot wants into the
   # producer of its operand, a loop that writes with a stride of C. Written
   # this way (custom VJP + barrier) that fusion went away for IsoVolNet's
-  # last block (25 ms for 512 x 3072 values, one core), but not for the
-  # seed-002 net, where the fusions that transpose x (re-running the grouped
-  # conv + BatchNorm + dropout forward) take 50-160 ms per block at batch 32:
-  # the largest item left in its profile (README, "Speed").
+  # last block, but not for the dilated DS residual net, where the fusions
+  # that transpose x (re-running the grouped conv + BatchNorm + dropout
+  # forward) are the largest item left in its profile (docs/performance.md,
+  # "Where the time goes").
   g = lax.optimization_barrier(g)
   dx = jnp.einsum('nhwo,co->nhwc', g, k[0, 0])
   dk = jnp.einsum('nhwc,nhwo->co', x, g)[None, None]
