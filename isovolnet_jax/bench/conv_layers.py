@@ -1,4 +1,4 @@
-r"""Per-layer profile: where XLA's CPU convolutions lose to PyTorch's (oneDNN).
+r"""Per-layer profile: XLA's CPU convolutions and oneDNN's (ours and PyTorch's).
 
   pip install -e '.[bench]'
   python -m isovolnet_jax.bench.conv_layers [--batch=64] [--cores=1]
@@ -6,9 +6,11 @@ r"""Per-layer profile: where XLA's CPU convolutions lose to PyTorch's (oneDNN).
 For every 3x3 conv of FastCNN (configs/cifar10_fast_cpu.py), on `--cores`
 cores (the process is pinned to them, so both frameworks get the same), it
 times the forward pass, the input gradient and the kernel gradient, in JAX
-(`lax.conv_general_dilated`, NHWC, jitted, what flax's nn.Conv runs) and in
-PyTorch (channels_last Conv2d), and prints ms and GFLOP/s for each: each pass
-is 2 FLOPs per multiply-add of the layer's forward. Batch 64 on one core is
+(`lax.conv_general_dilated`, NHWC, jitted: XLA's kernels), in JAX with
+`model.conv_impl='onednn'` (`isovolnet_jax.onednn`, `--dtype` float32 or
+bfloat16) and in PyTorch (channels_last Conv2d; bfloat16 under autocast), and
+prints ms and GFLOP/s for each: each pass is 2 FLOPs per multiply-add of the
+layer's forward. Batch 64 on one core is
 one of the two CPU devices of a batch-128 training step.
 """
 
@@ -51,6 +53,7 @@ def layers(widths=(24, 32, 32, 64, 64, 80, 80), pool_after=(1, 3, 5), size=32):
 def define_flags():
   flags.DEFINE_integer('batch', 64, 'Batch of the timed convs.')
   flags.DEFINE_integer('cores', 1, 'Cores the process is pinned to (both frameworks).')
+  flags.DEFINE_enum('dtype', 'float32', ['float32', 'bfloat16'], 'Compute dtype.')
 
 
 def main(argv):
@@ -59,28 +62,41 @@ def main(argv):
   args = FLAGS
   os.sched_setaffinity(0, set(sorted(os.sched_getaffinity(0))[:args.cores]))
 
+  import contextlib
+
   import jax
   import jax.numpy as jnp
   import torch
 
-  torch.set_num_threads(args.cores)
-  dims = ('NHWC', 'HWIO', 'NHWC')
-  conv = lambda x, k: jax.lax.conv_general_dilated(x, k, (1, 1), 'SAME',
-                                                   dimension_numbers=dims)
-  fwd = jax.jit(conv)
-  dx = jax.jit(lambda x, k, g: jax.vjp(lambda x: conv(x, k), x)[1](g)[0])
-  dk = jax.jit(lambda x, k, g: jax.vjp(lambda k: conv(x, k), k)[1](g)[0])
+  from isovolnet_jax import onednn
 
-  print(f'{args.cores} core(s), batch {args.batch}: ms (GFLOP/s)')
-  print(f'{"layer":<16}{"jax fwd":>16}{"torch fwd":>16}{"jax dx":>16}{"jax dk":>16}'
-        f'{"torch dx+dk":>16}')
-  totals = [0.0] * 5
+  torch.set_num_threads(args.cores)
+  dtype = jnp.dtype(args.dtype)
+  autocast = ((lambda: torch.autocast('cpu', dtype=torch.bfloat16))
+              if args.dtype == 'bfloat16' else contextlib.nullcontext)
+  dims = ('NHWC', 'HWIO', 'NHWC')
+
+  def passes(conv_fn):
+    conv = lambda x, k: conv_fn(x, k, (1, 1), 'SAME', dimension_numbers=dims)
+    return (jax.jit(conv),
+            jax.jit(lambda x, k, g: jax.vjp(lambda x: conv(x, k), x)[1](g)[0]),
+            jax.jit(lambda x, k, g: jax.vjp(lambda k: conv(x, k), k)[1](g)[0]))
+
+  impls = {'xla': passes(jax.lax.conv_general_dilated)}
+  if onednn.available():
+    impls['onednn'] = passes(onednn.conv_general_dilated)
+  names = [f'{i} {p}' for i in impls for p in ('fwd', 'dx', 'dk')] + [
+      'torch fwd', 'torch dx+dk']
+  print(f'{args.cores} core(s), batch {args.batch}, {args.dtype}: ms (GFLOP/s); '
+        f'oneDNN: {onednn.isa() if onednn.available() else onednn.unavailable_reason()}')
+  print(f'{"layer":<16}' + ''.join(f'{n:>16}' for n in names))
+  totals = [0.0] * len(names)
   for h, ci, co in layers():
     b = args.batch
     gflop = 2 * b * h * h * 9 * ci * co / 1e9
-    x = jax.random.normal(jax.random.key(0), (b, h, h, ci))
-    k = jax.random.normal(jax.random.key(1), (3, 3, ci, co))
-    g = jax.random.normal(jax.random.key(2), (b, h, h, co))
+    x = jax.random.normal(jax.random.key(0), (b, h, h, ci), dtype)
+    k = jax.random.normal(jax.random.key(1), (3, 3, ci, co), dtype)
+    g = jax.random.normal(jax.random.key(2), (b, h, h, co), dtype)
     run = lambda f, *a: (lambda: jax.block_until_ready(f(*a)))
     tx = torch.randn(b, ci, h, h).contiguous(memory_format=torch.channels_last)
     tx.requires_grad_(True)
@@ -88,20 +104,23 @@ def main(argv):
         memory_format=torch.channels_last)
     tg = torch.randn(b, co, h, h).contiguous(memory_format=torch.channels_last)
     def torch_fwd():
-      with torch.no_grad():
+      with torch.no_grad(), autocast():
         tconv(tx)
-    ty = tconv(tx)
+    with autocast():
+      ty = tconv(tx)
+    tg = tg.to(ty.dtype)
     def torch_bwd():  # Input and weight gradients, as one backward call.
       torch.autograd.grad(ty, (tx, tconv.weight), tg, retain_graph=True)
-    ms = [_median_ms(run(fwd, x, k)), _median_ms(torch_fwd), _median_ms(run(dx, x, k, g)),
-          _median_ms(run(dk, x, k, g)), _median_ms(torch_bwd)]
+    ms = []
+    for fwd, dx, dk in impls.values():
+      ms += [_median_ms(run(fwd, x, k)), _median_ms(run(dx, x, k, g)),
+             _median_ms(run(dk, x, k, g))]
+    ms += [_median_ms(torch_fwd), _median_ms(torch_bwd)]
     totals = [t + m for t, m in zip(totals, ms)]
-    flops = [gflop, gflop, gflop, gflop, 2 * gflop]
+    flops = [gflop] * (len(names) - 1) + [2 * gflop]
     cells = ''.join(f'{m:7.2f} ({f / m * 1e3:5.0f})' for m, f in zip(ms, flops))
     print(f'{f"{h}x{h} {ci}->{co}":<16}{cells}')
   print(f'{"total ms":<16}' + ''.join(f'{t:16.2f}' for t in totals))
-  print(f'backward / forward: jax {(totals[2] + totals[3]) / totals[0]:.1f}x, '
-        f'torch {totals[4] / totals[1]:.1f}x')
 
 
 if __name__ == '__main__':
