@@ -181,8 +181,10 @@ def lookahead(inner: optax.GradientTransformation, *, total_steps: int, steps_pe
     sync = (n - 1 >= start_step) & (n % every == 0)
     first = sync & ~state.started
     rho = base ** every * (n.astype(jnp.float32) / total_steps) ** power
+    # s + (1 - rho) * (w - s), as torch's lerp_: exact where s == w, so a
+    # frozen leaf stays bit for bit.
     slow = jax.tree.map(
-        lambda s, w: jnp.where(first, w, jnp.where(sync, rho * s + (1 - rho) * w, s)),
+        lambda s, w: jnp.where(first, w, jnp.where(sync, s + (1 - rho) * (w - s), s)),
         state.slow, fast)
     started = state.started | sync
     take = sync | (n == total_steps)
