@@ -119,6 +119,7 @@ def get_base_config() -> ml_collections.ConfigDict:
   # images at initialisation (whitening.with_whitening; airbench: 5000). NOT yet
   # read by the train loop (docs/airbench.md, "Wiring").
   config.whiten_images = 0
+  config.whiten_eps = 5e-4  # Added to the patch covariance's eigenvalues (whitening.py).
   config.log_every_steps = 50
   config.eval_every_epochs = 1.0
   config.checkpoint_every_steps = 1000

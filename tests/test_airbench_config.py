@@ -24,7 +24,8 @@ def test_configs_load_with_their_knobs_on():
   assert c94.model.name == 'airbench' and tuple(c94.model.widths) == (64, 256, 256)
   assert c94.optimizer.per_1024 and c94.optimizer.bn_bias_lr_scale == 64
   assert c94.optimizer.lookahead_every == 5 and c94.eval_tta == 'airbench6'
-  assert c94.whiten_images == 5000 and c94.augment.alternating_flip
+  assert c94.whiten_images == 5000 and c94.whiten_eps == 1.25e-4
+  assert c94.augment.alternating_flip and c94.augment.translate == 2
   assert c94.num_train_steps == int(np.ceil(9.9 * (50_000 // 1024)))
   c95 = load_config_file('cifar10_airbench95')
   assert tuple(c95.model.widths) == (128, 384, 384) and c95.optimizer.learning_rate == 10.0
