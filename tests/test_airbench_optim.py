@@ -222,3 +222,38 @@ def test_lookahead_from_config_and_final_copy():
   # 0.5**2 * (6/7)**0 = 0.25, slow = 0.25 * 0.4 + 0.75 * 0.6 = 0.55, and the
   # weights take it. Step 7 (the last): 0.65, then the slow copy, 0.55.
   np.testing.assert_allclose(seen, [0.1, 0.2, 0.3, 0.4, 0.5, 0.55, 0.55], atol=1e-6)
+
+
+def test_airbench_optimizer_state_resumes_exactly(tmp_path):
+  """6 steps in one go == 3 steps, the optimizer state saved and restored by
+  Orbax into a fresh state's structure, 3 more: the groups' counters, the
+  whitening-bias freeze and lookahead's slow copy all round-trip."""
+  import orbax.checkpoint as ocp  # pylint: disable=import-outside-toplevel
+  opt = _airbench_opt(lookahead_every=2, lookahead_start_epochs=1.0)
+  total, spe = 6, 2
+  tx = optim.create_optimizer(opt, optim.create_learning_rate_schedule(opt, total, spe),
+                              batch_size=256, steps_per_epoch=spe, total_steps=total)
+  rng = np.random.default_rng(2)
+  params = {'whiten': {'kernel': rng.normal(size=(2, 2, 3, 4)), 'bias': rng.normal(size=4)},
+            'conv': {'kernel': rng.normal(size=(3, 4))},
+            'norm1': {'bias': rng.normal(size=4)}}
+  params = jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), params)
+  grads = [jax.tree.map(lambda x: jnp.asarray(rng.normal(size=x.shape) * 1e-2, jnp.float32),
+                        params) for _ in range(total)]
+
+  def run(p, state, gs):
+    for g in gs:
+      updates, state = tx.update(g, state, p)
+      p = optax.apply_updates(p, updates)
+    return p, state
+
+  straight, _ = run(params, tx.init(params), grads)
+  p, state = run(params, tx.init(params), grads[:3])
+  ckpt = ocp.StandardCheckpointer()
+  ckpt.save(tmp_path / 'ckpt', {'params': p, 'opt_state': state})
+  ckpt.wait_until_finished()
+  target = jax.tree.map(ocp.utils.to_shape_dtype_struct,
+                        {'params': params, 'opt_state': tx.init(params)})
+  restored = ckpt.restore(tmp_path / 'ckpt', target)
+  resumed, _ = run(restored['params'], restored['opt_state'], grads[3:])
+  jax.tree.map(np.testing.assert_array_equal, resumed, straight)
