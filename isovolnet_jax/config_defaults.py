@@ -64,8 +64,9 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.augment.flip = True       # Random horizontal flip.
   config.augment.area_range = (0.08, 1.0)    # stream: random-resized crop's area fraction...
   config.augment.aspect_range = (0.75, 1.3333)  # ...and aspect ratio (Inception).
-  # airbench's augmentation, augment_airbench.py; NOT yet read by the input
-  # pipeline (docs/airbench.md, "Wiring").
+  # airbench's augmentation, augment_airbench.py; when set they are to replace
+  # `flip` and `crop_padding`. NOT yet read by the input pipeline
+  # (docs/airbench.md, "Wiring").
   config.augment.alternating_flip = False  # Each image mirrored on alternate epochs, not at random.
   config.augment.translate = 0     # > 0: random shift by up to N px after reflect padding.
 
@@ -95,7 +96,7 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.optimizer.per_1024 = False    # sgd: learning_rate, weight_decay per 1024 examples,
   # momentum-decoupled (airbench: 11.5, 0.0153); weight decay then scales with the schedule.
   config.optimizer.decay_all = False   # sgd: weight decay on every trained leaf, not kernels only.
-  config.optimizer.bn_bias_lr_scale = 1.0  # sgd: BatchNorm biases' rate x this, same decay step (64).
+  config.optimizer.bn_bias_lr_scale = 1.0  # sgd: BN biases' rate x this, same decay step (64).
   config.optimizer.freeze_bn_scale = False  # sgd: BatchNorm scales stay at their init, 1.
   config.optimizer.freeze_whiten_kernel = False  # sgd: the 'whiten' layer's kernel is not trained.
   config.optimizer.whiten_bias_epochs = -1.0  # sgd: >= 0: its bias frozen after this many epochs.
