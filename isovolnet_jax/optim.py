@@ -86,7 +86,7 @@ def _airbench_sgd(opt, schedule, batch_size, steps_per_epoch):
     # learning_rate and weight_decay are per 1024 examples: the schedule's
     # values are scaled to the rate for this batch, the decay becomes L2.
     rate, weight_decay = optim_airbench.per_1024(opt.learning_rate, opt.weight_decay,
-                                                 opt.momentum, batch_size)
+                                                 opt.momentum, batch_size, opt.nesterov)
     schedule = optim_airbench.scaled(schedule, rate / opt.learning_rate)
   whiten_bias_steps = None
   if opt.get('whiten_bias_epochs', -1.0) >= 0:

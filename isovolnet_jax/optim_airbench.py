@@ -25,15 +25,14 @@ import optax
 WHITEN_LAYER = 'whiten'
 
 
-def nesterov_gain(momentum: float) -> float:
-  """How much larger Nesterov SGD's steps are than the gradient when the
-  gradient is constant: 1 + 1/(1 - momentum) (the trace sums to g/(1-m), and
-  the step adds g once more)."""
-  return 1 + 1 / (1 - momentum)
+def momentum_gain(momentum: float, nesterov: bool = True) -> float:
+  """How much larger SGD's steps are than the gradient when the gradient is
+  constant: the trace sums to g/(1-m); Nesterov's step adds g once more."""
+  return 1 / (1 - momentum) + (1 if nesterov else 0)
 
 
 def per_1024(learning_rate: float, weight_decay: float, momentum: float,
-             batch_size: int) -> tuple[float, float]:
+             batch_size: int, nesterov: bool = True) -> tuple[float, float]:
   """airbench's (lr, wd), per 1024 examples and momentum-decoupled -> (the rate
   for the batch-mean loss, the L2 coefficient added to the gradient).
 
@@ -42,7 +41,7 @@ def per_1024(learning_rate: float, weight_decay: float, momentum: float,
   lr * B / (1024 * gain) and the coefficient wd / lr, so each step decays the
   weights by wd * B / (1024 * gain) (x the schedule), whatever lr is.
   """
-  rate = learning_rate * batch_size / (1024 * nesterov_gain(momentum))
+  rate = learning_rate * batch_size / (1024 * momentum_gain(momentum, nesterov))
   return rate, weight_decay / learning_rate
 
 
