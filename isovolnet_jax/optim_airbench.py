@@ -96,7 +96,7 @@ def _sgd(learning_rate, momentum, nesterov, l2, decay_all):
       optax.scale_by_learning_rate(learning_rate))
 
 
-class FreezeAfterState(NamedTuple):
+class FreezeAfterState(NamedTuple):  # Fields alphabetical, as LookaheadState's.
   count: jax.Array
   inner: Any
 
@@ -144,11 +144,14 @@ def grouped_sgd(learning_rate, *, momentum: float = 0.85, nesterov: bool = True,
 
 # ---------------------------------------------------------------- lookahead
 
+# Fields in alphabetical order: a restore from checkpoint metadata (evaluate,
+# predict) sees NamedTuples as dicts with sorted keys, and the checkpoint's
+# digest is over the leaves in tree order.
 class LookaheadState(NamedTuple):
   count: jax.Array    # Updates done before this one.
-  started: jax.Array  # Whether `slow` holds the slow copy yet.
-  slow: Any
   inner: Any
+  slow: Any
+  started: jax.Array  # Whether `slow` holds the slow copy yet.
 
 
 def lookahead(inner: optax.GradientTransformation, *, total_steps: int, steps_per_epoch: int,
@@ -168,8 +171,9 @@ def lookahead(inner: optax.GradientTransformation, *, total_steps: int, steps_pe
   the optimizer).
   """
   def init(params):
-    return LookaheadState(jnp.zeros([], jnp.int32), jnp.zeros([], bool),
-                          jax.tree.map(jnp.zeros_like, params), inner.init(params))
+    return LookaheadState(count=jnp.zeros([], jnp.int32), inner=inner.init(params),
+                          slow=jax.tree.map(jnp.zeros_like, params),
+                          started=jnp.zeros([], bool))
 
   def update(updates, state, params=None):
     if params is None:
@@ -191,5 +195,5 @@ def lookahead(inner: optax.GradientTransformation, *, total_steps: int, steps_pe
       take = take | (n % steps_per_epoch == 0)
     take = started & take
     updates = jax.tree.map(lambda s, u, p: jnp.where(take, s - p, u), slow, updates, params)
-    return updates, LookaheadState(n, started, slow, inner_state)
+    return updates, LookaheadState(count=n, inner=inner_state, slow=slow, started=started)
   return optax.GradientTransformation(init, update)

@@ -257,3 +257,27 @@ def test_airbench_optimizer_state_resumes_exactly(tmp_path):
   restored = ckpt.restore(tmp_path / 'ckpt', target)
   resumed, _ = run(restored['params'], restored['opt_state'], grads[3:])
   jax.tree.map(np.testing.assert_array_equal, resumed, straight)
+
+
+def test_state_leaf_order_survives_a_restore_from_metadata(tmp_path):
+  """evaluate and predict restore a checkpoint into the tree Orbax's metadata
+  describes, where NamedTuples are dicts with sorted keys; the checkpoint's
+  digest is over the leaves in order, so that order must not change."""
+  import orbax.checkpoint as ocp  # pylint: disable=import-outside-toplevel
+  opt = _airbench_opt(lookahead_every=2)
+  tx = optim.create_optimizer(opt, 0.1, batch_size=64, steps_per_epoch=2, total_steps=6)
+  params = {'whiten': {'kernel': jnp.ones((2, 2, 3, 4)), 'bias': jnp.arange(4.0)},
+            'norm1': {'bias': jnp.full(4, 2.0)}, 'conv': {'kernel': jnp.full((3, 4), 3.0)}}
+  state = tx.init(params)
+  updates, state = tx.update(jax.tree.map(jnp.ones_like, params), state, params)
+  ckpt = ocp.StandardCheckpointer()
+  ckpt.save(tmp_path / 'c', {'opt_state': state})
+  ckpt.wait_until_finished()
+  meta = ckpt.metadata(tmp_path / 'c').item_metadata
+  target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype),
+                        getattr(meta, 'tree', meta), is_leaf=lambda m: hasattr(m, 'shape'))
+  restored = ckpt.restore(tmp_path / 'c', target)
+  want, got = jax.tree.leaves(state), jax.tree.leaves(restored['opt_state'])
+  assert len(want) == len(got)
+  for a, b in zip(want, got):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
