@@ -107,3 +107,11 @@ def test_dirac_option_reaches_the_net():
   k_on, k_off = on['block2']['conv1']['kernel'], off['block2']['conv1']['kernel']
   assert float(k_on[1, 1, 5, 5]) == 1.0 and float(jnp.abs(k_on[0, 0, :, :64]).max()) == 0
   assert float(jnp.abs(k_off[1, 1, :, :64] - jnp.eye(64)).min()) > 0
+
+
+def test_widths_from_json_hash():
+  """A run's config.json holds lists; inference jits with the module static."""
+  model = models.create_model(ml_collections.ConfigDict(
+      {'name': 'airbench', 'widths': [16, 32, 32]}), 10)
+  assert model.widths == (16, 32, 32)
+  hash(model)
