@@ -64,6 +64,11 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.augment.flip = True       # Random horizontal flip.
   config.augment.area_range = (0.08, 1.0)    # stream: random-resized crop's area fraction...
   config.augment.aspect_range = (0.75, 1.3333)  # ...and aspect ratio (Inception).
+  # airbench's augmentation, augment_airbench.py; when set they are to replace
+  # `flip` and `crop_padding`. NOT yet read by the input pipeline
+  # (docs/airbench.md, "Wiring").
+  config.augment.alternating_flip = False  # Each image mirrored on alternate epochs, not at random.
+  config.augment.translate = 0     # > 0: random shift by up to N px after reflect padding.
 
   config.model = ml_collections.ConfigDict()
   config.model.name = 'isovolnet'
@@ -83,6 +88,23 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.optimizer.pct_start = 0.25    # onecycle: fraction of steps rising.
   config.optimizer.boundaries = (0.5, 0.75)  # piecewise: fractions of training...
   config.optimizer.decay_factor = 0.1  # ...where the rate is multiplied by this.
+  # airbench94's tricks (docs/airbench.md), all off here; configs/cifar10_airbench94.py
+  # turns them on. The optimizer ones need optim.create_optimizer's batch_size,
+  # steps_per_epoch and total_steps arguments, which it asks for when missing.
+  config.optimizer.start_factor = 0.2  # triangular: rate at step 0, x learning_rate...
+  config.optimizer.end_factor = 0.07   # ...and at the end; the peak (1x) at pct_start.
+  config.optimizer.per_1024 = False    # sgd: learning_rate, weight_decay per 1024 examples,
+  # momentum-decoupled (airbench: 11.5, 0.0153); weight decay then scales with the schedule.
+  config.optimizer.decay_all = False   # sgd: weight decay on every trained leaf, not kernels only.
+  config.optimizer.bn_bias_lr_scale = 1.0  # sgd: BN biases' rate x this, same decay step (64).
+  config.optimizer.freeze_bn_scale = False  # sgd: BatchNorm scales stay at their init, 1.
+  config.optimizer.freeze_whiten_kernel = False  # sgd: the 'whiten' layer's kernel is not trained.
+  config.optimizer.whiten_bias_epochs = -1.0  # sgd: >= 0: its bias frozen after this many epochs.
+  config.optimizer.lookahead_every = 0      # > 0: lookahead every this many steps (airbench: 5)...
+  config.optimizer.lookahead_start_epochs = 3.0  # ...from this epoch...
+  config.optimizer.lookahead_base = 0.95    # ...slow-copy decay base**every * (step/total)**pow...
+  config.optimizer.lookahead_pow = 3.0
+  config.optimizer.lookahead_sync_epochs = True  # ...weights take the slow copy at each epoch end.
 
   config.label_smoothing = 0.0
   config.num_epochs = 100
@@ -90,6 +112,15 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.batch_size = 256         # Global, over all devices and hosts.
   config.eval_batch_size = 1000
   config.eval_flip = False        # Test-time augmentation: average with the mirror image's logits.
+  # Test-time augmentation by name: '' = as eval_flip; 'none', 'flip', or 'airbench6'
+  # (6 weighted views, inference.py). Read by inference.logits (evaluate, predict);
+  # training's own evaluation still reads eval_flip only (docs/airbench.md).
+  config.eval_tta = ''
+  # > 0: the model's 'whiten' layer kernel is computed from the first N training
+  # images at initialisation (whitening.with_whitening; airbench: 5000). NOT yet
+  # read by the train loop (docs/airbench.md, "Wiring").
+  config.whiten_images = 0
+  config.whiten_eps = 5e-4  # Added to the patch covariance's eigenvalues (whitening.py).
   config.log_every_steps = 50
   config.eval_every_epochs = 1.0
   config.checkpoint_every_steps = 1000

@@ -4,6 +4,7 @@ import jax
 import ml_collections
 import optax
 
+from isovolnet_jax import optim_airbench
 from isovolnet_jax.errors import InputError
 
 
@@ -22,8 +23,12 @@ def create_learning_rate_schedule(opt: ml_collections.ConfigDict,
   if opt.schedule == 'piecewise':
     return optax.piecewise_constant_schedule(
         lr, {int(b * total_steps): opt.decay_factor for b in opt.boundaries})
+  if opt.schedule == 'triangular':  # airbench's: start_factor -> 1 at pct_start -> end_factor.
+    return optim_airbench.triangular_schedule(
+        lr, total_steps, start=opt.get('start_factor', 0.2), peak_at=opt.pct_start,
+        end=opt.get('end_factor', 0.07))
   raise InputError(f'unknown optimizer.schedule={opt.schedule!r}; choose one of '
-                   f"constant, cosine, warmup_cosine, onecycle, piecewise")
+                   f"constant, cosine, warmup_cosine, onecycle, piecewise, triangular")
 
 
 def _kernels_only(params):
@@ -31,8 +36,72 @@ def _kernels_only(params):
   return jax.tree.map(lambda p: p.ndim > 1, params)
 
 
-def create_optimizer(opt: ml_collections.ConfigDict, schedule):
-  """The optimizer named by `optimizer.name`, with its weight decay."""
+# optimizer keys of airbench's tricks, and the values that leave them off.
+_GROUP_KEYS = {'decay_all': False, 'bn_bias_lr_scale': 1.0, 'freeze_bn_scale': False,
+               'freeze_whiten_kernel': False, 'whiten_bias_epochs': -1.0}
+
+
+def _needs(what: str, key: str):
+  return InputError(f'optimizer.{key} needs {what}: the caller must pass it to '
+                    f'optim.create_optimizer (docs/airbench.md, "Wiring")')
+
+
+def create_optimizer(opt: ml_collections.ConfigDict, schedule, *, batch_size: int | None = None,
+                     steps_per_epoch: int | None = None, total_steps: int | None = None):
+  """The optimizer named by `optimizer.name`, with its weight decay.
+
+  airbench's knobs (docs/airbench.md), all off by default: `per_1024`,
+  `decay_all`, `bn_bias_lr_scale`, `freeze_bn_scale`, `freeze_whiten_kernel`,
+  `whiten_bias_epochs` (sgd only) and `lookahead_every`. `per_1024` needs
+  `batch_size`, `whiten_bias_epochs` `steps_per_epoch`, lookahead both
+  `steps_per_epoch` and `total_steps`; with those knobs off they are unused.
+  """
+  grouped = any(opt.get(k, off) != off for k, off in _GROUP_KEYS.items())
+  per_1024 = opt.get('per_1024', False)
+  if (grouped or per_1024) and opt.name != 'sgd':
+    raise InputError(f"optimizer.name={opt.name!r}: airbench's optimizer knobs "
+                     f"(per_1024, {', '.join(_GROUP_KEYS)}) are implemented for sgd only")
+  if opt.name == 'sgd' and (grouped or per_1024):
+    tx = _airbench_sgd(opt, schedule, batch_size, steps_per_epoch)
+  else:
+    tx = _plain_optimizer(opt, schedule)
+  if opt.get('lookahead_every', 0) > 0:
+    if not steps_per_epoch or not total_steps:
+      raise _needs('steps_per_epoch and total_steps', 'lookahead_every')
+    tx = optim_airbench.lookahead(
+        tx, total_steps=total_steps, steps_per_epoch=steps_per_epoch,
+        every=opt.lookahead_every,
+        start_step=round(opt.get('lookahead_start_epochs', 3.0) * steps_per_epoch),
+        base=opt.get('lookahead_base', 0.95), power=opt.get('lookahead_pow', 3.0),
+        sync_every_epoch=opt.get('lookahead_sync_epochs', True))
+  return tx
+
+
+def _airbench_sgd(opt, schedule, batch_size, steps_per_epoch):
+  """Nesterov SGD with airbench's parameter groups (optim_airbench.grouped_sgd)."""
+  weight_decay = opt.weight_decay
+  if opt.get('per_1024', False):
+    if not batch_size:
+      raise _needs('batch_size', 'per_1024')
+    # learning_rate and weight_decay are per 1024 examples: the schedule's
+    # values are scaled to the rate for this batch, the decay becomes L2.
+    rate, weight_decay = optim_airbench.per_1024(opt.learning_rate, opt.weight_decay,
+                                                 opt.momentum, batch_size, opt.nesterov)
+    schedule = optim_airbench.scaled(schedule, rate / opt.learning_rate)
+  whiten_bias_steps = None
+  if opt.get('whiten_bias_epochs', -1.0) >= 0:
+    if not steps_per_epoch:
+      raise _needs('steps_per_epoch', 'whiten_bias_epochs')
+    whiten_bias_steps = round(opt.whiten_bias_epochs * steps_per_epoch)
+  return optim_airbench.grouped_sgd(
+      schedule, momentum=opt.momentum, nesterov=opt.nesterov, weight_decay=weight_decay,
+      decay_all=opt.get('decay_all', False), bn_bias_lr_scale=opt.get('bn_bias_lr_scale', 1.0),
+      freeze_bn_scale=opt.get('freeze_bn_scale', False),
+      freeze_whiten_kernel=opt.get('freeze_whiten_kernel', False),
+      whiten_bias_steps=whiten_bias_steps)
+
+
+def _plain_optimizer(opt, schedule):
   if opt.name == 'adamw':
     return optax.adamw(schedule, b1=opt.b1, b2=opt.b2, eps=opt.eps,
                        weight_decay=opt.weight_decay, mask=_kernels_only)

@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from isovolnet_jax.errors import InputError
+from isovolnet_jax.models.airbench import AirBench
 from isovolnet_jax.models.dense_ds import DenseDS
 from isovolnet_jax.models.dilated_ds import DilatedDS
 from isovolnet_jax.models.fast_cnn import FastCNN
@@ -34,6 +35,7 @@ MODELS: dict[str, type[nn.Module]] = {
     'simple_cnn': SimpleCNN,
     'resnet20': CifarResNet,
     'fast_cnn': FastCNN,
+    'airbench': AirBench,
 }
 
 

@@ -1,0 +1,72 @@
+"""inference.py's 'airbench6' test-time augmentation against the 6 views by hand."""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+
+from isovolnet_jax import inference
+from isovolnet_jax.errors import InputError
+
+
+class Probe(nn.Module):
+  """A linear map of the whole image: sees every pixel's position, so any
+  wrong shift, flip or weight changes its output."""
+
+  @nn.compact
+  def __call__(self, x, train: bool = False):
+    return nn.Dense(5)(x.reshape(x.shape[0], -1))
+
+
+def _setup(n=3, size=6):
+  images = np.random.default_rng(0).integers(0, 256, (n, size, size, 3), dtype=np.uint8)
+  model = Probe()
+  variables = model.init(jax.random.key(0), jnp.zeros((1, size, size, 3)))
+  return model, variables, images
+
+
+def _by_hand(model, variables, images):
+  """The 6 views written out with index arrays: x[i-1, j-1] and x[i+1, j+1]
+  with reflection at the border (index -1 -> 1, index n -> n-2), each view and
+  its mirror; weights 1/4 for the unshifted pair, 1/8 for each shifted view."""
+  x = images.astype(np.float64) / 127.5 - 1.0
+  n = x.shape[1]
+  down = np.array([1] + list(range(n - 1)))   # i - 1, reflected at the top.
+  up = np.array(list(range(1, n)) + [n - 2])  # i + 1, reflected at the bottom.
+  f = lambda v: np.asarray(model.apply(variables, jnp.asarray(v, jnp.float32)), np.float64)
+  mirror = lambda v: v[:, :, ::-1]
+  shifted_a = x[:, down][:, :, down]
+  shifted_b = x[:, up][:, :, up]
+  return (0.25 * f(x) + 0.25 * f(mirror(x))
+          + 0.125 * f(shifted_a) + 0.125 * f(mirror(shifted_a))
+          + 0.125 * f(shifted_b) + 0.125 * f(mirror(shifted_b)))
+
+
+def test_airbench6_equals_the_six_views_by_hand():
+  model, variables, images = _setup()
+  got = inference.eval_logits(model.apply, variables, images, tta='airbench6')
+  np.testing.assert_allclose(got, _by_hand(model, variables, images), rtol=1e-5, atol=1e-5)
+  # Not the flip alone, nor the plain logits.
+  for other in ('flip', 'none'):
+    assert np.abs(inference.eval_logits(model.apply, variables, images, tta=other)
+                  - got).max() > 1e-3
+
+
+def test_logits_reads_eval_tta_and_keeps_eval_flip():
+  model, variables, images = _setup(n=5)
+  config = ml_collections.ConfigDict({'eval_flip': True, 'eval_tta': '',
+                                      'eval_batch_size': 2})
+  flip = inference.logits(model, variables, images, config)
+  np.testing.assert_allclose(
+      flip, inference.eval_logits(model.apply, variables, images, flip=True), rtol=1e-5)
+  config.eval_tta = 'airbench6'
+  np.testing.assert_allclose(inference.logits(model, variables, images, config),
+                             _by_hand(model, variables, images), rtol=1e-5, atol=1e-5)
+  config.eval_tta = 'crops'
+  with pytest.raises(InputError, match='airbench6'):
+    inference.logits(model, variables, images, config)
+  # A run from before eval_tta existed: eval_flip decides.
+  old = ml_collections.ConfigDict({'eval_flip': False, 'eval_batch_size': 5})
+  assert inference.tta_mode(old) == 'none'
