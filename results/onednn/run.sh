@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# The oneDNN study's benchmark: one bench.benchmark run per config, JAX before
+# (float32 with XLA's convs and the shifted-slice depthwise convs, 'unrolled')
+# and after (float32 and bfloat16 with oneDNN, the config's own 'auto'), against
+# PyTorch's eager, channels_last, compiled and bfloat16-autocast variants.
+# Run from the repository root with nothing else running:
+#   bash results/onednn/run.sh [CONFIG ...]
+set -euo pipefail
+out=results/onednn
+configs=("$@")
+[ ${#configs[@]} -gt 0 ] || configs=(cifar10_fast_cpu cifar10 resnet20 mobilenet_v2 \
+  dilated_ds dense_ds isovolnet_seed)
+for c in "${configs[@]}"; do
+  case $c in  # Fewer steps where one training step takes seconds.
+    cifar10_fast_cpu|cifar10|resnet20) steps=(--steps=20 --warmup=3 --repeats=3) ;;
+    *) steps=(--steps=4 --warmup=2 --repeats=3) ;;
+  esac
+  config=configs/$c.py
+  [ -f "$config" ] || config=configs/cifar10_$c.py
+  python -m isovolnet_jax.bench.benchmark --json --config="$config" "${steps[@]}" \
+    --jax_variants=float32:unrolled,bfloat16:onednn \
+    --torch_variants=nchw,channels_last,compile,bf16,bf16_compile > "$out/$c.txt"
+  grep -E '^(model|CPU|jax|torch|JAX|best)' "$out/$c.txt"
+done
