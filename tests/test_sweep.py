@@ -211,7 +211,6 @@ def test_point_names_are_the_varied_keys_with_seed_last():
   assert sweep.point_names([{'name': 'iso4', 'num_train_steps': 3133, 'seed': 2},
                             {'name': 'iso4_x3', 'num_train_steps': 9399, 'seed': 0}]) == [
       'iso4,seed=2', 'iso4_x3,seed=0']
-  assert sweep_report.group_name('iso4,seed=2') == 'iso4' and sweep_report.group_name('seed=0') == 'base'
   assert '/' not in sweep.point_names([{'data.path': '/a/b c'}])[0]
   config = smoke_config(Path('unused'), Path('unused'))
   with pytest.raises(InputError, match=r"sweep point 0: .* has 87 characters .*give it a "
