@@ -12,10 +12,10 @@ import ml_collections
 import pytest
 
 from isovolnet_jax import config_defaults
-from isovolnet_jax.tools import sweep
-from isovolnet_jax.tools import sweep_report
 from isovolnet_jax import train
 from isovolnet_jax.errors import InputError
+from isovolnet_jax.tools import sweep
+from isovolnet_jax.tools import sweep_report
 
 ROOT = Path(__file__).resolve().parents[1]
 SWEEPS = ROOT / 'configs' / 'sweeps'
