@@ -12,6 +12,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 import socket
 import time
 from pathlib import Path
@@ -29,11 +30,20 @@ from isovolnet_jax import config_defaults
 from isovolnet_jax.errors import InputError
 
 VAL_METRIC = 'val_accuracy'
+# WORKDIR/checkpoints/dropped/<step>: a step the keep policy dropped, moved
+# out of the listing in one rename and deleted before the next save.
+DROPPED = 'dropped'
 
 
 def manager(workdir: str | Path, keep: int = 3, read_only: bool = False
             ) -> ocp.CheckpointManager:
-  """Keeps the newest `keep` checkpoints and, besides them, the best by val accuracy."""
+  """Keeps the newest `keep` checkpoints and, besides them, the best by val accuracy.
+
+  Orbax deletes a dropped step in place, file by file: a run killed in
+  between left a half-deleted step that still listed as a checkpoint and
+  could not be restored. With `todelete_subdir` Orbax renames it into
+  DROPPED instead (one rename), and `_Manager` deletes it while no save runs.
+  """
   policy = pp.AnyPreservationPolicy([
       pp.LatestN(keep),
       pp.BestN(get_metric_fn=lambda m: m[VAL_METRIC], n=1,
@@ -44,9 +54,24 @@ def manager(workdir: str | Path, keep: int = 3, read_only: bool = False
       cleanup_tmp_directories=not read_only,  # Half-written saves of a killed run.
       # best_fn makes Orbax write the metrics with each checkpoint (and gives
       # best_step()); which steps are kept is the policy's decision.
-      best_fn=lambda m: m[VAL_METRIC], best_mode='max')
-  return ocp.CheckpointManager(Path(workdir, 'checkpoints').absolute(),
-                               options=options)
+      best_fn=lambda m: m[VAL_METRIC], best_mode='max',
+      todelete_subdir=None if read_only else DROPPED)
+  if read_only:
+    return ocp.CheckpointManager(Path(workdir, 'checkpoints').absolute(), options=options)
+  mngr = _Manager(Path(workdir, 'checkpoints').absolute(), options=options)
+  mngr.wait_until_finished()  # Deletes what a killed run had dropped.
+  return mngr
+
+
+class _Manager(ocp.CheckpointManager):
+  """Deletes DROPPED after every wait for the saves in flight: Orbax's save
+  starts with one, and training ends with one. Never during a save, whose
+  finalize renames into DROPPED."""
+
+  def wait_until_finished(self):
+    super().wait_until_finished()
+    if jax.process_index() == 0:
+      shutil.rmtree(Path(self.directory, DROPPED), ignore_errors=True)
 
 
 def savable(state) -> dict:

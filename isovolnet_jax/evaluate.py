@@ -55,9 +55,6 @@ from isovolnet_jax.errors import InputError
 SPLITS = ('test', 'val')
 GALLERY_SIZE = 36  # Misclassified images shown, most confident mistakes first.
 
-# The one config helper lives in config_defaults; this name stays for callers.
-apply_overrides = config_defaults.apply_overrides
-
 # ---------------------------------------------------------------- labels
 
 def _labels_in_run_order(data_names: list[str], run_names: list[str],
@@ -160,7 +157,7 @@ def predict_split(workdir: str | Path, split: str = 'test',
   """
   if split not in SPLITS:
     raise InputError(f'unknown split {split!r}; choose one of {SPLITS}')
-  config = apply_overrides(checkpointing.load_config(workdir), overrides)
+  config = config_defaults.apply_overrides(checkpointing.load_config(workdir), overrides)
   if split == 'test':
     # val_size only splits train/, which a test evaluation does not read: a
     # small other folder (--config.data.path) need not have val_size images.

@@ -32,7 +32,7 @@ def run_dir(tmp_path_factory):
 
 COMMANDS = {
     'main': ('-m', 'isovolnet_jax.main', '--config=configs/smoke.py', '--workdir=unused'),
-    'sweep': ('-m', 'isovolnet_jax.sweep', '--config=configs/smoke.py', '--workdir=unused',
+    'sweep': ('-m', 'isovolnet_jax.tools.sweep', '--config=configs/smoke.py', '--workdir=unused',
               '--sweep=configs/sweeps/activation.py'),
     'summary': ('-m', 'isovolnet_jax.summary', '--config=configs/smoke.py'),
     'benchmark': ('-m', 'isovolnet_jax.bench.benchmark', '--config=configs/smoke.py'),
@@ -62,7 +62,7 @@ def test_every_command_refuses_a_bad_config_key_in_one_line(run_dir):
 
 
 def test_help_lists_the_shared_flags():
-  proc = _run('-m', 'isovolnet_jax.sweep', '--help')  # absl exits 1 after help.
+  proc = _run('-m', 'isovolnet_jax.tools.sweep', '--help')  # absl exits 1 after help.
   for flag in ('--config:', '--workdir:', '--cpu_devices:', '--jax_num_processes:',
                '--sweep:'):
     assert flag in proc.stdout, flag

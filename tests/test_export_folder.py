@@ -8,7 +8,7 @@ import tensorflow_datasets as tfds
 from PIL import Image
 
 from isovolnet_jax import config_defaults
-from isovolnet_jax import export_folder
+from isovolnet_jax.tools import export_folder
 from isovolnet_jax import input_pipeline
 
 ROOT = Path(__file__).resolve().parents[1]

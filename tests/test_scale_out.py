@@ -301,8 +301,7 @@ def test_accumulated_micro_batches_equal_one_big_batch_without_batchnorm():
   """
   grads, params, losses = {}, {}, {}
   for k in (1, 4):
-    config = _sgd_config('none')
-    config.grad_accum_steps = k
+    config = config_defaults.apply_overrides(_sgd_config('none'), {'grad_accum_steps': k})
     _, mesh, state, images, labels = _state_and_batch(config, jnp.float32)
     step = jax.jit(lambda s, x, y: train.train_step(
         s, x, y, jax.random.key(1), config=config, num_classes=10, mesh=mesh))
@@ -331,8 +330,7 @@ def test_accumulation_with_batchnorm_updates_statistics_per_micro_batch(k):
   r_i = 0.9 r_(i-1) + 0.1 s_i, r_0 the state's. s_i is read from one
   train-mode call on micro-batch i (the same params; the statistics a call
   computes do not depend on the running averages it starts from)."""
-  config = _sgd_config('batch')
-  config.grad_accum_steps = k
+  config = config_defaults.apply_overrides(_sgd_config('batch'), {'grad_accum_steps': k})
   model, mesh, state, images, labels = _state_and_batch(config, jnp.float32)
   params, start = jax.device_get((state.params, state.batch_stats))
   # The step's own augmentation: its key is fold_in(base key, step 0).

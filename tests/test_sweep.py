@@ -12,10 +12,10 @@ import ml_collections
 import pytest
 
 from isovolnet_jax import config_defaults
-from isovolnet_jax import sweep
-from isovolnet_jax import sweep_curves
 from isovolnet_jax import train
 from isovolnet_jax.errors import InputError
+from isovolnet_jax.tools import sweep
+from isovolnet_jax.tools import sweep_report
 
 ROOT = Path(__file__).resolve().parents[1]
 SWEEPS = ROOT / 'configs' / 'sweeps'
@@ -64,7 +64,7 @@ def test_sweep_writes_results(swept):
   # Learning curves: val accuracy at the epochs the point reached (10 steps of
   # 32 of the 500 training images), as logged.
   assert (workdir / 'results_curves.png').stat().st_size > 0
-  epochs, accuracy = sweep_curves.val_curve(workdir / 'seed=0')
+  epochs, accuracy = sweep_report.val_curve(workdir / 'seed=0')
   logged = [json.loads(l) for l in (workdir / 'seed=0' / 'metrics.jsonl').open()]
   assert epochs[-1] == pytest.approx(10 * 32 / 500)
   assert accuracy[-1] == pytest.approx([l for l in logged if l['split'] == 'val'][-1]['accuracy'])
@@ -101,7 +101,7 @@ def test_results_dir_holds_results_and_skips_points_on_a_fresh_workdir(
   for name in ('seed=0', 'seed=1'):
     assert (results / name / sweep.RESULT).exists()
     assert (results / name / 'metrics.jsonl').exists()
-    assert sweep_curves.val_curve(results / name) is not None  # dataset.json came too.
+    assert sweep_report.val_curve(results / name) is not None  # dataset.json came too.
     assert not (tmp_path / 'fresh' / name / sweep.RESULT).exists()
   assert (results / 'results.md').exists() and (results / 'results.png').exists()
   assert not (tmp_path / 'fresh' / 'results.md').exists()
@@ -182,7 +182,7 @@ def test_cli_bad_key_is_one_line(tmp_path):
   sweep_file.write_text("def get_sweep():\n"
                         "  return [{'seed': 0}, {'optimizer.learning_rat': 0.1}]\n")
   proc = subprocess.run(
-      [sys.executable, '-m', 'isovolnet_jax.sweep', '--config=configs/smoke.py',
+      [sys.executable, '-m', 'isovolnet_jax.tools.sweep', '--config=configs/smoke.py',
        f'--sweep={sweep_file}', f'--workdir={tmp_path / "w"}'],
       capture_output=True, text=True, cwd=ROOT, timeout=300,
       env={**os.environ, 'TF_CPP_MIN_LOG_LEVEL': '2'})
@@ -211,7 +211,6 @@ def test_point_names_are_the_varied_keys_with_seed_last():
   assert sweep.point_names([{'name': 'iso4', 'num_train_steps': 3133, 'seed': 2},
                             {'name': 'iso4_x3', 'num_train_steps': 9399, 'seed': 0}]) == [
       'iso4,seed=2', 'iso4_x3,seed=0']
-  assert sweep.group_name('iso4,seed=2') == 'iso4' and sweep.group_name('seed=0') == 'base'
   assert '/' not in sweep.point_names([{'data.path': '/a/b c'}])[0]
   config = smoke_config(Path('unused'), Path('unused'))
   with pytest.raises(InputError, match=r"sweep point 0: .* has 87 characters .*give it a "
@@ -224,7 +223,7 @@ def test_point_names_are_the_varied_keys_with_seed_last():
 
 
 def test_committed_results_travel():
-  """tools/rewrite_results.py ran: every sweep's result folder is named as its
+  """tools.rewrite_results ran: every sweep's result folder is named as its
   sweep file names it (<= 80 characters) and no result names an absolute path."""
   for sweep_file in sorted(SWEEPS.glob('*.py')):
     names = sweep.point_names(sweep.load_sweep(sweep_file))
@@ -317,7 +316,7 @@ def test_cli_sweep_uses_several_cpu_devices_and_per_point_config_files(
           f'--config.data.cache_dir={tmp_path / "cache"}', '--config.num_train_steps=2',
           '--config.batch_size=16', '--config.eval_batch_size=16']
   proc = subprocess.run(
-      [sys.executable, '-m', 'isovolnet_jax.sweep', '--config=configs/smoke.py',
+      [sys.executable, '-m', 'isovolnet_jax.tools.sweep', '--config=configs/smoke.py',
        f'--sweep={sweep_file}', f'--workdir={tmp_path / "w"}',
        f'--results={tmp_path / "r"}', '--cpu_devices=2', *data],
       capture_output=True, text=True, cwd=ROOT, timeout=600,

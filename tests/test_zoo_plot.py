@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from isovolnet_jax import zoo_plot
+from isovolnet_jax.tools import zoo_plot
 from isovolnet_jax.errors import InputError
 
 

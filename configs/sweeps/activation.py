@@ -1,6 +1,6 @@
 r"""Seed 003, activation functions: ReLU vs Leaky ReLU (slope 0.01) vs Swish.
 
-  LD_PRELOAD=libtcmalloc.so.4 python -m isovolnet_jax.sweep --config=configs/cifar10.py \
+  LD_PRELOAD=libtcmalloc.so.4 python -m isovolnet_jax.tools.sweep --config=configs/cifar10.py \
     --sweep=configs/sweeps/activation.py --workdir=runs/sweeps/activation --results=results/activation \
     --config.data.source=folder --config.data.path=../shared/data/cifar10_jpeg \
     --config.num_epochs=10 --config.optimizer.learning_rate=2e-3 \

@@ -1,6 +1,6 @@
 r"""Seed 003, architectures: IsoVolNet vs its channel-doubling baseline vs its standard-conv twin.
 
-  python -m isovolnet_jax.sweep --config=configs/cifar10_isovolnet_seed.py \
+  python -m isovolnet_jax.tools.sweep --config=configs/cifar10_isovolnet_seed.py \
     --sweep=configs/sweeps/architecture.py --workdir=runs/sweeps/architecture \
     --config.data.source=folder --config.data.path=../shared/data/cifar10_jpeg \
     --config.max_train_time_minutes=5

@@ -1,6 +1,6 @@
 r"""IsoVolNet vs its channel-doubling baseline, on a 2-core CPU, at a short budget.
 
-  python -m isovolnet_jax.sweep --config=configs/cifar10_isovolnet_seed.py \
+  python -m isovolnet_jax.tools.sweep --config=configs/cifar10_isovolnet_seed.py \
     --sweep=configs/sweeps/architecture_cpu.py --workdir=runs/sweeps/architecture_cpu \
     --config.data.source=folder --config.data.path=../shared/data/cifar10_jpeg \
     --config.num_train_steps=120 --config.max_train_time_minutes=2

@@ -1,6 +1,6 @@
 r"""Seed 003, batch sizes: 64, 128, 256 (configs/cifar10.py's), 512.
 
-  LD_PRELOAD=libtcmalloc.so.4 python -m isovolnet_jax.sweep --config=configs/cifar10.py \
+  LD_PRELOAD=libtcmalloc.so.4 python -m isovolnet_jax.tools.sweep --config=configs/cifar10.py \
     --sweep=configs/sweeps/batch_size.py --workdir=runs/sweeps/batch_size --results=results/batch_size \
     --config.data.source=folder --config.data.path=../shared/data/cifar10_jpeg \
     --config.num_epochs=10 --config.optimizer.learning_rate=2e-3 \

@@ -1,6 +1,6 @@
 r"""Seed 003, dropout rates before the classifier: 0 (configs/cifar10.py's), 0.1, 0.3, 0.5.
 
-  LD_PRELOAD=libtcmalloc.so.4 python -m isovolnet_jax.sweep --config=configs/cifar10.py \
+  LD_PRELOAD=libtcmalloc.so.4 python -m isovolnet_jax.tools.sweep --config=configs/cifar10.py \
     --sweep=configs/sweeps/dropout.py --workdir=runs/sweeps/dropout --results=results/dropout \
     --config.data.source=folder --config.data.path=../shared/data/cifar10_jpeg \
     --config.num_epochs=10 --config.optimizer.learning_rate=2e-3 \

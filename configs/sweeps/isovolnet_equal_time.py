@@ -1,6 +1,6 @@
 r"""Seed 000's question: does keeping H*W*C constant help? Equal training time.
 
-  LD_PRELOAD=libtcmalloc.so.4 python -m isovolnet_jax.sweep \
+  LD_PRELOAD=libtcmalloc.so.4 python -m isovolnet_jax.tools.sweep \
     --config=configs/cifar10_isovolnet_seed.py --sweep=configs/sweeps/isovolnet_equal_time.py \
     --workdir=runs/sweeps/isovolnet_equal_time --results=results/isovolnet_equal_time \
     --reuse=results/isovolnet_variants \

@@ -1,6 +1,6 @@
 r"""The best IsoVolNet within the seed's design, at seed 000's equal training time.
 
-  python -m isovolnet_jax.sweep \
+  python -m isovolnet_jax.tools.sweep \
     --config=configs/cifar10_isovolnet_seed.py --sweep=configs/sweeps/isovolnet_variants.py \
     --workdir=runs/sweeps/isovolnet_variants --results=results/isovolnet_variants \
     --config.data.source=folder --config.data.path=../shared/data/cifar10_jpeg

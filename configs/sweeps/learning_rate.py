@@ -1,6 +1,6 @@
 r"""Seed 003, learning rates: AdamW peak rate in factors of 2, 5e-4 to 1.28e-1.
 
-  LD_PRELOAD=libtcmalloc.so.4 python -m isovolnet_jax.sweep --config=configs/cifar10.py \
+  LD_PRELOAD=libtcmalloc.so.4 python -m isovolnet_jax.tools.sweep --config=configs/cifar10.py \
     --sweep=configs/sweeps/learning_rate.py --workdir=runs/sweeps/learning_rate --results=results/learning_rate \
     --config.data.source=folder --config.data.path=../shared/data/cifar10_jpeg \
     --config.num_epochs=10 --config.optimizer.learning_rate=2e-3 \

@@ -1,6 +1,6 @@
 r"""Seed 003, optimizers: SGD with momentum vs Adam vs RMSprop.
 
-  LD_PRELOAD=libtcmalloc.so.4 python -m isovolnet_jax.sweep --config=configs/cifar10.py \
+  LD_PRELOAD=libtcmalloc.so.4 python -m isovolnet_jax.tools.sweep --config=configs/cifar10.py \
     --sweep=configs/sweeps/optimizer.py --workdir=runs/sweeps/optimizer --results=results/optimizer \
     --config.data.source=folder --config.data.path=../shared/data/cifar10_jpeg \
     --config.num_epochs=10

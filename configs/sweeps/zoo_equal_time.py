@@ -1,6 +1,6 @@
 r"""The rest of the zoo at seed 000's equal training time, for the zoo's Pareto plot.
 
-  python -m isovolnet_jax.sweep \
+  python -m isovolnet_jax.tools.sweep \
     --config=configs/cifar10.py --sweep=configs/sweeps/zoo_equal_time.py \
     --workdir=runs/sweeps/zoo_equal_time --results=results/zoo_equal_time \
     --config.data.source=folder --config.data.path=../shared/data/cifar10_jpeg

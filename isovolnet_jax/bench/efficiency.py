@@ -38,6 +38,7 @@ import jax.numpy as jnp
 import numpy as np
 from matplotlib.figure import Figure
 
+from isovolnet_jax import config_defaults
 from isovolnet_jax import models
 from isovolnet_jax import optim
 from isovolnet_jax import sharding
@@ -161,10 +162,9 @@ def main(argv):
     raise InputError(f'model {config.model.name!r} has no standard-conv twin '
                      f'(no model.conv option); use isovolnet or dense_ds')
   if FLAGS.variant:  # The child: one variant, one JSON line.
-    with config.unlocked():
-      config.batch_size = FLAGS.batch_size
+    config = config_defaults.apply_overrides(
+        config, {'batch_size': FLAGS.batch_size, 'model.conv': FLAGS.variant})
     cli.setup_devices([config])  # Before JAX starts.
-    config.model.conv = FLAGS.variant
     print(json.dumps(measure(config, FLAGS.batch_size, FLAGS.steps)))
     return
   if not FLAGS.out:

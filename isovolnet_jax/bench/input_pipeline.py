@@ -51,13 +51,12 @@ CONFIG = Path(__file__).resolve().parents[2] / 'configs' / 'cifar10_isovolnet_se
 
 
 def cifar10_config(pipeline):
-  config = config_defaults.load_config_file(CONFIG)
-  config.data.update({'source': 'folder', 'path': FLAGS.data_path, 'val_size': 0,
-                      'pipeline': pipeline})
+  overrides = {'data.source': 'folder', 'data.path': FLAGS.data_path,
+               'data.val_size': 0, 'data.pipeline': pipeline,
+               'batch_size': FLAGS.batch_size}
   if pipeline == 'stream':
-    config.data.image_size = 32
-  config.batch_size = FLAGS.batch_size
-  return config
+    overrides['data.image_size'] = 32
+  return config_defaults.apply_overrides(config_defaults.load_config_file(CONFIG), overrides)
 
 
 def rate(it, steps):

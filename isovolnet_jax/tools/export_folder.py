@@ -1,6 +1,6 @@
 r"""Writes a tfds image-classification dataset as an image folder.
 
-  python -m isovolnet_jax.export_folder --dataset=cifar10 --out=data/cifar10_png \
+  python -m isovolnet_jax.tools.export_folder --dataset=cifar10 --out=data/cifar10_png \
     [--splits=train,test] [--format=png|jpg] [--tfds_data_dir=DIR]
 
 gives OUT/<split>/<class name>/<index>.<format>, the layout that

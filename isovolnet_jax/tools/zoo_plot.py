@@ -1,6 +1,6 @@
 r"""The zoo on one picture: test accuracy vs parameters and vs training time.
 
-  python -m isovolnet_jax.zoo_plot --out=results/zoo
+  python -m isovolnet_jax.tools.zoo_plot --out=results/zoo
 
 Reads the committed results of every zoo model (each run's result.json, as
 `sweep --results` writes them) listed in ZOO below, and writes OUT/zoo.md,
@@ -28,9 +28,10 @@ matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 import numpy as np
 
-from isovolnet_jax import sweep
 from isovolnet_jax.bench import speed_table
 from isovolnet_jax.errors import InputError
+from isovolnet_jax.tools import sweep
+from isovolnet_jax.tools import sweep_report
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,7 +104,7 @@ def load_rows(model: Model, root: Path) -> list[dict]:
     return []
   img_s = cpu_train_img_s(root / model.speed)
   rows = []
-  for g in sweep.group_rows(runs):
+  for g in sweep_report.group_rows(runs):
     members = [r for r in runs if r['name'] in g['points']]
     batch = members[0]['config']['batch_size']
     steps = members[0]['step']

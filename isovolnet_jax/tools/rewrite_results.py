@@ -1,6 +1,6 @@
 r"""Rewrites results/ once into the form that travels between machines.
 
-  python tools/rewrite_results.py [--dry_run]     # from the repository root
+  python -m isovolnet_jax.tools.rewrite_results [--dry_run]  # from the repository root
 
 1. Every result.json and config.json under results/ names its data folder as
    sweep.data_ref does (relative to the repository when the folder is in it or
@@ -28,10 +28,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from isovolnet_jax.tools import sweep
+from isovolnet_jax.tools import sweep_report
 
-from isovolnet_jax import sweep  # pylint: disable=g-import-not-at-top
+ROOT = sweep.REPO_ROOT
 
 # Folders the device runs read, and the repository's name of what they held.
 DEVICE_COPIES = {'/tmp/cifar10_jpeg': '../shared/data/cifar10_jpeg'}
@@ -41,7 +41,7 @@ def old_point_name(overrides: dict) -> str:
   """sweep.point_name as it was: every key, sorted; hashed past 120 characters."""
   if not overrides:
     return 'base'
-  name = ','.join(f'{k}={re.sub(r"[^A-Za-z0-9._+-]", "_", sweep._format_value(v))}'
+  name = ','.join(f'{k}={re.sub(r"[^A-Za-z0-9._+-]", "_", sweep_report.format_value(v))}'
                   for k, v in sorted(overrides.items()))
   if len(name) > 120:
     digest = hashlib.sha1(name.encode()).hexdigest()[:10]
@@ -64,7 +64,7 @@ def renames() -> dict[str, dict[str, tuple[str, dict]]]:
       continue
     points = sweep.load_sweep(sweep_file)
     out[sweep_file.stem] = {
-        old_point_name({k: v for k, v in p.items() if k != sweep.LABEL}): (new, p)
+        old_point_name({k: v for k, v in p.items() if k != sweep_report.LABEL}): (new, p)
         for p, new in zip(points, sweep.point_names(points))}
   return out
 
@@ -118,7 +118,7 @@ def main():
         row = json.loads(result.read_text())
         row.pop('config', None)
         rows.append(row)
-    sweep.write_tables(results / name, rows)
+    sweep_report.write_tables(results / name, rows)
   stray = [p for p in results.rglob(sweep.RESULT) if '"/' in p.read_text().replace('"//', '')]
   print(f'{changed} folders and files changed; tables rewritten for {", ".join(table)}')
   for p in stray:

@@ -1,6 +1,6 @@
 r"""Hyper-parameter sweeps, one training run per point, one results table.
 
-  python -m isovolnet_jax.sweep --config=configs/cifar10.py \
+  python -m isovolnet_jax.tools.sweep --config=configs/cifar10.py \
     --sweep=configs/sweeps/activation.py --workdir=runs/sweeps/activation \
     [--config.KEY=VALUE ...]
 
@@ -16,9 +16,8 @@ finished point leaves a result.json there and is skipped when the command is
 rerun (so is one whose config matches a result.json in another folder of the
 results, e.g. after a rename); an interrupted one has none and resumes from
 its checkpoints. After every point
-WORKDIR/results.{csv,md,png} are rewritten: one row per point, and in the
-markdown and the plot the mean +- std over the points that differ only in
-`seed`; results_curves.png has each group's validation accuracy per epoch.
+WORKDIR/results.{csv,md,png} and results_curves.png are rewritten
+(sweep_report).
 
 --results=DIR (e.g. results/<sweep>, kept in git) receives each finished
 point's result.json and metrics.jsonl and the tables instead of WORKDIR, which
@@ -41,7 +40,6 @@ for a later run (finished ones still fill the tables): with seed-major sweep
 files, `--seeds=0` screens every sweep of a plan before any is repeated.
 """
 
-import csv
 import json
 import os
 import re
@@ -60,28 +58,23 @@ from absl import app
 from absl import flags
 from absl import logging
 import jax
-import matplotlib
 import ml_collections
 from ml_collections import config_flags
 import numpy as np
 
-matplotlib.use('Agg')
-import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-
 from isovolnet_jax import checkpointing
 from isovolnet_jax import config_defaults
 from isovolnet_jax import logs
-from isovolnet_jax import sweep_curves
 from isovolnet_jax import train
 from isovolnet_jax.errors import InputError
+from isovolnet_jax.tools import sweep_report
+from isovolnet_jax.tools.sweep_report import LABEL, format_value
 
 RESULT = 'result.json'
-METRICS = ('val_accuracy', 'test_accuracy', 'val_loss', 'test_loss')
 MAX_NAME = 80  # Characters of a point's directory name; longer: give it a `name`.
-LABEL = 'name'  # A sweep point's optional label, used as its directory name.
 # The checkout this module runs from (an editable install: the repository);
 # not resolved, as data_ref does not resolve the paths it compares with it.
-REPO_ROOT = Path(os.path.abspath(__file__)).parents[1]
+REPO_ROOT = Path(os.path.abspath(__file__)).parents[2]
 
 # ---------------------------------------------------------------- sweep files
 
@@ -102,10 +95,6 @@ def load_sweep(path: str | Path) -> list[dict[str, Any]]:
   if not points:
     raise InputError(f'sweep file {path}: get_sweep() returned no points')
   return [dict(p) for p in points]
-
-
-def _format_value(value: Any) -> str:
-  return repr(value) if isinstance(value, float) else str(value)
 
 
 def _safe(text: str) -> str:
@@ -140,17 +129,12 @@ def point_names(points: Sequence[Mapping[str, Any]]) -> list[str]:
     if LABEL in point:
       parts = [_safe(str(point[LABEL]))]
     else:
-      parts = [f'{short[k]}={_safe(Path(v).stem if k == "config" else _format_value(v))}'
+      parts = [f'{short[k]}={_safe(Path(v).stem if k == "config" else format_value(v))}'
                for k, v in sorted(point.items()) if k in varied and k != 'seed']
     if 'seed' in point:  # Innermost: the points of one group sort together.
       parts.append(f'seed={point["seed"]}')
     names.append(','.join(parts) or 'base')
   return names
-
-
-def group_name(name: str) -> str:
-  """A point's directory name without its seed: the name of its group."""
-  return re.sub(r'(^|,)seed=[^,]*$', '', name) or 'base'
 
 
 def data_ref(path: str, root: str | Path | None = None) -> str:
@@ -353,7 +337,7 @@ def _run_points(points, configs, workdir: Path, results_dir: Path,
           _write_json(out / RESULT, {**row, 'config': config_dict})
         rows.append(row)
     if is_main:
-      write_results(results_dir, rows)
+      sweep_report.write_results(results_dir, rows)
   if failed:
     raise InputError(f'{len(failed)} of {len(points)} sweep points failed '
                      f'(rerun to retry them): ' + ' | '.join(failed))
@@ -369,144 +353,6 @@ def _diff(a: dict, b: dict, prefix: str = '') -> list[str]:
     elif a.get(k) != b.get(k):
       keys.append(f'{prefix}{k}')
   return keys
-
-
-# ---------------------------------------------------------------- results
-
-
-def _override_keys(rows: list[dict]) -> list[str]:
-  keys = []
-  for row in rows:
-    keys += [k for k in row['overrides'] if k not in keys and k != LABEL]
-  return keys
-
-
-def group_rows(rows: list[dict]) -> list[dict]:
-  """Successful points grouped by their overrides without `seed`."""
-  groups: dict[str, dict] = {}
-  for row in rows:
-    if row.get('error'):
-      continue
-    rest = {k: v for k, v in row['overrides'].items() if k != 'seed'}
-    key = json.dumps(rest, sort_keys=True, default=str)
-    g = groups.setdefault(key, {'name': group_name(row['name']), 'overrides': rest,
-                                'rows': []})
-    g['rows'].append(row)
-  out = []
-  for g in groups.values():
-    stats = {'name': g['name'], 'overrides': g['overrides'], 'n': len(g['rows']),
-             'seeds': [r['overrides'].get('seed') for r in g['rows']],
-             'points': [r['name'] for r in g['rows']]}
-    for k in (*METRICS, 'params', 'train_time_s'):
-      values = np.array([r[k] for r in g['rows'] if r.get(k) is not None], float)
-      stats[k] = float(values.mean()) if len(values) else None
-      # Sample std (ddof=1): the spread a new seed would show; 0 for one seed.
-      stats[f'{k}_std'] = float(values.std(ddof=1)) if len(values) > 1 else 0.0
-    out.append(stats)
-  return out
-
-
-def _fmt(v, digits=4) -> str:
-  if v is None:
-    return ''
-  if isinstance(v, float):  # A diverged loss would print 40 digits.
-    return f'{v:.{digits}f}' if abs(v) < 1e4 else f'{v:.3g}'
-  return str(v)
-
-
-def _md_cell(text: str) -> str:
-  return text.replace('|', '/').replace('\n', ' ')
-
-
-def _md_table(header: list[str], rows: list[list[str]]) -> str:
-  lines = ['| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
-  lines += ['| ' + ' | '.join(r) + ' |' for r in rows]
-  return '\n'.join(lines)
-
-
-def write_results(workdir: Path, rows: list[dict]):
-  """WORKDIR/results.csv, results_grouped.csv, results.md and the plots."""
-  groups = write_tables(workdir, rows)
-  plot_groups(groups, workdir / 'results.png', workdir.name)
-  sweep_curves.plot_curves(workdir, groups, _short_labels(groups),
-                           workdir / 'results_curves.png', workdir.name)
-
-
-def write_tables(workdir: Path, rows: list[dict]) -> list[dict]:
-  """WORKDIR/results.csv, results_grouped.csv and results.md; returns the groups."""
-  keys = _override_keys(rows)
-  columns = ['name', *keys, *METRICS, 'params', 'train_time_s', 'step', 'error',
-             'reused_from']
-  with (workdir / 'results.csv').open('w', newline='') as f:
-    w = csv.writer(f)
-    w.writerow(columns)
-    for r in rows:
-      w.writerow([r['overrides'].get(k, '') if k in keys else
-                  ('' if r.get(k) is None else r.get(k)) for k in columns])
-
-  groups = group_rows(rows)
-  gcols = ['name', 'n', *[c for k in (*METRICS, 'params', 'train_time_s')
-                          for c in (k, f'{k}_std')]]
-  with (workdir / 'results_grouped.csv').open('w', newline='') as f:
-    w = csv.writer(f)
-    w.writerow(gcols)
-    for g in groups:
-      w.writerow(['' if g[c] is None else g[c] for c in gcols])
-
-  def pm(g, k, digits=4):
-    if g[k] is None:
-      return ''
-    return _fmt(g[k], digits) + (f' ± {g[k + "_std"]:.{digits}f}' if g['n'] > 1 else '')
-
-  per_point = _md_table(
-      [*keys, 'val acc', 'test acc', 'val loss', 'test loss', 'params', 'time (s)',
-       'step'],
-      [[_format_value(r['overrides'].get(k, '')) for k in keys] +
-       ([_fmt(r.get(k)) for k in METRICS] +
-        [f'{r["params"]:,}', _fmt(r['train_time_s'], 0), str(r.get('step'))]
-        if not r.get('error') else [_md_cell(f'failed: {r["error"]}')] + [''] * 6)
-       for r in rows])
-  grouped = _md_table(
-      ['group', 'seeds', 'val acc', 'test acc', 'test loss', 'params', 'time (s)'],
-      [[g['name'], ','.join(map(str, g['seeds'])), pm(g, 'val_accuracy'),
-        pm(g, 'test_accuracy'), pm(g, 'test_loss'), f'{int(g["params"]):,}',
-        pm(g, 'train_time_s', 0)] for g in groups])
-  (workdir / 'results.md').write_text(
-      f'# Sweep {workdir.name}\n\n## Points\n\n{per_point}\n\n'
-      f'## Mean ± std over seeds (sample std, ddof=1)\n\n{grouped}\n')
-  return groups
-
-
-def _short_labels(groups: list[dict]) -> list[str]:
-  """Only the keys whose values differ between groups, without their prefix."""
-  if any(LABEL in g['overrides'] for g in groups):
-    return [g['name'] for g in groups]
-  keys = {k for g in groups for k in g['overrides']}
-  varying = [k for k in sorted(keys)
-             if len({_format_value(g['overrides'].get(k)) for g in groups}) > 1]
-  return ['\n'.join(f'{k.rsplit(".", 1)[-1]}={_format_value(g["overrides"][k])}'
-                    for k in varying if k in g['overrides']) or g['name']
-          for g in groups]
-
-
-def plot_groups(groups: list[dict], path: Path, title: str):
-  """Test accuracy per group: bars at the mean, error bars one std."""
-  fig, ax = plt.subplots(figsize=(max(4.0, 1.3 * len(groups) + 1), 4))
-  if groups:
-    x = np.arange(len(groups))
-    means = [g['test_accuracy'] or 0.0 for g in groups]
-    ax.bar(x, means, yerr=[g['test_accuracy_std'] for g in groups], capsize=4,
-           color='tab:blue', alpha=0.8)
-    for xi, g, m in zip(x, groups, means):
-      ax.text(xi, m / 2, f'{m:.3f}\nn={g["n"]}', ha='center', va='center',
-              color='white', fontsize=8)
-    ax.set_xticks(x, _short_labels(groups), fontsize=8)
-  ax.set_ylabel('test accuracy')
-  ax.set_title(f'{title}: mean ± std over seeds')
-  ax.grid(axis='y', alpha=0.3)
-  fig.tight_layout()
-  fig.savefig(path, dpi=100)
-  plt.close(fig)
 
 
 # ---------------------------------------------------------------- command line
