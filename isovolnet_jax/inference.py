@@ -14,7 +14,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from isovolnet_jax import input_pipeline
+from isovolnet_jax.data import augment, memory
 
 
 def eval_logits(apply_fn, variables, images, flip: bool = False):
@@ -25,7 +25,7 @@ def eval_logits(apply_fn, variables, images, flip: bool = False):
   tried on a FastCNN run: 85.21% / 85.02% test accuracy against 85.11% with
   the flip alone, for 3x the evaluation time; not kept.
   """
-  x = input_pipeline.normalize(images)
+  x = augment.normalize(images)
   logits = apply_fn(variables, x, train=False)
   if flip:
     logits = (logits + apply_fn(variables, x[:, :, ::-1], train=False)) / 2
@@ -45,15 +45,15 @@ def logits(model, variables, images: np.ndarray, config: ml_collections.ConfigDi
 
   `config.eval_flip`: each image's logits are averaged with its mirror's, as
   in training's evaluation. Batches of `config.eval_batch_size` (or
-  `batch_size`), at most N, the last one padded by `input_pipeline.eval_batches`:
+  `batch_size`), at most N, the last one padded by `data.memory.eval_batches`:
   every batch has one shape, so the model compiles once.
   """
   if not len(images):
     raise ValueError('no images to run the model on')
-  flip = bool(config.get('eval_flip', False))
+  flip = bool(config.eval_flip)
   batch_size = min(batch_size or config.eval_batch_size, len(images))
   no_labels = np.zeros(len(images), np.int32)  # eval_batches pads labels too.
   out = []
-  for x, _, mask in input_pipeline.eval_batches(images, no_labels, batch_size):
+  for x, _, mask in memory.eval_batches(images, no_labels, batch_size):
     out.append(np.asarray(_logits(model, variables, x, flip))[mask > 0])
   return np.concatenate(out)

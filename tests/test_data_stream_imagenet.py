@@ -55,7 +55,7 @@ def check_trained(workdir, num_test):
 # ArrayMetadata found for process_index=0 ... 2.orbax-checkpoint-tmp"), cause
 # not found. The default run still trains this config end to end on the
 # stream (the folder test below) and tests the tfds stream
-# (tests/test_input_stream.py).
+# (tests/test_data_stream.py).
 @pytest.mark.slow
 def test_imagenet_config_trains_on_mock_imagenet2012(tmp_path):
   out = run(['-c', MOCK_MAIN], tmp_path / 'run')
