@@ -129,6 +129,15 @@ MUTATIONS = (
              'isovolnet_jax/train.py',
              'save_now = evaluate_now or done % config.checkpoint_every_steps == 0 or last',
              'save_now = done % config.checkpoint_every_steps == 0 or last'),
+    Mutation('divergence', 'the loop never checks that the parameters are finite',
+             ('tests/test_train.py::test_nan_loss_stops_naming_the_step_and_the_last_good_'
+              'checkpoint',),
+             'isovolnet_jax/train.py', '      if at_log_step or save_now:\n        _check_finite(',
+             '      if False:\n        _check_finite('),
+    Mutation('batch-above-split', 'a batch larger than the training split is not refused',
+             ('tests/test_data_order.py::test_both_pipelines_and_the_loop_refuse_a_batch_'
+              'above_the_split',),
+             'isovolnet_jax/data/order.py', '  if steps == 0:', '  if False:'),
     Mutation('curves-smoothed', 'the curves plot the label-smoothed train loss',
              ('tests/test_train.py::test_learning_curves_plot_the_train_loss_without_label_'
               'smoothing',),
