@@ -31,7 +31,7 @@ Offline, on an image folder (train/<class>/*.jpg and validation/ or test/):
 
 The number of classes comes from the dataset (1000) at train time. Tests run
 this config on `tfds.testing.mock_data` and on a generated folder of 224x224
-JPEGs (tests/test_input_stream_imagenet.py).
+JPEGs (tests/test_data_stream_imagenet.py).
 
   python -m isovolnet_jax.summary --config=configs/imagenet_mobilenet_v2.py
 prints the per-layer table: 3,504,872 params, 601.5 MFLOPs (300.8M MACs).

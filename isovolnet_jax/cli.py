@@ -125,7 +125,7 @@ def setup_devices(configs) -> None:
   """
   from isovolnet_jax import cpu_devices  # pylint: disable=import-outside-toplevel
   processes = FLAGS.jax_num_processes or 1
-  per_process = math.gcd(*(c.batch_size // max(1, c.get('grad_accum_steps', 1) * processes)
+  per_process = math.gcd(*(c.batch_size // max(1, c.grad_accum_steps * processes)
                            for c in configs))
   cpu_devices.configure(FLAGS.cpu_devices, max(1, per_process))
   initialize_distributed()

@@ -6,7 +6,7 @@ r"""Evaluates a trained run: `python -m isovolnet_jax.evaluate --workdir=DIR`.
 The run's own config (DIR/config.json) is restored and the `--config.` flags
 are applied on top of it, so `--config.data.path=OTHER` evaluates the model on
 another image folder: the same class folders or a subset of them, under
-test/ (input_pipeline.load also reads its train/, which needs one image or more).
+test/ (data.memory.load also reads its train/, which needs one image or more).
 Prints one JSON object as the last line of stdout (accuracy, loss, macro and
 per-class precision/recall/F1, confusion matrix) and writes DIR/eval/:
 <split>.json, <split>_predictions.csv, <split>_confusion_matrix.png and
@@ -45,7 +45,7 @@ import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 from isovolnet_jax import checkpointing
 from isovolnet_jax import config_defaults
 from isovolnet_jax import inference
-from isovolnet_jax import input_pipeline
+from isovolnet_jax.data import memory
 from isovolnet_jax import logs
 from isovolnet_jax import metrics
 from isovolnet_jax import models
@@ -168,7 +168,7 @@ def predict_split(workdir: str | Path, split: str = 'test',
   # Built from the overridden config (e.g. dtype=bfloat16); the weights are the run's.
   model = models.create_model(config.model, len(run.class_names),
                               models.DTYPES[config.dtype])
-  data = input_pipeline.load(config)
+  data = memory.load(config)
   images, labels = data.split(split)
   if not len(images):
     raise InputError(f'the {split} split is empty (data.val_size=0?); '

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from isovolnet_jax import input_pipeline
+from isovolnet_jax.data import augment, memory
 from isovolnet_jax.errors import InputError
 
 
@@ -57,7 +57,7 @@ def eval_logits(apply_fn, variables, images, flip: bool = False, tta: str | None
   (+-1 or 2 pixels, half the weight): 85.21% / 85.02% test accuracy against
   85.11% with the flip alone; so for FastCNN configs the flip is kept.
   """
-  x = input_pipeline.normalize(images)
+  x = augment.normalize(images)
   mode = tta or ('flip' if flip else 'none')
   if mode == 'airbench6':
     views, weights = airbench6_views(x)
@@ -86,7 +86,7 @@ def logits(model, variables, images: np.ndarray, config: ml_collections.ConfigDi
   in training's evaluation; `config.eval_tta` (`tta_mode`), when set, names
   the views instead (training's evaluation does not read it yet). Batches of
   `config.eval_batch_size` (or `batch_size`), at most N, the last one padded
-  by `input_pipeline.eval_batches`: every batch has one shape, so the model
+  by `data.memory.eval_batches`: every batch has one shape, so the model
   compiles once.
   """
   if not len(images):
@@ -95,6 +95,6 @@ def logits(model, variables, images: np.ndarray, config: ml_collections.ConfigDi
   batch_size = min(batch_size or config.eval_batch_size, len(images))
   no_labels = np.zeros(len(images), np.int32)  # eval_batches pads labels too.
   out = []
-  for x, _, mask in input_pipeline.eval_batches(images, no_labels, batch_size):
+  for x, _, mask in memory.eval_batches(images, no_labels, batch_size):
     out.append(np.asarray(_logits(model, variables, x, tta))[mask > 0])
   return np.concatenate(out)

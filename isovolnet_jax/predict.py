@@ -36,7 +36,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from isovolnet_jax import inference
 from isovolnet_jax import logs
 from isovolnet_jax.errors import InputError
-from isovolnet_jax.input_pipeline import MIN_SIDE
+from isovolnet_jax.data.sources import MIN_SIDE
 
 
 def load_image(path: str | Path) -> np.ndarray:

@@ -69,7 +69,7 @@ class DataShard:
   The batch is split into `mesh.shape['data']` equal blocks, block j going to
   the devices at position j of the `data` axis (and replicated along the
   other axes). This process feeds the blocks its own devices hold: usually
-  one contiguous range, slice `index` of `count` (what `input_pipeline`'s
+  one contiguous range, slice `index` of `count` (what the `data` pipelines'
   process_index / process_count select); if a mesh puts them elsewhere
   (`local_rows`), the process takes the whole batch and picks its blocks.
   Either way the global array is the same batch, whatever the hosts.

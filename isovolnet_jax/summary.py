@@ -54,12 +54,12 @@ def parse_shape(text: str) -> tuple[int, int, int]:
 
 
 def default_input_shape(config: ml_collections.ConfigDict) -> tuple[int, int, int]:
-  size = config.data.get('image_size', 0)
+  size = config.data.image_size
   return (size, size, 3) if size > 0 else DEFAULT_SHAPE
 
 
 def default_num_classes(config: ml_collections.ConfigDict) -> int:
-  return NUM_CLASSES.get(config.data.get('name', ''), 10)
+  return NUM_CLASSES.get(config.data.name, 10)
 
 
 def _layer_flops(module: nn.Module, in_shape, out_shape) -> int:

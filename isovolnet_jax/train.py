@@ -8,6 +8,7 @@ the newest checkpoint in the workdir by itself.
 """
 
 import contextlib
+import dataclasses
 import functools
 import json
 import logging
@@ -25,8 +26,8 @@ from flax.training import train_state
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from isovolnet_jax import checkpointing
+from isovolnet_jax import data
 from isovolnet_jax import inference
-from isovolnet_jax import input_pipeline
 from isovolnet_jax import logs
 from isovolnet_jax import models
 from isovolnet_jax import optim
@@ -60,16 +61,25 @@ def split_micro_batches(x, k: int, mesh=None):
   return x
 
 
+def micro_batch_keys(key: jax.Array, k: int) -> jax.Array:
+  """The micro-batches' dropout keys: fold_in(key, i) for micro-batch i, or
+  `key` itself when there is one, so that a step without accumulation draws
+  its dropout from the step's own key."""
+  if k == 1:
+    return key[None]
+  return jax.vmap(functools.partial(jax.random.fold_in, key))(jnp.arange(k))
+
+
 def train_step(state: TrainState, images, labels, base_key, *, config, num_classes,
                mesh=None):
   """One optimizer step on a global batch of uint8 images (sharded along `data`).
 
-  With `config.grad_accum_steps=k > 1` the batch is split into k micro-batches
-  (`split_micro_batches`) run one after the other by `lax.scan`; their
-  gradients are averaged into one update, so the activations held at a time
-  are those of batch_size / k images. The augmentation is drawn for the whole
-  batch before the split, so it does not depend on k; micro-batch i's dropout
-  key is fold_in(dropout key, i).
+  The batch is split into `config.grad_accum_steps` = k micro-batches
+  (`split_micro_batches`; k=1: the whole batch) run one after the other by
+  `lax.scan`; their gradients are averaged into one update, so the
+  activations held at a time are those of batch_size / k images. The
+  augmentation is drawn for the whole batch before the split, so it does not
+  depend on k.
 
   BatchNorm under accumulation: each micro-batch is normalized with its own
   mean and variance (as a smaller batch on fewer devices would be), and the
@@ -80,13 +90,10 @@ def train_step(state: TrainState, images, labels, base_key, *, config, num_class
   move k momentum steps per optimizer step. `mesh` (optional) pins the
   micro-batches' sharding along `data`.
   """
-  key = jax.random.fold_in(base_key, state.step)
-  aug_key, dropout_key = jax.random.split(key)
-  if config.data.get('pipeline', 'memory') == 'memory':  # 'stream' augments on the host.
-    images = input_pipeline.augment(aug_key, images, config.augment.crop_padding,
-                                    config.augment.flip)
+  aug_key, dropout_key = jax.random.split(jax.random.fold_in(base_key, state.step))
   # float32 here; each model casts its input to its compute dtype (bf16 or f32).
-  images = input_pipeline.normalize(images)
+  images = data.normalize(data.augment_in_step(aug_key, images, config))
+  k = config.grad_accum_steps
 
   def loss_fn(params, batch_stats, images, labels, dropout_key):
     logits, updates = state.apply_fn(
@@ -95,43 +102,31 @@ def train_step(state: TrainState, images, labels, base_key, *, config, num_class
     loss = cross_entropy(logits, labels, num_classes, config.label_smoothing).mean()
     return loss, (logits, updates['batch_stats'])
 
-  def unsmoothed(logits, labels):
-    """The loss without label smoothing, as the validation loss is measured."""
-    if not config.label_smoothing:
-      return jnp.zeros(())
-    return cross_entropy(logits, labels, num_classes, 0.0).mean()
+  def micro_step(carry, xs):
+    grad_sum, batch_stats = carry
+    x, y, key = xs
+    (loss, (logits, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+        state.params, batch_stats, x, y, key)
+    # The loss without label smoothing, as the validation loss is measured.
+    plain = (cross_entropy(logits, y, num_classes, 0.0).mean() if config.label_smoothing
+             else jnp.zeros(()))
+    return ((jax.tree.map(jnp.add, grad_sum, grads), batch_stats),
+            (loss, jnp.sum(jnp.argmax(logits, -1) == y), plain))
 
-  grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
-  k = config.get('grad_accum_steps', 1)
-  if k == 1:
-    (loss, (logits, batch_stats)), grads = grad_fn(
-        state.params, state.batch_stats, images, labels, dropout_key)
-    accuracy = jnp.mean(jnp.argmax(logits, -1) == labels)
-    plain_loss = unsmoothed(logits, labels)
-  else:
-    def micro_step(carry, xs):
-      grad_sum, batch_stats = carry
-      x, y, i = xs
-      (loss, (logits, batch_stats)), grads = grad_fn(
-          state.params, batch_stats, x, y, jax.random.fold_in(dropout_key, i))
-      grad_sum = jax.tree.map(jnp.add, grad_sum, grads)
-      return (grad_sum, batch_stats), (loss, jnp.sum(jnp.argmax(logits, -1) == y),
-                                       unsmoothed(logits, y))
-
-    zeros = jax.tree.map(jnp.zeros_like, state.params)
-    (grad_sum, batch_stats), (losses, correct, plain_losses) = jax.lax.scan(
-        micro_step, (zeros, state.batch_stats),
-        (split_micro_batches(images, k, mesh), split_micro_batches(labels, k, mesh),
-         jnp.arange(k)))
-    # Equal-sized micro-batches: the mean of their mean losses is the batch's.
-    grads = jax.tree.map(lambda g: g / k, grad_sum)
-    loss = jnp.mean(losses)
-    accuracy = jnp.sum(correct) / labels.shape[0]
-    plain_loss = jnp.mean(plain_losses)
-  state = state.apply_gradients(grads=grads, batch_stats=batch_stats)
-  metrics = {'loss': loss, 'accuracy': accuracy}
+  zeros = jax.tree.map(jnp.zeros_like, state.params)
+  (grad_sum, batch_stats), (losses, correct, plain_losses) = jax.lax.scan(
+      micro_step, (zeros, state.batch_stats),
+      (split_micro_batches(images, k, mesh), split_micro_batches(labels, k, mesh),
+       micro_batch_keys(dropout_key, k)),
+      # One micro-batch is unrolled (0: wholly): XLA's CPU convolutions run
+      # far slower in a loop's body, even a loop of one iteration.
+      unroll=0 if k == 1 else 1)
+  # Equal-sized micro-batches: the mean of their mean losses is the batch's.
+  state = state.apply_gradients(grads=jax.tree.map(lambda g: g / k, grad_sum),
+                                batch_stats=batch_stats)
+  metrics = {'loss': jnp.mean(losses), 'accuracy': jnp.sum(correct) / labels.shape[0]}
   if config.label_smoothing:  # Without it the two losses are one.
-    metrics['loss_unsmoothed'] = plain_loss
+    metrics['loss_unsmoothed'] = jnp.mean(plain_losses)
   return state, metrics
 
 
@@ -151,7 +146,7 @@ def eval_step(state: TrainState, images, labels, mask, *, num_classes, flip=Fals
           'count': jnp.sum(mask)}
 
 
-def create_train_state(config, model, image_shape, tx, key, replicated):
+def create_train_state(model, image_shape, tx, key, replicated):
   @functools.partial(jax.jit, out_shardings=replicated)
   def init(key):
     variables = model.init({'params': key}, jnp.zeros((1, *image_shape)), train=False)
@@ -172,10 +167,16 @@ def make_train_step(config: ml_collections.ConfigDict, num_classes: int,
                  out_shardings=(replicated, replicated), donate_argnums=0)
 
 
-def evaluate(state, eval_fn, mesh, data, split, batch_size) -> dict:
+def make_eval_step(config: ml_collections.ConfigDict, num_classes: int):
+  """`eval_step` jitted: `step(state, images, labels, mask)` -> summed metrics."""
+  return jax.jit(functools.partial(eval_step, num_classes=num_classes,
+                                   flip=config.eval_flip))
+
+
+def evaluate(state, eval_fn, mesh, dataset, split, batch_size) -> dict:
   totals = {'loss': 0.0, 'correct': 0.0, 'count': 0.0}
   shard = sharding.DataShard(mesh)
-  for x, y, m in data.eval_batches(split, batch_size, shard.index, shard.count):
+  for x, y, m in dataset.eval_batches(split, batch_size, shard.index, shard.count):
     out = jax.device_get(eval_fn(state, *shard.to_global(*shard.local_rows(x, y, m))))
     for k in totals:
       totals[k] += float(out[k])
@@ -186,7 +187,6 @@ def evaluate(state, eval_fn, mesh, data, split, batch_size) -> dict:
 @jax.jit
 def params_finite(params) -> jax.Array:
   return jnp.all(jnp.array([jnp.all(jnp.isfinite(p)) for p in jax.tree.leaves(params)]))
-
 
 
 # ---------------------------------------------------------------- the loop
@@ -247,6 +247,7 @@ def _eta(seconds: float) -> str:
   return f'{h}:{m:02d}:{s:02d}'
 
 
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Trains (resuming from workdir if it has checkpoints); returns final metrics.
 
@@ -257,174 +258,207 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   lock = (checkpointing.WorkdirLock(workdir) if jax.process_index() == 0
           else contextlib.nullcontext())
   with lock, preemption.Signals() as signals:
-    return _train_and_evaluate(config, workdir, signals)
+    return _train(config, workdir, signals)
 
 
-def _describe(config, workdir: Path, data, num: dict) -> None:
-  """config.json and dataset.json, for `checkpointing.load_run`."""
-  if jax.process_index() == 0:
-    (workdir / 'config.json').write_text(config.to_json_best_effort(indent=2))
-    (workdir / 'dataset.json').write_text(json.dumps({
-        'class_names': data.class_names, 'image_shape': data.image_shape,
-        'num_train': num['train'], 'num_val': num['val'],
-        'num_test': num['test']}, indent=2))
+@dataclasses.dataclass(frozen=True)
+class Plan:
+  """The run's length and periods, in steps."""
+  total_steps: int
+  steps_per_epoch: int
+  eval_every: int
+  eval_batch_size: int  # Rounded up to a multiple of the data-parallel devices.
+
+  @classmethod
+  def of(cls, config: ml_collections.ConfigDict, num_train: int, n_data: int) -> 'Plan':
+    per_epoch = data.steps_per_epoch(num_train, config.batch_size)
+    total = (config.num_train_steps if config.num_train_steps > 0
+             else int(config.num_epochs * per_epoch))
+    return cls(total, per_epoch, max(1, round(config.eval_every_epochs * per_epoch)),
+               math.ceil(config.eval_batch_size / n_data) * n_data)
 
 
-def _train_and_evaluate(config, workdir: Path, signals: preemption.Signals) -> dict:
+@dataclasses.dataclass(frozen=True)
+class SetUp:
+  """What the loop reads and never changes."""
+  mesh: jax.sharding.Mesh
+  dataset: Any  # data.dataset(config)
+  num: dict     # Examples per split: 'train', 'val', 'test'.
+  plan: Plan
+  schedule: optax.Schedule
+  step_key: jax.Array
+  manager: Any  # checkpointing.manager
+
+
+def _set_up(config, workdir: Path) -> tuple[SetUp, TrainState]:
+  """The mesh, data, model and plan; the state restored from the newest checkpoint."""
   if config.dtype not in models.DTYPES:
     raise InputError(f"unknown dtype={config.dtype!r}; choose 'float32' or 'bfloat16'")
-  accum = config.get('grad_accum_steps', 1)
-  mesh = sharding.make_mesh(config.batch_size, config.get('mesh_shape', (-1,)),
-                            config.get('mesh_axes', ('data',)), accum)
-  shard = sharding.DataShard(mesh)
-  data = input_pipeline.dataset(config)
-  model = models.create_model(config.model, data.num_classes, models.DTYPES[config.dtype])
-
-  num = {split: data.num_examples(split) for split in ('train', 'val', 'test')}
-  steps_per_epoch = input_pipeline.steps_per_epoch(num['train'], config.batch_size)
-  if steps_per_epoch == 0:
-    raise InputError(f'batch_size={config.batch_size} is larger than the '
-                     f'{num["train"]} training images; lower it')
-  total_steps = (config.num_train_steps if config.num_train_steps > 0
-                 else int(config.num_epochs * steps_per_epoch))
-  eval_every = max(1, round(config.eval_every_epochs * steps_per_epoch))
-  n_data = mesh.shape['data']
-  eval_batch = math.ceil(config.eval_batch_size / n_data) * n_data
-
-  schedule = optim.create_learning_rate_schedule(config.optimizer, total_steps,
-                                                 steps_per_epoch)
-  tx = optim.create_optimizer(config.optimizer, schedule)
+  mesh = sharding.make_mesh(config.batch_size, config.mesh_shape, config.mesh_axes,
+                            config.grad_accum_steps)
+  dataset = data.dataset(config)
+  model = models.create_model(config.model, dataset.num_classes, models.DTYPES[config.dtype])
+  num = {split: dataset.num_examples(split) for split in ('train', 'val', 'test')}
+  plan = Plan.of(config, num['train'], mesh.shape['data'])
+  schedule = optim.create_learning_rate_schedule(config.optimizer, plan.total_steps,
+                                                 plan.steps_per_epoch)
   init_key, step_key = jax.random.split(jax.random.key(config.seed))
-  state = create_train_state(config, model, data.image_shape, tx, init_key,
-                             NamedSharding(mesh, P()))
-  num_params = sum(x.size for x in jax.tree.leaves(state.params))
+  state = create_train_state(model, dataset.image_shape,
+                             optim.create_optimizer(config.optimizer, schedule),
+                             init_key, NamedSharding(mesh, P()))
+  shard = sharding.DataShard(mesh)
   logging.info('%s: %d parameters, input %s, %d classes, %d devices, %d steps '
-               '(%d per epoch).', config.model.name, num_params, data.image_shape,
-               data.num_classes, jax.device_count(), total_steps, steps_per_epoch)
+               '(%d per epoch).', config.model.name,
+               sum(x.size for x in jax.tree.leaves(state.params)), dataset.image_shape,
+               dataset.num_classes, jax.device_count(), plan.total_steps,
+               plan.steps_per_epoch)
   logging.info('Mesh %s over %d process(es); this one feeds batch slice %d of %d; '
                '%d micro-batch(es) per step; compute dtype %s.', dict(mesh.shape),
-               jax.process_count(), shard.index, shard.count, accum, config.dtype)
-  _describe(config, workdir, data, num)
-
+               jax.process_count(), shard.index, shard.count, config.grad_accum_steps,
+               config.dtype)
+  _describe(config, workdir, dataset, num)
   manager = checkpointing.manager(workdir, config.keep_checkpoints)
   state, resumed = checkpointing.restore_newest_readable(manager, state)
   if resumed is not None:
     logging.info('Resumed from the checkpoint at step %d.', resumed)
-  start_step = int(state.step)
+  return SetUp(mesh, dataset, num, plan, schedule, step_key, manager), state
 
-  p_train = make_train_step(config, data.num_classes, mesh)
-  p_eval = jax.jit(functools.partial(eval_step, num_classes=data.num_classes,
-                                     flip=config.get('eval_flip', False)))
 
-  # Several CPU devices of one process share one thread pool. With steps
-  # queued ahead (async dispatch), a device's next step can hold a pool thread
-  # while the other device's current step waits for one, and the gradient
-  # all-reduce never meets: seen here as an abort ("Termination timeout for
-  # all reduce") after 1,500 steps of configs/cifar10_fast_cpu.py; cf.
-  # jax-ml/jax#25861. Waiting for each step cost nothing measurable there
-  # (FastCNN, batch 128: 767-774 img/s waiting, 769-778 not).
-  one_step_at_a_time = (jax.default_backend() == 'cpu' and
-                        len(jax.local_devices()) > 1)
-  # The position is a function of the step in both pipelines: resuming at
-  # start_step reads what an uninterrupted run would have read.
+def _describe(config, workdir: Path, dataset, num: dict) -> None:
+  """config.json and dataset.json, for `checkpointing.load_run`."""
+  if jax.process_index() == 0:
+    (workdir / 'config.json').write_text(config.to_json_best_effort(indent=2))
+    (workdir / 'dataset.json').write_text(json.dumps({
+        'class_names': dataset.class_names, 'image_shape': dataset.image_shape,
+        'num_train': num['train'], 'num_val': num['val'],
+        'num_test': num['test']}, indent=2))
+
+
+def _device_batches(config, dataset, mesh, start_step: int):
+  """(step, images, labels) as global arrays, from `start_step` on.
+
+  The position is a function of the step in both pipelines: resuming at
+  start_step reads what an uninterrupted run would have read.
+  """
+  shard = sharding.DataShard(mesh)
   batches = ((step, *shard.to_global(*shard.local_rows(images, labels)))
-             for step, images, labels in data.train_batches(
+             for step, images, labels in dataset.train_batches(
                  seed=config.seed, batch_size=config.batch_size, start_step=start_step,
                  process_index=shard.index, process_count=shard.count))
-  if config.data.get('pipeline', 'memory') == 'stream':
-    from isovolnet_jax import input_stream  # pylint: disable=import-outside-toplevel
-    batches = input_stream.prefetch(batches, config.data.prefetch)
+  return data.prefetch(batches, dataset.device_prefetch)
 
-  log = logs.MetricLog(workdir)
-  timer = StepTimer(config.batch_size)
+
+def _one_step_at_a_time() -> bool:
+  """Whether to wait for each step before dispatching the next.
+
+  Several CPU devices of one process share one thread pool. With steps
+  queued ahead (async dispatch), a device's next step can hold a pool thread
+  while the other device's current step waits for one, and the gradient
+  all-reduce never meets: the run aborts ("Termination timeout for all
+  reduce"; cf. jax-ml/jax#25861). Waiting costs nothing measurable there.
+  """
+  return jax.default_backend() == 'cpu' and len(jax.local_devices()) > 1
+
+
+def _check_finite(state, step: int, last_saved: int | None, workdir: Path) -> None:
+  """Stops a diverged run before it logs or saves: its parameters are not finite."""
+  if not params_finite(state.params):
+    where = (f'step {last_saved} in {workdir / "checkpoints"}'
+             if last_saved is not None else 'none')
+    raise InputError(f'training diverged: the parameters are not finite at step {step}; '
+                     f'last good checkpoint: {where}; lower '
+                     f'--config.optimizer.learning_rate')
+
+
+def _log_train(log, step: int, unlogged: list, images_per_sec: float, learning_rate,
+               total_steps: int, batch_size: int) -> None:
+  """One progress line; metrics.jsonl gets the mean of the steps since the last."""
+  unlogged = jax.device_get(unlogged)
+  means = {k: float(np.mean([m[k] for m in unlogged])) for k in unlogged[0]}
+  log.write(step, 'train', {**means, 'learning_rate': learning_rate,
+                            'images_per_sec': images_per_sec})
+  logging.info('step %d/%d  loss %.4f  accuracy %.4f  %.0f img/s  ETA %s',
+               step, total_steps, means['loss'], means['accuracy'], images_per_sec,
+               _eta((total_steps - step) * batch_size / images_per_sec))
+
+
+def _evaluate_and_log(log, step: int, split: str, state, eval_fn, setup: SetUp) -> dict:
+  result = evaluate(state, eval_fn, setup.mesh, setup.dataset, split,
+                    setup.plan.eval_batch_size)
+  log.write(step, split, result)
+  return result
+
+
+def _draw_curves(workdir: Path, plan: Plan) -> None:
+  if jax.process_index() == 0:
+    plots.learning_curves(workdir, plan.steps_per_epoch)
+
+
+def _train(config, workdir: Path, signals: preemption.Signals) -> dict:
+  setup, state = _set_up(config, workdir)
+  jitted_train_step = make_train_step(config, setup.dataset.num_classes, setup.mesh)
+  jitted_eval_step = make_eval_step(config, setup.dataset.num_classes)
+  start_step, total = int(state.step), setup.plan.total_steps
+  batches = _device_batches(config, setup.dataset, setup.mesh, start_step)
+  wait_each_step = _one_step_at_a_time()
+  log, timer = logs.MetricLog(workdir), StepTimer(config.batch_size)
   t_start = time.time()  # max_train_time_minutes counts from here.
-  pending, last_saved, val = [], manager.latest_step(), None
-
-  def check_finite(step):
-    losses = [float(m['loss']) for m in jax.device_get(pending)]
-    if not all(map(math.isfinite, losses)):
-      where = (f'step {last_saved} in {workdir / "checkpoints"}'
-               if last_saved is not None else 'none')
-      raise InputError(f'training diverged: loss is {losses[-1]} at step {step}; '
-                       f'last good checkpoint: {where}; lower '
-                       f'--config.optimizer.learning_rate')
-
-  def log_train(step):
-    """One progress line; metrics.jsonl gets the mean of the steps since the last."""
-    check_finite(step)
-    means = {k: float(np.mean([m[k] for m in jax.device_get(pending)]))
-             for k in pending[0]}
-    ips = timer.images_per_sec()
-    log.write(step, 'train', {**means, 'learning_rate': schedule(step - 1),
-                              'images_per_sec': ips})
-    logging.info('step %d/%d  loss %.4f  accuracy %.4f  %.0f img/s  ETA %s',
-                 step, total_steps, means['loss'], means['accuracy'], ips,
-                 _eta((total_steps - step) * config.batch_size / ips))
-    pending.clear()
-
-  def evaluate_val(step):
-    result = evaluate(state, p_eval, mesh, data, 'val', eval_batch)
-    log.write(step, 'val', result)
-    if jax.process_index() == 0:
-      plots.learning_curves(workdir, steps_per_epoch)
-    return result
-
-  def save(step, val):
-    if pending:
-      check_finite(step)
-    if not params_finite(state.params):
-      raise InputError(f'training diverged: parameters are not finite at step {step}; '
-                       f'last good checkpoint: step {last_saved}; lower '
-                       f'--config.optimizer.learning_rate')
-    checkpointing.save(manager, step, state, val and val['accuracy'])
-
+  unlogged, last_saved, val = [], setup.manager.latest_step(), None
   try:
-    for step, images, labels in batches:
-      if step >= total_steps:
-        break
-      state, metrics = p_train(state, images, labels, step_key)
-      if one_step_at_a_time:
+    for done, (_, images, labels) in zip(range(start_step + 1, total + 1), batches):
+      state, metrics = jitted_train_step(state, images, labels, setup.step_key)
+      if wait_each_step:
         jax.block_until_ready(metrics)
       timer.step_done(metrics)
-      pending.append(metrics)
-      done = step + 1
+      unlogged.append(metrics)
+
       at_log_step = done % config.log_every_steps == 0
-      if at_log_step or done == total_steps:
-        log_train(done)
       out_of_time = at_log_step and preemption.out_of_time(
           t_start, config.max_train_time_minutes)
+      stop_signal = preemption.agreed_signal(signals, done, config.log_every_steps)
+      last = done == total or out_of_time or stop_signal is not None
+      evaluate_now = bool(setup.num['val']) and (done % setup.plan.eval_every == 0 or last)
+      # Every evaluation gets a checkpoint, so the best by val accuracy is
+      # chosen among all of them.
+      save_now = evaluate_now or done % config.checkpoint_every_steps == 0 or last
+
+      if at_log_step or save_now:
+        _check_finite(state, done, last_saved, workdir)
+      if at_log_step or done == total:
+        _log_train(log, done, unlogged, timer.images_per_sec(), setup.schedule(done - 1),
+                   total, config.batch_size)
+        unlogged = []
+      with timer.paused():
+        val = (_evaluate_and_log(log, done, 'val', state, jitted_eval_step, setup)
+               if evaluate_now else None)
+        if save_now:
+          checkpointing.save(setup.manager, done, state, val and val['accuracy'])
+          last_saved = done
+      if stop_signal is not None:
+        _draw_curves(workdir, setup.plan)
+        raise Preempted(done, stop_signal)
       if out_of_time:  # Equal-compute runs: stop here as if this were the end.
         logging.info('max_train_time_minutes=%s reached at step %d; stopping.',
                      config.max_train_time_minutes, done)
-      stop_signal = preemption.agreed_signal(signals, done, config.log_every_steps)
-      last = done == total_steps or out_of_time or stop_signal is not None
-      val = None
-      with timer.paused():
-        if (done % eval_every == 0 or last) and num['val']:
-          val = evaluate_val(done)
-        # Every evaluation gets a checkpoint, so the best by val accuracy is
-        # chosen among all of them.
-        if val is not None or done % config.checkpoint_every_steps == 0 or last:
-          save(done, val)
-          last_saved = done
-      if stop_signal is not None:
-        raise Preempted(done, stop_signal)
-      if out_of_time:
         break
-
-    final = {} if val is None else {'val': val}
-    for split in ('val', 'test'):
-      if num[split] and split not in final:
-        final[split] = evaluate(state, p_eval, mesh, data, split, eval_batch)
-        log.write(int(state.step), split, final[split])
-    if jax.process_index() == 0:
-      plots.learning_curves(workdir, steps_per_epoch)
-    for split, m in final.items():
-      logging.info('%s at step %d: loss %.4f accuracy %.4f', split, int(state.step),
-                   m['loss'], m['accuracy'])
+    final = _final_evaluation(log, state, val, jitted_eval_step, setup)
+    _draw_curves(workdir, setup.plan)
   finally:
-    manager.wait_until_finished()
-    manager.close()
+    setup.manager.wait_until_finished()
+    setup.manager.close()
     log.close()
   logging.info('Done in %.0f s.', time.time() - t_start)
+  return final
+
+
+def _final_evaluation(log, state, val: dict | None, eval_fn, setup: SetUp) -> dict:
+  """Val and test metrics of the final state; `val` if the last step measured it."""
+  final = {} if val is None else {'val': val}
+  step = int(state.step)
+  for split in ('val', 'test'):
+    if setup.num[split] and split not in final:
+      final[split] = _evaluate_and_log(log, step, split, state, eval_fn, setup)
+  for split, m in final.items():
+    logging.info('%s at step %d: loss %.4f accuracy %.4f', split, step,
+                 m['loss'], m['accuracy'])
   return final

@@ -18,7 +18,7 @@ import numpy as np
 
 def to_model_scale(images) -> np.ndarray:
   """uint8 [0, 255] -> float64 [-1, 1], the scale the models see
-  (input_pipeline.normalize); floats are taken as already on it."""
+  (data.augment.normalize); floats are taken as already on it."""
   images = np.asarray(images)
   if images.dtype == np.uint8:
     return images.astype(np.float64) / 127.5 - 1.0

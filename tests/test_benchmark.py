@@ -1,4 +1,4 @@
-"""The JAX-vs-PyTorch benchmark and the one-device-per-core CPU set-up."""
+"""The JAX-vs-PyTorch benchmark."""
 
 import json
 import os
@@ -17,31 +17,6 @@ from isovolnet_jax import cpu_devices
 from helpers import metrics, require, require_torch
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def test_device_count_divides_the_batch():
-  assert cpu_devices.device_count_for(256, 2) == 2
-  assert cpu_devices.device_count_for(256, 12) == 8   # 12, 11, 10, 9 don't divide 256.
-  assert cpu_devices.device_count_for(30, 4) == 3
-  assert cpu_devices.device_count_for(7, 2) == 1
-
-
-def _jax_devices_after(code: str, env_extra=None) -> int:
-  env = {k: v for k, v in os.environ.items() if k != 'XLA_FLAGS'}
-  env.update(env_extra or {})
-  out = subprocess.run([sys.executable, '-c', code + '\nimport jax\nprint(jax.device_count())'],
-                       capture_output=True, text=True, env=env, check=True)
-  return int(out.stdout.split()[-1])
-
-
-def test_configure_sets_one_device_per_core_and_respects_xla_flags():
-  cores = cpu_devices.usable_cores()
-  set_ = 'from isovolnet_jax import cpu_devices\ncpu_devices.configure({}, {})'
-  assert _jax_devices_after(set_.format(-1, 64)) == cpu_devices.device_count_for(64, cores)
-  assert _jax_devices_after(set_.format(3, 64)) == 3
-  assert _jax_devices_after(set_.format(0, 64)) == 1
-  forced = {'XLA_FLAGS': '--xla_force_host_platform_device_count=4'}
-  assert _jax_devices_after(set_.format(-1, 64), forced) == 4
 
 
 def test_cpu_peak_is_computed_from_cpuinfo():

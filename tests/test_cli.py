@@ -1,5 +1,6 @@
 """The shared entry-point module: one error line and exit 2 from every command,
-key flags in --help, and tcmalloc detected for real and preloaded by re-exec."""
+key flags in --help, tcmalloc detected for real and preloaded by re-exec, and
+the CPU devices set up before JAX starts (cpu_devices)."""
 
 import ctypes.util
 import json
@@ -10,6 +11,7 @@ import sys
 import pytest
 
 from isovolnet_jax import cli
+from isovolnet_jax import cpu_devices
 
 from helpers import ROOT, load_config_file, require
 
@@ -125,13 +127,43 @@ def test_tcmalloc_opt_out():
 
 
 def test_the_benchmark_reports_tcmalloc_from_the_process(monkeypatch):
-  """benchmark's `tcmalloc` figure is cli.tcmalloc_loaded(), not LD_PRELOAD."""
+  """benchmark's `tcmalloc` figure is what this process has mapped, whatever
+  LD_PRELOAD says: here it says the opposite."""
+  require(os.path.exists('/proc/self/maps'), 'no /proc/self/maps (not Linux)')
   from isovolnet_jax.bench import benchmark
-  monkeypatch.setattr(cli, 'tcmalloc_loaded', lambda: 'probed')
+  with open('/proc/self/maps') as f:
+    mapped = 'libtcmalloc' in f.read()
+  monkeypatch.setenv('LD_PRELOAD', '' if mapped else 'libtcmalloc.so.4')
   monkeypatch.setattr(benchmark, 'time_jax', lambda *a: {
       'params': 1, 'devices': 1, 'train': 1.0, 'infer': 1.0})
   monkeypatch.setattr(benchmark, 'matmul_flops', lambda: 1e9)
-  monkeypatch.setenv('LD_PRELOAD', 'libtcmalloc.so.4')
   config = load_config_file('smoke')
   args = type('Args', (), dict(threads=1, skip_torch=True))
-  assert benchmark.run(config, args)['tcmalloc'] == 'probed'
+  assert benchmark.run(config, args)['tcmalloc'] is mapped
+
+
+# ---------------------------------------------------------------- CPU devices
+
+def test_device_count_divides_the_batch():
+  assert cpu_devices.device_count_for(256, 2) == 2
+  assert cpu_devices.device_count_for(256, 12) == 8   # 12, 11, 10, 9 don't divide 256.
+  assert cpu_devices.device_count_for(30, 4) == 3
+  assert cpu_devices.device_count_for(7, 2) == 1
+
+
+def _jax_devices_after(code: str, env_extra=None) -> int:
+  env = {k: v for k, v in os.environ.items() if k != 'XLA_FLAGS'}
+  env.update(env_extra or {})
+  out = subprocess.run([sys.executable, '-c', code + '\nimport jax\nprint(jax.device_count())'],
+                       capture_output=True, text=True, env=env, check=True)
+  return int(out.stdout.split()[-1])
+
+
+def test_configure_sets_one_device_per_core_and_respects_xla_flags():
+  cores = cpu_devices.usable_cores()
+  set_ = 'from isovolnet_jax import cpu_devices\ncpu_devices.configure({}, {})'
+  assert _jax_devices_after(set_.format(-1, 64)) == cpu_devices.device_count_for(64, cores)
+  assert _jax_devices_after(set_.format(3, 64)) == 3
+  assert _jax_devices_after(set_.format(0, 64)) == 1
+  forced = {'XLA_FLAGS': '--xla_force_host_platform_device_count=4'}
+  assert _jax_devices_after(set_.format(-1, 64), forced) == 4

@@ -15,7 +15,7 @@ from sklearn import metrics as skm
 from isovolnet_jax import checkpointing
 from isovolnet_jax import config_defaults
 from isovolnet_jax import evaluate
-from isovolnet_jax import input_pipeline
+from isovolnet_jax.data import memory
 from isovolnet_jax import metrics
 from isovolnet_jax import plots
 from isovolnet_jax import predict
@@ -121,7 +121,7 @@ def test_eval_flip_averages_with_the_mirror_in_training_and_evaluation(run_dir, 
   averaged with the mirror images' (eval_flip=True), not the plain logits'."""
   run = checkpointing.load_run(run_dir)
   assert run.config.eval_flip
-  images, labels = input_pipeline.load(run.config).split('test')
+  images, labels = memory.load(run.config).split('test')
 
   def loss(flip):
     logits = train.eval_logits(run.model.apply, run.variables, images, flip)
@@ -144,7 +144,7 @@ def test_evaluate_and_predict_agree_on_the_same_images(run_dir, tmp_path):
   with (tmp_path / 'test_predictions.csv').open() as f:
     rows = list(csv.DictReader(f))
   run = checkpointing.load_run(run_dir)
-  images, labels = input_pipeline.load(run.config).split('test')
+  images, labels = memory.load(run.config).split('test')
   probs = predict.predict(run, images)
   assert [int(r['label']) for r in rows] == labels.tolist()
   assert [int(r['prediction']) for r in rows] == probs.argmax(-1).tolist()

@@ -9,7 +9,7 @@ from PIL import Image
 
 from isovolnet_jax import config_defaults
 from isovolnet_jax.tools import export_folder
-from isovolnet_jax import input_pipeline
+from isovolnet_jax.data import memory
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -32,7 +32,7 @@ def test_export_writes_a_folder_the_pipeline_reads(tmp_path):
   config = config_defaults.load_config_file(ROOT / 'configs' / 'smoke.py')
   config.data.update(source='folder', path=str(out), cache_dir=str(tmp_path / 'cache'),
                      val_size=0)
-  data = input_pipeline.load(config)
+  data = memory.load(config)
   assert data.class_names == sorted(names)
   assert data.train_images.shape == (30, 32, 32, 3) and data.test_images.shape == (30, 32, 32, 3)
   # The same images, in the folder reader's order: compare as sets of bytes.

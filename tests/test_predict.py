@@ -16,7 +16,7 @@ from PIL import Image
 from isovolnet_jax import config_defaults
 from isovolnet_jax import checkpointing, predict, train
 from isovolnet_jax.errors import InputError
-from isovolnet_jax.input_pipeline import normalize
+from isovolnet_jax.data import normalize
 
 ROOT = Path(__file__).resolve().parents[1]
 

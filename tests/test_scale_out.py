@@ -19,6 +19,7 @@ from isovolnet_jax import models
 from isovolnet_jax import optim
 from isovolnet_jax import sharding
 from isovolnet_jax import train
+from isovolnet_jax.data import augment
 from isovolnet_jax.errors import InputError
 
 from helpers import ROOT, last_line, metrics, run_main, smoke_config
@@ -184,7 +185,7 @@ class _FakeMesh:
 
 def test_data_shard_feeds_the_blocks_of_this_process():
   rows = np.arange(8)
-  # Process 0 holds data blocks 2 and 3: the second half, as input_pipeline's
+  # Process 0 holds data blocks 2 and 3: the second half, as the data pipelines'
   # slice 1 of 2.
   shard = sharding.DataShard(_FakeMesh([1, 1, 0, 0]))
   assert (shard.contiguous, shard.index, shard.count) == (True, 1, 2)
@@ -222,7 +223,7 @@ def _state_and_batch(config, dtype, batch=32, seed=0):
   replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
   tx = optim.create_optimizer(config.optimizer,
                               optax.constant_schedule(config.optimizer.learning_rate))
-  state = train.create_train_state(config, model, (32, 32, 3), tx,
+  state = train.create_train_state(model, (32, 32, 3), tx,
                                    jax.random.key(seed), replicated)
   rng = np.random.default_rng(seed)
   images = rng.integers(0, 256, (batch, 32, 32, 3), dtype=np.uint8)
@@ -249,7 +250,7 @@ def test_bfloat16_computes_in_bf16_and_keeps_float32_state():
   assert _dtypes(state.opt_state) <= {'float32', 'int32'}  # int32: Adam's count.
   assert 'float32' in _dtypes(state.opt_state)
 
-  x = train.input_pipeline.normalize(images[:4])
+  x = augment.normalize(images[:4])
   logits, inter = model.apply({'params': state.params, 'batch_stats': state.batch_stats},
                               x, train=False, capture_intermediates=True,
                               mutable=['intermediates'])
@@ -335,7 +336,7 @@ def test_accumulation_with_batchnorm_updates_statistics_per_micro_batch(k):
   params, start = jax.device_get((state.params, state.batch_stats))
   # The step's own augmentation: its key is fold_in(base key, step 0).
   aug_key, _ = jax.random.split(jax.random.fold_in(jax.random.key(1), 0))
-  x = train.input_pipeline.normalize(train.input_pipeline.augment(
+  x = augment.normalize(augment.augment(
       aug_key, images, config.augment.crop_padding, config.augment.flip))
 
   def batch_statistics(micro_batch):

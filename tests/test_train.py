@@ -140,7 +140,7 @@ def test_one_batch_overfits():
   mesh = sharding.make_mesh(32)
   replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
   tx = optim.create_optimizer(config.optimizer, optax.constant_schedule(3e-3))
-  state = train.create_train_state(config, model, (32, 32, 3), tx,
+  state = train.create_train_state(model, (32, 32, 3), tx,
                                    jax.random.key(0), replicated)
   rng = np.random.default_rng(0)
   images = rng.integers(0, 256, (32, 32, 32, 3), dtype=np.uint8)
@@ -172,7 +172,7 @@ def test_with_label_smoothing_the_train_loss_is_also_logged_without(k):
   def first_step(smoothing):
     config = config_defaults.apply_overrides(base, {'label_smoothing': smoothing})
     tx = optim.create_optimizer(config.optimizer, optax.constant_schedule(0.1))
-    state = train.create_train_state(config, model, (32, 32, 3), tx, jax.random.key(0),
+    state = train.create_train_state(model, (32, 32, 3), tx, jax.random.key(0),
                                      jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()))
     return train.make_train_step(config, 10, mesh)(state, x, y, jax.random.key(1))[1]
 

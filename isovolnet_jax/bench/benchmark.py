@@ -176,7 +176,7 @@ def time_jax(config, image_shape, num_classes, args) -> dict:
                             config.get('grad_accum_steps', 1))
   model = models.create_model(config.model, num_classes, models.DTYPES[config.dtype])
   tx = optim.create_optimizer(config.optimizer, config.optimizer.learning_rate)
-  state = train.create_train_state(config, model, image_shape, tx,
+  state = train.create_train_state(model, image_shape, tx,
                                    jax.random.key(0), NamedSharding(mesh, P()))
   params = sum(x.size for x in jax.tree.leaves(state.params))
 

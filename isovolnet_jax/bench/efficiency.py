@@ -86,7 +86,7 @@ def measure(config, batch_size: int, steps: int) -> dict:
   infer_s = _median_seconds(lambda: infer(variables, batch), steps)
 
   tx = optim.create_optimizer(config.optimizer, lambda _: config.optimizer.learning_rate)
-  state = train.create_train_state(config, model, shape, tx, jax.random.key(0), replicated)
+  state = train.create_train_state(model, shape, tx, jax.random.key(0), replicated)
   key = jax.random.key(1)
   step = train.make_train_step(config, classes, mesh)
   memory = step.lower(state, images, labels, key).compile().memory_analysis()

@@ -109,7 +109,7 @@ def main(argv):
   del argv
   cpu_devices.configure(FLAGS.cpu_devices, FLAGS.batch_size)  # Before JAX starts.
   import jax  # pylint: disable=import-outside-toplevel
-  from isovolnet_jax import input_pipeline, input_stream, models, optim, sharding, train  # pylint: disable=import-outside-toplevel
+  from isovolnet_jax import data as data_lib, models, optim, sharding, train  # pylint: disable=import-outside-toplevel
   mesh = sharding.make_mesh(FLAGS.batch_size)
   shard = sharding.DataShard(mesh)
   replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
@@ -122,11 +122,9 @@ def main(argv):
 
     def batches(config=config):
       start = time.perf_counter()
-      data = input_pipeline.dataset(config)
-      it = ((s, *shard.to_global(x, y)) for s, x, y in data.train_batches(
-          seed=0, batch_size=config.batch_size, start_step=0))
-      if pipeline == 'stream':
-        it = input_stream.prefetch(it, config.data.prefetch)
+      data = data_lib.dataset(config)
+      it = data_lib.prefetch(((s, *shard.to_global(x, y)) for s, x, y in data.train_batches(
+          seed=0, batch_size=config.batch_size, start_step=0)), data.device_prefetch)
       next(it)
       return data, it, time.perf_counter() - start
 
@@ -135,7 +133,7 @@ def main(argv):
     model = models.create_model(config.model, data.num_classes)
     schedule = optim.create_learning_rate_schedule(config.optimizer, 1000, 195)
     tx = optim.create_optimizer(config.optimizer, schedule)
-    state = train.create_train_state(config, model, data.image_shape, tx, key, replicated)
+    state = train.create_train_state(model, data.image_shape, tx, key, replicated)
     step = train.make_train_step(config, 10, mesh)
     _, it, _ = batches()
 

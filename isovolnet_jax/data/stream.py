@@ -3,7 +3,7 @@
 Nothing is loaded whole. tf.data reads, decodes and augments the examples on
 host threads while the devices run the previous step (ImageNet style:
 random-resized crop + flip for training, centre crop + resize for
-evaluation), and `prefetch` puts batches on the devices ahead of the step.
+evaluation), and `data.prefetch` puts batches on the devices ahead of the step.
 Each process reads only its share of every epoch.
 
 The data position is a function of the step, as in the memory path, so a
@@ -12,7 +12,7 @@ augmentation comes from a stateless seed (config seed, its ordinal in the
 run), so it is the same too.
 
 - Image folders are random access: epoch e is
-  `input_pipeline.epoch_permutation(seed, e, N)`, the global batch of a step
+  `order.epoch_permutation(seed, e, N)`, the global batch of a step
   is the memory path's, and each process reads only its rows of it.
 - tfds datasets are TFRecord files, read in sequence: of P processes, process
   p reads examples [p*M, (p+1)*M), M = N // P, in windows of
@@ -28,7 +28,6 @@ prepared as TFRecord. tf.data reads both tfds and folders, TensorFlow is
 already a dependency, and its C++ threads do not hold the GIL.
 """
 
-import collections
 import dataclasses
 import functools
 import logging
@@ -37,16 +36,10 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from isovolnet_jax import input_pipeline
+from isovolnet_jax.data import augment
+from isovolnet_jax.data import order
+from isovolnet_jax.data import sources
 from isovolnet_jax.errors import InputError
-
-CROP_FRACTION = 0.875  # Eval: centre crop of 87.5% of the shorter side (224 of 256).
-
-
-def _tf():
-  import tensorflow as tf  # Lazily, and without the GPU, which is JAX's.
-  tf.config.set_visible_devices([], 'GPU')
-  return tf
 
 
 # ---------------------------------------------------------------- records
@@ -65,7 +58,7 @@ class FolderRecords:
 
   def take(self, indices: np.ndarray):
     """(encoded image, label) of the examples at `indices`, in that order."""
-    tf = _tf()
+    tf = augment.tf()
     ds = tf.data.Dataset.from_tensor_slices((self.paths[indices], self.labels[indices]))
     return ds.map(lambda p, y: (tf.io.read_file(p), y),
                   num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
@@ -95,59 +88,6 @@ class TfdsRecords:
     return ds.map(lambda ex: (ex['image'], ex['label']))
 
 
-# ---------------------------------------------------------------- images
-
-def _crop(tf, encoded, box_fn):
-  """Decodes only the crop `box_fn(shape)` -> (offset_y, offset_x, h, w) of a
-  JPEG (decode_and_crop_jpeg); other formats are decoded whole, then cropped."""
-  def jpeg():
-    y, x, h, w = box_fn(tf.image.extract_jpeg_shape(encoded))
-    return tf.image.decode_and_crop_jpeg(encoded, tf.stack([y, x, h, w]), channels=3)
-
-  def other():
-    image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
-    y, x, h, w = box_fn(tf.shape(image))
-    return image[y:y + h, x:x + w]
-  image = tf.cond(tf.io.is_jpeg(encoded), jpeg, other)
-  image.set_shape([None, None, 3])
-  return image
-
-
-def _to_uint8(tf, image, size):
-  image = tf.image.resize(image, (size, size), method='bilinear', antialias=True)
-  return tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
-
-
-def train_image(encoded, seed, *, size: int, area_range, aspect_range, flip: bool):
-  """Random-resized crop (Inception style) + horizontal flip -> uint8 [size, size, 3]."""
-  tf = _tf()
-  crop_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
-
-  def box(shape):
-    begin, extent, _ = tf.image.stateless_sample_distorted_bounding_box(
-        shape, tf.constant([[[0.0, 0.0, 1.0, 1.0]]]), seed=crop_seed,
-        min_object_covered=0.1, aspect_ratio_range=aspect_range,
-        area_range=area_range, max_attempts=10, use_image_if_no_bounding_boxes=True)
-    return begin[0], begin[1], extent[0], extent[1]
-  image = _crop(tf, encoded, box)
-  if flip:
-    image = tf.image.stateless_random_flip_left_right(image, flip_seed)
-  return _to_uint8(tf, image, size)
-
-
-def eval_image(encoded, *, size: int, resize: int):
-  """The centre square that a resize of the shorter side to `resize` and a
-  `size` crop would keep, resized to `size`."""
-  tf = _tf()
-
-  def box(shape):
-    h, w = shape[0], shape[1]
-    side = tf.cast(tf.round(tf.cast(tf.minimum(h, w), tf.float32) * size / resize), tf.int32)
-    side = tf.maximum(side, 1)
-    return (h - side) // 2, (w - side) // 2, side, side
-  return _to_uint8(tf, _crop(tf, encoded, box), size)
-
-
 # ---------------------------------------------------------------- dataset
 
 @dataclasses.dataclass
@@ -162,6 +102,7 @@ class StreamDataset:
   flip: bool
   shuffle_window: int
   split_names: dict  # 'train', 'test' -> the dataset's own split names
+  device_prefetch: int  # Batches sent to the devices ahead of the step.
 
   @property
   def num_classes(self) -> int:
@@ -181,11 +122,11 @@ class StreamDataset:
     """This process's (encoded, label) records of steps [first, n_steps) of `epoch`."""
     records, local = self.splits['train'], batch_size // process_count
     if isinstance(records, FolderRecords):
-      perm = input_pipeline.epoch_permutation(seed, epoch, len(records))
-      # As the memory path: global batch i = sorted perm[i*B:(i+1)*B], sliced.
-      rows = np.sort(perm[:n_steps * batch_size].reshape(n_steps, batch_size), axis=1)
-      return records.take(rows[first:, process_index * local:
-                                (process_index + 1) * local].ravel())
+      # The memory pipeline's global batches, this process's rows of each.
+      perm = order.epoch_permutation(seed, epoch, len(records))
+      rows = order.batch_rows(perm, np.arange(first, n_steps), batch_size)
+      return records.take(
+          rows[:, order.process_slice(process_index, process_count, batch_size)].ravel())
     return self._tfds_epoch(records, seed, epoch, first * local, n_steps * local,
                             process_index, process_count)
 
@@ -207,7 +148,7 @@ class StreamDataset:
     # One window after the other, but the next one is opened (read into its
     # shuffle buffer) by a background thread while this one is consumed: a
     # deterministic interleave whose block spans a whole window.
-    tf = _tf()
+    tf = augment.tf()
     windows = functools.reduce(lambda a, b: a.concatenate(b),
                                [tf.data.Dataset.from_tensors(p) for p in parts])
     return windows.interleave(lambda w: w, cycle_length=2, block_length=self.shuffle_window,
@@ -217,14 +158,12 @@ class StreamDataset:
                     process_index: int = 0, process_count: int = 1
                     ) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
     """Yields (step, uint8 images, int32 labels) of this process, from `start_step` on."""
-    tf = _tf()
-    n_steps = input_pipeline.steps_per_epoch(self.num_examples('train'), batch_size)
-    if n_steps == 0:
-      raise InputError(f'batch_size={batch_size} is larger than the '
-                       f'{self.num_examples("train")} training images; lower --config.batch_size')
+    tf = augment.tf()
+    n_steps = order.steps_per_epoch(self.num_examples('train'), batch_size)
     local = batch_size // process_count
-    augment = functools.partial(train_image, size=self.image_size, area_range=self.area_range,
-                                aspect_range=self.aspect_range, flip=self.flip)
+    crop = functools.partial(augment.train_image, size=self.image_size,
+                             area_range=self.area_range, aspect_range=self.aspect_range,
+                             flip=self.flip)
     step = start_step
     while True:
       epoch, first = divmod(step, n_steps)
@@ -234,7 +173,7 @@ class StreamDataset:
       def prepare(k, record, base=step):
         # The example's row in the run's global batches: its own seed.
         ordinal = (base + k // local) * batch_size + process_index * local + k % local
-        return augment(record[0], tf.stack([tf.constant(seed, tf.int64), ordinal])), record[1]
+        return crop(record[0], tf.stack([tf.constant(seed, tf.int64), ordinal])), record[1]
       ds = (ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
             .batch(local, drop_remainder=True).prefetch(2))
       count = 0
@@ -251,12 +190,12 @@ class StreamDataset:
                    process_count: int = 1):
     """Yields (images, labels, mask): this process's contiguous part of the
     split, padded (mask 0) to the same number of batches on every process."""
-    tf = _tf()
+    tf = augment.tf()
     records, local = self.splits[split], batch_size // process_count
     n = len(records)
     part = math.ceil(n / process_count)
     lo, hi = min(process_index * part, n), min((process_index + 1) * part, n)
-    prep = functools.partial(eval_image, size=self.image_size, resize=self.eval_resize)
+    prep = functools.partial(augment.eval_image, size=self.image_size, resize=self.eval_resize)
     batches = iter(())
     if hi > lo:
       batches = (records.range(lo, hi).take(hi - lo)
@@ -264,40 +203,10 @@ class StreamDataset:
                       deterministic=True).batch(local).prefetch(2).as_numpy_iterator())
     for _ in range(math.ceil(part / local)):
       x, y = next(batches, (np.zeros((0, *self.image_shape), np.uint8), np.zeros(0, np.int32)))
-      pad = local - len(x)
-      mask = np.concatenate([np.ones(len(x), np.float32), np.zeros(pad, np.float32)])
-      x = np.concatenate([x, np.zeros((pad, *self.image_shape), np.uint8)])
-      y = np.concatenate([y.astype(np.int32), np.zeros(pad, np.int32)])
-      yield x, y, mask
-
-
-def prefetch(iterator, size: int):
-  """Keeps `size` items ahead: batches already sent to the devices (the
-  transfer is asynchronous) overlap with the step that runs."""
-  queue = collections.deque()
-  for item in iterator:
-    queue.append(item)
-    if len(queue) > size:
-      yield queue.popleft()
-  yield from queue
+      yield order.padded(x, y.astype(np.int32), local)
 
 
 # ---------------------------------------------------------------- loading
-
-def resolve_splits(available, cfg) -> tuple[str, str]:
-  """(train, eval) split names: the overrides, else 'train' and the
-  dataset's 'test', or 'validation' when it has no test split."""
-  available = list(available)
-  train = cfg.get('train_split') or 'train'
-  evaluation = cfg.get('eval_split') or next(
-      (s for s in ('test', 'validation', 'val') if s in available), 'test')
-  for key, name in (('train_split', train), ('eval_split', evaluation)):
-    if available and name not in available:
-      raise InputError(f'{cfg.name if cfg.source == "tfds" else cfg.path} has no split '
-                       f'{name!r} (it has {", ".join(sorted(available))}); set '
-                       f'--config.data.{key}=NAME')
-  return train, evaluation
-
 
 def _count(builder, split: str) -> int:
   if split in builder.info.splits:
@@ -310,20 +219,15 @@ def _count(builder, split: str) -> int:
 
 
 def _open_tfds(cfg):
-  import tensorflow_datasets as tfds
-  data_dir = cfg.tfds_data_dir or None
-  try:
-    builder = tfds.builder(cfg.name, data_dir=data_dir)
-  except tfds.core.DatasetNotFoundError as e:
-    raise InputError(f'tfds has no dataset {cfg.name!r}; check data.name') from e
-  train, evaluation = resolve_splits(builder.info.splits.keys(), cfg)
+  builder = sources.tfds_builder(cfg)
+  train, evaluation = sources.resolve_splits(builder.info.splits.keys(), cfg)
   try:
     counts = (_count(builder, train), _count(builder, evaluation))
   except AssertionError:  # Not prepared.
-    if not (cfg.download == 'auto' and input_pipeline._online()):
+    if not sources.may_download(cfg):
       raise InputError(
           f'tfds dataset {cfg.name!r} is not prepared in '
-          f'{data_dir or "~/tensorflow_datasets"}; prepare it (tfds build {cfg.name} '
+          f'{cfg.tfds_data_dir or "~/tensorflow_datasets"}; prepare it (tfds build {cfg.name} '
           f'--data_dir=DIR) and set --config.data.tfds_data_dir=DIR') from None
     builder.download_and_prepare()
     counts = (_count(builder, train), _count(builder, evaluation))
@@ -334,13 +238,13 @@ def _open_tfds(cfg):
 
 def _open_folder(cfg):
   import tensorflow_datasets as tfds
-  root = input_pipeline.folder_root(cfg)
+  root = sources.folder_root(cfg)
   builder = tfds.folder_dataset.ImageFolder(str(root))
   available = [s for s in builder.info.splits.keys() if builder._split_examples[s]]  # pylint: disable=protected-access
   if not available:
     raise InputError(f'no .jpg/.png images under {root}/<split>/<class>/; it needs '
                      f'train/<class name>/<image> and test/ or validation/ (set data.path)')
-  train, evaluation = resolve_splits(available, cfg)
+  train, evaluation = sources.resolve_splits(available, cfg)
   names = builder.info.features['label'].names
   out = []
   for split in (train, evaluation):
@@ -360,16 +264,10 @@ def load(config) -> StreamDataset:
   if not cfg.image_size:
     raise InputError('data.pipeline=stream crops every image to one size; set '
                      '--config.data.image_size=N (e.g. 224)')
-  if cfg.source == 'tfds':
-    (train, test), names, split_names = _open_tfds(cfg)
-  elif cfg.source == 'folder':
-    (train, test), names, split_names = _open_folder(cfg)
-  else:
-    raise InputError(f"unknown data.source={cfg.source!r}; choose 'tfds' or 'folder'")
-  if not 0 <= cfg.val_size < len(train):
-    raise InputError(f'data.val_size={cfg.val_size} must be in [0, {len(train)}) '
-                     f'for a training split of {len(train)} images')
-  cut = len(train) - cfg.val_size
+  sources.check_source(cfg)
+  open_source = _open_tfds if cfg.source == 'tfds' else _open_folder
+  (train, test), names, split_names = open_source(cfg)
+  cut = sources.val_cut(len(train), cfg.val_size)
   aug = config.augment
   logging.info('Streaming %s: train=%r (%d, %d held out for val), test=%r (%d).',
                cfg.name if cfg.source == 'tfds' else cfg.path, split_names[0], cut,
@@ -377,7 +275,8 @@ def load(config) -> StreamDataset:
   return StreamDataset(
       splits={'train': train.sub(0, cut), 'val': train.sub(cut, len(train)), 'test': test},
       class_names=list(names), image_size=cfg.image_size,
-      eval_resize=cfg.eval_resize or round(cfg.image_size / CROP_FRACTION),
+      eval_resize=cfg.eval_resize or round(cfg.image_size / augment.CROP_FRACTION),
       area_range=tuple(aug.area_range), aspect_range=tuple(aug.aspect_range),
       flip=aug.flip, shuffle_window=cfg.shuffle_window,
-      split_names={'train': split_names[0], 'test': split_names[1]})
+      split_names={'train': split_names[0], 'test': split_names[1]},
+      device_prefetch=cfg.prefetch)

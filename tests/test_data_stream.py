@@ -15,8 +15,7 @@ import tensorflow_datasets as tfds
 from PIL import Image
 
 from isovolnet_jax import config_defaults
-from isovolnet_jax import input_pipeline
-from isovolnet_jax import input_stream
+from isovolnet_jax import data as data_lib
 from isovolnet_jax import preemption
 from isovolnet_jax import sharding
 from isovolnet_jax import train
@@ -101,7 +100,7 @@ def tfds_config(tfds_dir, **data):
 
 def epoch_ids(data, batch_size, process_index=0, process_count=1, start_step=0, steps=None,
               seed=0):
-  n = steps or input_pipeline.steps_per_epoch(data.num_examples('train'), batch_size)
+  n = steps or data_lib.steps_per_epoch(data.num_examples('train'), batch_size)
   it = data.train_batches(seed=seed, batch_size=batch_size, start_step=start_step,
                           process_index=process_index, process_count=process_count)
   return [next(it) for _ in range(n)]
@@ -110,7 +109,7 @@ def epoch_ids(data, batch_size, process_index=0, process_count=1, start_step=0, 
 # ---------------------------------------------------------------- splits
 
 def test_split_names_come_from_the_dataset(tfds_dir):
-  data = input_pipeline.dataset(tfds_config(tfds_dir, val_size=10))
+  data = data_lib.dataset(tfds_config(tfds_dir, val_size=10))
   # No 'test' split: evaluation reads 'validation' (ids 60-79).
   assert data.split_names == {'train': 'train', 'test': 'validation'}
   assert [data.num_examples(s) for s in ('train', 'val', 'test')] == [50, 10, 20]
@@ -123,30 +122,30 @@ def test_split_names_come_from_the_dataset(tfds_dir):
   assert sorted(halves[0] + halves[1]) == list(range(60, 80)) and len(halves[0]) == 10
   # The memory path resolves the same way.
   config = tfds_config(tfds_dir, val_size=10, pipeline='memory', image_size=0)
-  assert sorted(image_ids(input_pipeline.dataset(config).test_images)) == list(range(60, 80))
+  assert sorted(image_ids(data_lib.dataset(config).test_images)) == list(range(60, 80))
   # Overrides, and a missing split refused naming the override.
-  data = input_pipeline.dataset(tfds_config(tfds_dir, eval_split='train'))
+  data = data_lib.dataset(tfds_config(tfds_dir, eval_split='train'))
   assert data.num_examples('test') == 60
   with pytest.raises(InputError, match=r"no split 'test' \(it has train, validation\).*"
                                        r"--config.data.eval_split"):
-    input_pipeline.dataset(tfds_config(tfds_dir, eval_split='test'))
+    data_lib.dataset(tfds_config(tfds_dir, eval_split='test'))
   with pytest.raises(InputError, match='data.image_size'):
-    input_pipeline.dataset(tfds_config(tfds_dir, image_size=0))
+    data_lib.dataset(tfds_config(tfds_dir, image_size=0))
   with pytest.raises(InputError, match="data.pipeline='disk'.*'memory' or 'stream'"):
-    input_pipeline.dataset(tfds_config(tfds_dir, pipeline='disk'))
+    data_lib.dataset(tfds_config(tfds_dir, pipeline='disk'))
 
 
 def test_folder_split_names_and_errors(tmp_path):
   root = write_id_folder(tmp_path / 'f', (('train', 12), ('validation', 6)))
-  data = input_pipeline.dataset(stream_config(source='folder', path=str(root)))
+  data = data_lib.dataset(stream_config(source='folder', path=str(root)))
   assert data.split_names['test'] == 'validation' and data.num_examples('test') == 6
   with pytest.raises(InputError, match='does not exist.*data.path'):
-    input_pipeline.dataset(stream_config(source='folder', path=str(tmp_path / 'no')))
+    data_lib.dataset(stream_config(source='folder', path=str(tmp_path / 'no')))
   (tmp_path / 'empty' / 'train' / 'a').mkdir(parents=True)
   with pytest.raises(InputError, match='no .jpg/.png images.*data.path'):
-    input_pipeline.dataset(stream_config(source='folder', path=str(tmp_path / 'empty')))
+    data_lib.dataset(stream_config(source='folder', path=str(tmp_path / 'empty')))
   with pytest.raises(InputError, match=r"no split 'val'.*--config.data.eval_split"):
-    input_pipeline.dataset(stream_config(source='folder', path=str(root), eval_split='val'))
+    data_lib.dataset(stream_config(source='folder', path=str(root), eval_split='val'))
 
 
 # ---------------------------------------------------------------- order
@@ -154,9 +153,9 @@ def test_folder_split_names_and_errors(tmp_path):
 def test_folder_stream_reads_the_memory_paths_batches(tmp_path):
   """Same examples at the same step as the memory path, augmented on the host."""
   root = write_id_folder(tmp_path / 'f')
-  stream = input_pipeline.dataset(stream_config(source='folder', path=str(root)))
-  memory = input_pipeline.dataset(stream_config(source='folder', path=str(root),
-                                                pipeline='memory', cache_dir=str(tmp_path)))
+  stream = data_lib.dataset(stream_config(source='folder', path=str(root)))
+  memory = data_lib.dataset(stream_config(source='folder', path=str(root),
+                                          pipeline='memory', cache_dir=str(tmp_path)))
   got = epoch_ids(stream, 16, steps=10)  # 4 steps per epoch: epochs 0, 1, 2.
   want = epoch_ids(memory, 16, steps=10)
   for (s1, x1, y1), (s2, x2, y2) in zip(got, want):
@@ -166,30 +165,8 @@ def test_folder_stream_reads_the_memory_paths_batches(tmp_path):
   assert image_ids(got[0][1]) != image_ids(got[4][1])  # A new order each epoch.
 
 
-def test_random_resized_crop_flip_and_centre_crop():
-  tf = input_stream._tf()
-  rng = np.random.default_rng(0)
-  image = rng.integers(0, 256, (60, 80, 3), np.uint8)
-  for encode in (tf.io.encode_png, lambda x: tf.io.encode_jpeg(x, quality=100)):
-    encoded = encode(image)
-    kw = dict(size=24, area_range=(0.08, 1.0), aspect_range=(0.75, 1.33), flip=True)
-    views = [input_stream.train_image(encoded, tf.constant([0, i], tf.int64), **kw).numpy()
-             for i in range(6)]
-    assert all(v.shape == (24, 24, 3) and v.dtype == np.uint8 for v in views)
-    assert len({v.tobytes() for v in views}) == 6  # Each seed its own crop.
-    again = input_stream.train_image(encoded, tf.constant([0, 3], tf.int64), **kw).numpy()
-    np.testing.assert_array_equal(again, views[3])  # Stateless: a function of the seed.
-  # Eval: the centre 87.5% square of the shorter side (a 60x60 image: the
-  # central 52x52 window), resized; a left half-black image stays half black.
-  half = np.zeros((60, 60, 3), np.uint8)
-  half[:, 30:] = 255
-  out = input_stream.eval_image(tf.io.encode_png(half), size=52, resize=60).numpy()
-  assert out.shape == (52, 52, 3)
-  assert (out[:, :25] == 0).all() and (out[:, 27:] == 255).all()
-
-
 def test_tfds_stream_shards_cover_the_epoch_and_resume_exactly(tfds_dir):
-  data = input_pipeline.dataset(tfds_config(tfds_dir, shuffle_window=7))
+  data = data_lib.dataset(tfds_config(tfds_dir, shuffle_window=7))
   # 60 examples, batch 8: 7 steps per epoch, 56 examples.
   one = [image_ids(x) for _, x, _ in epoch_ids(data, 8)]
   assert len(set(sum(one, []))) == 56
@@ -221,7 +198,7 @@ def test_tfds_stream_shards_cover_the_epoch_and_resume_exactly(tfds_dir):
 def test_stream_augmentation_is_the_same_after_resume(tmp_path):
   """Real images (not id images): crops and flips depend on the step only."""
   root = write_jpegs(tmp_path / 'f', (('train', 40), ('test', 4)), seed=1, size=None)
-  data = input_pipeline.dataset(stream_config(source='folder', path=str(root)))
+  data = data_lib.dataset(stream_config(source='folder', path=str(root)))
   full = epoch_ids(data, 8, steps=12)  # 5 steps per epoch.
   for start in (3, 5, 7):  # Mid-epoch, at an epoch's start, in the next epoch.
     resumed = epoch_ids(data, 8, start_step=start, steps=12 - start)
@@ -261,12 +238,12 @@ def test_stream_training_resumes_bit_identically(tmp_path, monkeypatch):
 
 MEMORY_SCRIPT = textwrap.dedent('''
     import json, sys
-    from isovolnet_jax import config_defaults, input_pipeline
+    from isovolnet_jax import config_defaults, data as data_lib
     config = config_defaults.get_base_config()
     config.data.update(source='folder', path=sys.argv[1], pipeline='stream',
                        image_size=224, val_size=0)
-    data = input_pipeline.dataset(config)
-    n_steps = input_pipeline.steps_per_epoch(data.num_examples('train'), 50)
+    data = data_lib.dataset(config)
+    n_steps = data_lib.steps_per_epoch(data.num_examples('train'), 50)
     seen = set()
     for step, images, labels in data.train_batches(seed=0, batch_size=50, start_step=0):
       seen.update(labels.tolist())
@@ -307,7 +284,7 @@ def test_streaming_a_folder_larger_than_the_memory_budget(tmp_path):
 SHARD_SCRIPT = textwrap.dedent('''
     import json, sys
     import jax
-    from isovolnet_jax import config_defaults, input_pipeline, sharding
+    from isovolnet_jax import config_defaults, data as data_lib, sharding
     port, pid, out, folder, tfds_dir = sys.argv[1:]
     jax.distributed.initialize(f'127.0.0.1:{port}', 2, int(pid))
     mesh = sharding.make_mesh(8)
@@ -318,8 +295,8 @@ SHARD_SCRIPT = textwrap.dedent('''
                                      tfds_data_dir=tfds_dir, shuffle_window=7))):
       config = config_defaults.get_base_config()
       config.data.update(pipeline='stream', image_size=32, val_size=0, **data)
-      ds = input_pipeline.dataset(config)
-      n = input_pipeline.steps_per_epoch(ds.num_examples('train'), 8)
+      ds = data_lib.dataset(config)
+      n = data_lib.steps_per_epoch(ds.num_examples('train'), 8)
       ids = []
       for step, x, y in ds.train_batches(seed=0, batch_size=8, start_step=0,
                                          process_index=shard.index,
@@ -364,8 +341,8 @@ def test_two_processes_read_disjoint_shards_covering_the_epoch(tmp_path, tfds_di
       str(tfds_dir)])
   out = [json.loads((tmp_path / f'{i}.json').read_text()) for i in range(2)]
   assert [(o['index'], o['count'], o['devices']) for o in out] == [(0, 2, 4), (1, 2, 4)]
-  memory = input_pipeline.dataset(stream_config(source='folder', path=str(root),
-                                                pipeline='memory', cache_dir=str(tmp_path)))
+  memory = data_lib.dataset(stream_config(source='folder', path=str(root),
+                                          pipeline='memory', cache_dir=str(tmp_path)))
   memory_epoch = sum([image_ids(x) for _, x, _ in epoch_ids(memory, 8)], [])
   for name, epoch in (('folder', 64), ('tfds', 56)):
     a, b = out[0][name], out[1][name]

@@ -1,16 +1,16 @@
-"""Data: the folder and tfds sources, the cache, batches by step, augmentation."""
+"""The memory pipeline: folder and tfds splits as arrays, the cache, batches by step."""
 
 import shutil
 import time
 
-import jax
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 from PIL import Image
 
 from isovolnet_jax import config_defaults
-from isovolnet_jax import input_pipeline
+from isovolnet_jax.data import memory
+from isovolnet_jax.data import sources
 from isovolnet_jax.errors import InputError
 
 CIFAR_CLASSES = ['airplane', 'automobile', 'bird', 'cat', 'deer', 'dog', 'frog',
@@ -37,7 +37,7 @@ def write_pngs(root, sizes):
 
 
 def test_folder_source_loads_the_jpeg_tree(small_cifar, cache_dir):
-  data = input_pipeline.load(folder_config(small_cifar, cache_dir))
+  data = memory.load(folder_config(small_cifar, cache_dir))
   assert data.class_names == CIFAR_CLASSES
   assert data.train_images.shape == (500, 32, 32, 3)
   assert data.val_images.shape == (100, 32, 32, 3)
@@ -45,7 +45,7 @@ def test_folder_source_loads_the_jpeg_tree(small_cifar, cache_dir):
   assert data.train_images.dtype == np.uint8 and data.train_labels.dtype == np.int32
   assert np.bincount(data.test_labels).tolist() == [20] * 10
   # Validation = the last 100 training images, the same on every load.
-  again = input_pipeline.load(folder_config(small_cifar, cache_dir, val_size=0))
+  again = memory.load(folder_config(small_cifar, cache_dir, val_size=0))
   np.testing.assert_array_equal(again.train_images[-100:], data.val_images)
   np.testing.assert_array_equal(again.train_labels[:500], data.train_labels)
 
@@ -53,56 +53,56 @@ def test_folder_source_loads_the_jpeg_tree(small_cifar, cache_dir):
 def test_cache_is_used_and_invalidated(small_cifar, cache_dir, tmp_path, monkeypatch):
   root = tmp_path / 'copy'
   shutil.copytree(small_cifar, root)
-  first = input_pipeline.load(folder_config(root, cache_dir))
+  first = memory.load(folder_config(root, cache_dir))
   assert len(list(cache_dir.glob('folder-*.npz'))) == 1
 
   def no_decoding(*args):
     raise AssertionError('decoded again although the folder did not change')
-  monkeypatch.setattr(input_pipeline, '_load_folder', no_decoding)
-  cached = input_pipeline.load(folder_config(root, cache_dir))
+  monkeypatch.setattr(sources, '_decode_folder', no_decoding)
+  cached = memory.load(folder_config(root, cache_dir))
   np.testing.assert_array_equal(cached.train_images, first.train_images)
 
   # Removing an image changes the fingerprint: the folder is decoded again.
   victim = next((root / 'train' / 'cat').iterdir())
   victim.unlink()
   with pytest.raises(AssertionError, match='decoded again'):
-    input_pipeline.load(folder_config(root, cache_dir))
+    memory.load(folder_config(root, cache_dir))
   monkeypatch.undo()
-  fresh = input_pipeline.load(folder_config(root, cache_dir))
+  fresh = memory.load(folder_config(root, cache_dir))
   assert len(fresh.train_images) + len(fresh.val_images) == 599
 
 
 def test_folder_errors_name_the_fix(tmp_path, cache_dir):
   with pytest.raises(InputError, match='does not exist.*data.path'):
-    input_pipeline.load(folder_config(tmp_path / 'nope', cache_dir))
+    memory.load(folder_config(tmp_path / 'nope', cache_dir))
   root = write_pngs(tmp_path / 'only_train', [(32, 32)])
   shutil.rmtree(root / 'test')
   with pytest.raises(InputError, match='no test/ folder'):
-    input_pipeline.load(folder_config(root, cache_dir))
+    memory.load(folder_config(root, cache_dir))
   for f in (root / 'train').rglob('*.png'):
     f.unlink()
   (root / 'test').mkdir()
   with pytest.raises(InputError, match='no .jpg/.png images'):
-    input_pipeline.load(folder_config(root, cache_dir))
+    memory.load(folder_config(root, cache_dir))
   with pytest.raises(InputError, match='needs --config.data.path'):
-    input_pipeline.load(folder_config('', cache_dir))
+    memory.load(folder_config('', cache_dir))
 
 
 def test_images_smaller_than_32_are_refused(tmp_path, cache_dir):
   root = write_pngs(tmp_path / 'small', [(20, 20)] * 3)
   with pytest.raises(InputError) as info:
-    input_pipeline.load(folder_config(root, cache_dir, val_size=1))
+    memory.load(folder_config(root, cache_dir, val_size=1))
   assert '20x20' in str(info.value) and 'data.image_size' in str(info.value)
   # Resizing, when asked for, makes them usable.
-  data = input_pipeline.load(folder_config(root, cache_dir, val_size=1, image_size=32))
+  data = memory.load(folder_config(root, cache_dir, val_size=1, image_size=32))
   assert data.image_shape == (32, 32, 3)
 
 
 def test_mixed_sizes_need_image_size(tmp_path, cache_dir):
   root = write_pngs(tmp_path / 'mixed', [(40, 56), (32, 32)])
   with pytest.raises(InputError, match='different sizes.*image_size'):
-    input_pipeline.load(folder_config(root, cache_dir, val_size=1))
-  data = input_pipeline.load(folder_config(root, cache_dir, val_size=1, image_size=48))
+    memory.load(folder_config(root, cache_dir, val_size=1))
+  data = memory.load(folder_config(root, cache_dir, val_size=1, image_size=48))
   assert data.train_images.shape[1:] == (48, 48, 3)
 
 
@@ -110,7 +110,7 @@ def test_tfds_source_on_mock_data():
   config = config_defaults.get_base_config()
   config.data.val_size = 4
   with tfds.testing.mock_data(num_examples=12):
-    data = input_pipeline.load(config)
+    data = memory.load(config)
   assert data.train_images.shape == (8, 32, 32, 3)
   assert data.val_images.shape == (4, 32, 32, 3)
   assert data.test_images.shape == (12, 32, 32, 3)
@@ -120,16 +120,16 @@ def test_tfds_source_on_mock_data():
 def test_tfds_offline_fails_fast_naming_the_folder_option(tmp_path, monkeypatch):
   config = config_defaults.get_base_config()
   config.data.tfds_data_dir = str(tmp_path)
-  monkeypatch.setattr(input_pipeline, '_online', lambda: False)
+  monkeypatch.setattr(sources, 'online', lambda: False)
   start = time.time()
   with pytest.raises(InputError) as info:
-    input_pipeline.load(config)
+    memory.load(config)
   assert time.time() - start < 30
   assert '--config.data.source=folder' in str(info.value)
   config.data.download = 'never'
-  monkeypatch.setattr(input_pipeline, '_online', lambda: True)
+  monkeypatch.setattr(sources, 'online', lambda: True)
   with pytest.raises(InputError, match='not prepared'):
-    input_pipeline.load(config)
+    memory.load(config)
 
 
 def take(it, n):
@@ -140,53 +140,27 @@ def test_train_batches_are_a_function_of_the_step():
   images = np.arange(50)[:, None, None, None].astype(np.uint8)
   labels = np.arange(50, dtype=np.int32)
   kw = dict(seed=3, batch_size=8)
-  full = take(input_pipeline.train_batches(images, labels, start_step=0, **kw), 15)
+  full = take(memory.train_batches(images, labels, start_step=0, **kw), 15)
   # 6 steps per epoch (drop remainder); each epoch is a permutation.
   epoch0 = np.concatenate([b[2] for b in full[:6]])
   assert len(set(epoch0.tolist())) == 48
   assert not np.array_equal(full[0][2], full[6][2])
   # Resuming at step 9 gives exactly the batches of the uninterrupted run.
-  resumed = take(input_pipeline.train_batches(images, labels, start_step=9, **kw), 6)
+  resumed = take(memory.train_batches(images, labels, start_step=9, **kw), 6)
   for a, b in zip(full[9:], resumed):
     assert a[0] == b[0]
     np.testing.assert_array_equal(a[2], b[2])
   # Two processes each get half; together they are the one-process batch.
-  halves = [take(input_pipeline.train_batches(images, labels, start_step=4,
-                                              process_index=i, process_count=2,
-                                              **kw), 1)[0] for i in (0, 1)]
+  halves = [take(memory.train_batches(images, labels, start_step=4,
+                                      process_index=i, process_count=2,
+                                      **kw), 1)[0] for i in (0, 1)]
   np.testing.assert_array_equal(np.concatenate([h[2] for h in halves]), full[4][2])
 
 
 def test_eval_batches_pad_and_mask():
   x = np.ones((10, 32, 32, 3), np.uint8)
   y = np.arange(10, dtype=np.int32)
-  batches = list(input_pipeline.eval_batches(x, y, 4))
+  batches = list(memory.eval_batches(x, y, 4))
   assert [len(b[0]) for b in batches] == [4, 4, 4]
   assert sum(b[2].sum() for b in batches) == 10
   assert batches[-1][2].tolist() == [1, 1, 0, 0]
-
-
-def test_augment_is_deterministic_crop_and_flip():
-  rng = np.random.default_rng(0)
-  images = rng.integers(0, 256, (16, 32, 32, 3), dtype=np.uint8)
-  key = jax.random.key(7)
-  a = np.asarray(input_pipeline.augment(key, images, 4, True))
-  b = np.asarray(input_pipeline.augment(key, images, 4, True))
-  np.testing.assert_array_equal(a, b)
-  assert not np.array_equal(a, input_pipeline.augment(jax.random.key(8), images, 4, True))
-  padded = np.pad(images, ((0, 0), (4, 4), (4, 4), (0, 0)))
-  # Each output is a 32x32 window of the padded image, possibly mirrored.
-  for i in range(len(images)):
-    windows = [padded[i, dy:dy + 32, dx:dx + 32] for dy in range(9) for dx in range(9)]
-    candidates = windows + [w[:, ::-1] for w in windows]
-    assert any(np.array_equal(a[i], w) for w in candidates)
-  # Without padding, only flips remain; both outcomes occur over 16 images.
-  flips = np.asarray(input_pipeline.augment(key, images, 0, True))
-  flipped = [np.array_equal(flips[i], images[i, :, ::-1]) for i in range(16)]
-  kept = [np.array_equal(flips[i], images[i]) for i in range(16)]
-  assert all(f or k for f, k in zip(flipped, kept)) and any(flipped) and any(kept)
-
-
-def test_normalize_range():
-  x = np.array([0, 255], np.uint8)
-  np.testing.assert_allclose(input_pipeline.normalize(x), [-1.0, 1.0])
