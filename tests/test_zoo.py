@@ -82,7 +82,7 @@ def test_forward_train_and_eval(name):
     ('dilated_ds', {}, (1, 32, 32, 3), 10, 100_416),
     # Seed 004's SimpleCNN, PyTorch conv biases included.
     ('simple_cnn', {}, (1, 32, 32, 3), 10, 405_898),
-    # Issue 8's reference net (the PyTorch script's count; conv without bias).
+    # FastCNN, the CPU-speed reference net (the PyTorch script's count; conv without bias).
     ('fast_cnn', {}, (1, 32, 32, 3), 10, 177_314),
 ])
 def test_reference_parameter_counts(name, kwargs, shape, classes, expected):
