@@ -6,7 +6,8 @@ r"""Depthwise-separable vs standard convs: what each costs, measured on this mac
 For the config's model (which must have a `conv` option: isovolnet, dense_ds)
 and its standard-conv twin (`model.conv='standard'`, same widths) it reports:
 params; FLOPs per image counted analytically (summary.py; a multiply-add = 2)
-and by XLA's `cost_analysis()` of the compiled forward pass; latency at batch 1;
+and by XLA's `cost_analysis()` of the compiled forward pass (with lax's convs:
+XLA cannot see inside the oneDNN custom calls); latency at batch 1;
 inference and training throughput at --batch_size (the train step is
 training's own, `train.make_train_step`, on one CPU device per core unless
 --cpu_devices says otherwise; inference on the same devices); peak memory of
@@ -71,7 +72,12 @@ def measure(config, batch_size: int, steps: int) -> dict:
   infer = jax.jit(lambda v, x: model.apply(v, x, train=False))
 
   one = jnp.zeros((1, *shape))
-  xla_flops = infer.lower(variables, one).compile().cost_analysis()['flops']
+  # XLA counts no FLOPs inside a custom call (the oneDNN convs): count the
+  # same model with lax's convolutions.
+  lax_model = models.create_model(
+      config_defaults.apply_overrides(config, {'model.conv_impl': 'lax'}).model, classes)
+  xla_flops = jax.jit(lambda v, x: lax_model.apply(v, x, train=False)).lower(
+      variables, one).compile().cost_analysis()['flops']
   infer(variables, one)  # Compile.
   latency = _median_seconds(lambda: infer(variables, one), 20)
 
