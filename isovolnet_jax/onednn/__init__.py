@@ -34,6 +34,8 @@ from jax import lax
 from jax.experimental.custom_partitioning import custom_partitioning
 from jax.sharding import NamedSharding, PartitionSpec as P
 
+from isovolnet_jax import cpu_devices
+
 TARGET = 'isovolnet_onednn_conv'
 _FORWARD, _BACKWARD_DATA, _BACKWARD_WEIGHTS = 0, 1, 2
 _NHWC = lax.conv_dimension_numbers((1, 1, 1, 1), (1, 1, 1, 1),
@@ -104,10 +106,7 @@ def primitives_built() -> int:
 def threads_per_call() -> int:
   """oneDNN threads per call: the cores shared out among the CPU devices, which
   XLA runs concurrently (one call per device at a time)."""
-  try:
-    cores = len(os.sched_getaffinity(0))
-  except AttributeError:
-    cores = os.cpu_count() or 1
+  cores = cpu_devices.usable_cores()
   return max(1, cores // max(1, jax.local_device_count('cpu')))
 
 
