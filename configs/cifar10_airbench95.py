@@ -6,8 +6,7 @@ r"""airbench95 (Keller Jordan, arXiv 2404.00498): airbench94 wider and longer.
 
 Published: 95.01% mean over 200 runs, 10.4 s on an A100. NOT measured here.
 Widths 128/384/384, rate 10.0 per 1,024 examples, 15 epochs; its lookahead
-runs from the start and the weights take the slow copy at the end only. The
-same wiring caveats as configs/cifar10_airbench94.py (docs/airbench.md).
+runs from the start and the weights take the slow copy at the end only.
 """
 
 import os

@@ -64,9 +64,8 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.augment.flip = True       # Random horizontal flip.
   config.augment.area_range = (0.08, 1.0)    # stream: random-resized crop's area fraction...
   config.augment.aspect_range = (0.75, 1.3333)  # ...and aspect ratio (Inception).
-  # airbench's augmentation, augment_airbench.py; when set they are to replace
-  # `flip` and `crop_padding`. NOT yet read by the input pipeline
-  # (docs/airbench.md, "Wiring").
+  # airbench's augmentation (data/augment.py; memory pipeline): set them in
+  # place of `flip` and `crop_padding`, not beside them.
   config.augment.alternating_flip = False  # Each image mirrored on alternate epochs, not at random.
   config.augment.translate = 0     # > 0: random shift by up to N px after reflect padding.
 
@@ -113,16 +112,17 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.eval_batch_size = 1000
   config.eval_flip = False        # Test-time augmentation: average with the mirror image's logits.
   # Test-time augmentation by name: '' = as eval_flip; 'none', 'flip', or 'airbench6'
-  # (6 weighted views, inference.py). Read by inference.logits (evaluate, predict);
-  # training's own evaluation still reads eval_flip only (docs/airbench.md).
+  # (6 weighted views, inference.py), in training's evaluation, evaluate and predict.
   config.eval_tta = ''
-  # > 0: the model's 'whiten' layer kernel is computed from the first N training
-  # images at initialisation (whitening.with_whitening; airbench: 5000). NOT yet
-  # read by the train loop (docs/airbench.md, "Wiring").
+  # > 0: the model's 'whiten' layer kernel is computed from N training images
+  # at initialisation (whitening.with_whitening; airbench: 5000).
   config.whiten_images = 0
   config.whiten_eps = 5e-4  # Added to the patch covariance's eigenvalues (whitening.py).
   config.log_every_steps = 50
   config.eval_every_epochs = 1.0
+  # The split evaluated every eval_every_epochs: 'val', or 'test' to watch the
+  # test curve (time to an accuracy); only val accuracy ranks checkpoints.
+  config.periodic_eval = 'val'
   config.checkpoint_every_steps = 1000
   config.keep_checkpoints = 3     # Newest N, plus the best by val accuracy.
   config.max_train_time_minutes = 0.0  # > 0: stop (checkpoint, final eval) at this wall time.

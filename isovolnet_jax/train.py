@@ -34,6 +34,7 @@ from isovolnet_jax import optim
 from isovolnet_jax import plots
 from isovolnet_jax import preemption
 from isovolnet_jax import sharding
+from isovolnet_jax import whitening
 from isovolnet_jax.errors import InputError, Preempted
 
 
@@ -135,11 +136,12 @@ def train_step(state: TrainState, images, labels, base_key, *, config, num_class
 eval_logits = inference.eval_logits
 
 
-def eval_step(state: TrainState, images, labels, mask, *, num_classes, flip=False):
-  """Sums (not means) so that padded batches add up exactly."""
+def eval_step(state: TrainState, images, labels, mask, *, num_classes, tta='none'):
+  """Sums (not means) so that padded batches add up exactly. `tta`:
+  `inference.tta_mode(config)`, as evaluate and predict."""
   logits = eval_logits(state.apply_fn,
                        {'params': state.params, 'batch_stats': state.batch_stats},
-                       images, flip)
+                       images, tta=tta)
   loss = cross_entropy(logits, labels, num_classes, 0.0)
   correct = jnp.argmax(logits, -1) == labels
   return {'loss': jnp.sum(loss * mask), 'correct': jnp.sum(correct * mask),
@@ -170,7 +172,7 @@ def make_train_step(config: ml_collections.ConfigDict, num_classes: int,
 def make_eval_step(config: ml_collections.ConfigDict, num_classes: int):
   """`eval_step` jitted: `step(state, images, labels, mask)` -> summed metrics."""
   return jax.jit(functools.partial(eval_step, num_classes=num_classes,
-                                   flip=config.eval_flip))
+                                   tta=inference.tta_mode(config)))
 
 
 def evaluate(state, eval_fn, mesh, dataset, split, batch_size) -> dict:
@@ -268,14 +270,18 @@ class Plan:
   steps_per_epoch: int
   eval_every: int
   eval_batch_size: int  # Rounded up to a multiple of the data-parallel devices.
+  eval_split: str       # Evaluated every eval_every steps: 'val', or 'test' to watch it.
 
   @classmethod
   def of(cls, config: ml_collections.ConfigDict, num_train: int, n_data: int) -> 'Plan':
     per_epoch = data.steps_per_epoch(num_train, config.batch_size)
     total = (config.num_train_steps if config.num_train_steps > 0
              else int(config.num_epochs * per_epoch))
+    split = config.get('periodic_eval', 'val')
+    if split not in ('val', 'test'):
+      raise InputError(f"unknown periodic_eval={split!r}; choose 'val' or 'test'")
     return cls(total, per_epoch, max(1, round(config.eval_every_epochs * per_epoch)),
-               math.ceil(config.eval_batch_size / n_data) * n_data)
+               math.ceil(config.eval_batch_size / n_data) * n_data, split)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -303,9 +309,12 @@ def _set_up(config, workdir: Path) -> tuple[SetUp, TrainState]:
   schedule = optim.create_learning_rate_schedule(config.optimizer, plan.total_steps,
                                                  plan.steps_per_epoch)
   init_key, step_key = jax.random.split(jax.random.key(config.seed))
-  state = create_train_state(model, dataset.image_shape,
-                             optim.create_optimizer(config.optimizer, schedule),
-                             init_key, NamedSharding(mesh, P()))
+  tx = optim.create_optimizer(config.optimizer, schedule, batch_size=config.batch_size,
+                              steps_per_epoch=plan.steps_per_epoch,
+                              total_steps=plan.total_steps)
+  state = create_train_state(model, dataset.image_shape, tx, init_key,
+                             NamedSharding(mesh, P()))
+  state = _whitened(config, state, dataset, NamedSharding(mesh, P()))
   shard = sharding.DataShard(mesh)
   logging.info('%s: %d parameters, input %s, %d classes, %d devices, %d steps '
                '(%d per epoch).', config.model.name,
@@ -322,6 +331,26 @@ def _set_up(config, workdir: Path) -> tuple[SetUp, TrainState]:
   if resumed is not None:
     logging.info('Resumed from the checkpoint at step %d.', resumed)
   return SetUp(mesh, dataset, num, plan, schedule, step_key, manager), state
+
+
+def _whitened(config, state: TrainState, dataset, replicated) -> TrainState:
+  """The state with its 'whiten' layer's kernel computed from
+  `config.whiten_images` training images (airbench's whitening stem): the
+  first of epoch 0's order, so a random sample of the split. A checkpoint
+  restored afterwards overwrites it, as it should."""
+  n = config.get('whiten_images', 0)
+  if not n:
+    return state
+  if 'whiten' not in state.params:
+    raise InputError(f'whiten_images={n} but model {config.model.name!r} has no '
+                     f"'whiten' layer; set --config.whiten_images=0")
+  if not hasattr(dataset, 'train_images'):
+    raise InputError("whiten_images needs the training images in memory; set "
+                     "--config.data.pipeline=memory (or --config.whiten_images=0)")
+  rows = np.sort(data.order.epoch_permutation(config.seed, 0, len(dataset.train_images))[:n])
+  params = whitening.with_whitening(jax.device_get(state.params),
+                                    dataset.train_images[rows], eps=config.whiten_eps)
+  return state.replace(params=jax.device_put(params, replicated))
 
 
 def _describe(config, workdir: Path, dataset, num: dict) -> None:
@@ -383,9 +412,14 @@ def _log_train(log, step: int, unlogged: list, images_per_sec: float, learning_r
 
 
 def _evaluate_and_log(log, step: int, split: str, state, eval_fn, setup: SetUp) -> dict:
+  """The split's metrics, logged with the evaluation's own seconds and the
+  wall clock at its end (unix time): time to an accuracy is read from these
+  (`bench.time_to_accuracy`)."""
+  start = time.time()
   result = evaluate(state, eval_fn, setup.mesh, setup.dataset, split,
                     setup.plan.eval_batch_size)
-  log.write(step, split, result)
+  log.write(step, split, {**result, 'eval_seconds': time.time() - start,
+                          'unix_time': time.time()})
   return result
 
 
@@ -403,7 +437,8 @@ def _train(config, workdir: Path, signals: preemption.Signals) -> dict:
   wait_each_step = _one_step_at_a_time()
   log, timer = logs.MetricLog(workdir), StepTimer(config.batch_size)
   t_start = time.time()  # max_train_time_minutes counts from here.
-  unlogged, last_saved, val = [], setup.manager.latest_step(), None
+  unlogged, last_saved, watched = [], setup.manager.latest_step(), None
+  split = setup.plan.eval_split
   try:
     for done, (_, images, labels) in zip(range(start_step + 1, total + 1), batches):
       state, metrics = jitted_train_step(state, images, labels, setup.step_key)
@@ -417,7 +452,7 @@ def _train(config, workdir: Path, signals: preemption.Signals) -> dict:
           t_start, config.max_train_time_minutes)
       stop_signal = preemption.agreed_signal(signals, done, config.log_every_steps)
       last = done == total or out_of_time or stop_signal is not None
-      evaluate_now = bool(setup.num['val']) and (done % setup.plan.eval_every == 0 or last)
+      evaluate_now = bool(setup.num[split]) and (done % setup.plan.eval_every == 0 or last)
       # Every evaluation gets a checkpoint, so the best by val accuracy is
       # chosen among all of them.
       save_now = evaluate_now or done % config.checkpoint_every_steps == 0 or last
@@ -429,10 +464,12 @@ def _train(config, workdir: Path, signals: preemption.Signals) -> dict:
                    total, config.batch_size)
         unlogged = []
       with timer.paused():
-        val = (_evaluate_and_log(log, done, 'val', state, jitted_eval_step, setup)
-               if evaluate_now else None)
+        watched = (_evaluate_and_log(log, done, split, state, jitted_eval_step, setup)
+                   if evaluate_now else None)
         if save_now:
-          checkpointing.save(setup.manager, done, state, val and val['accuracy'])
+          # Only a val accuracy ranks checkpoints: never select on the test set.
+          checkpointing.save(setup.manager, done, state,
+                             watched['accuracy'] if watched and split == 'val' else None)
           last_saved = done
       if stop_signal is not None:
         _draw_curves(workdir, setup.plan)
@@ -441,7 +478,8 @@ def _train(config, workdir: Path, signals: preemption.Signals) -> dict:
         logging.info('max_train_time_minutes=%s reached at step %d; stopping.',
                      config.max_train_time_minutes, done)
         break
-    final = _final_evaluation(log, state, val, jitted_eval_step, setup)
+    final = _final_evaluation(log, state, watched and {split: watched},
+                              jitted_eval_step, setup)
     _draw_curves(workdir, setup.plan)
   finally:
     setup.manager.wait_until_finished()
@@ -451,9 +489,10 @@ def _train(config, workdir: Path, signals: preemption.Signals) -> dict:
   return final
 
 
-def _final_evaluation(log, state, val: dict | None, eval_fn, setup: SetUp) -> dict:
-  """Val and test metrics of the final state; `val` if the last step measured it."""
-  final = {} if val is None else {'val': val}
+def _final_evaluation(log, state, measured: dict | None, eval_fn, setup: SetUp) -> dict:
+  """Val and test metrics of the final state; `measured` ({split: metrics})
+  if the last step evaluated that split already."""
+  final = dict(measured or {})
   step = int(state.step)
   for split in ('val', 'test'):
     if setup.num[split] and split not in final:

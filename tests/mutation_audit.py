@@ -188,12 +188,12 @@ MUTATIONS = (
              '((x, 1 / 6), (down_right, 1 / 6), (up_left, 1 / 6))'),
     Mutation('alt-flip', 'the alternating flip on a period of 3 epochs',
              ('tests/test_augment_airbench.py::test_alternating_flip_alternates_per_image',),
-             'isovolnet_jax/augment_airbench.py', '(jnp.asarray(epoch) % 2 == 1)',
-             '(jnp.asarray(epoch) % 3 == 1)'),
+             'isovolnet_jax/data/augment.py', '(epoch % 2 == 1)',
+             '(epoch % 3 == 1)'),
     Mutation('translate-range', 'the translation never shifts by +pixels',
              ('tests/test_augment_airbench.py::'
               'test_translate_reflect_shifts_by_up_to_pixels_with_reflection',),
-             'isovolnet_jax/augment_airbench.py', '(n, 2), 0, 2 * pixels + 1)',
+             'isovolnet_jax/data/augment.py', '(n, 2), 0, 2 * pixels + 1)',
              '(n, 2), 0, 2 * pixels)'),
 )
 

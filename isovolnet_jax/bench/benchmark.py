@@ -170,12 +170,17 @@ def time_jax(config, image_shape, num_classes, args) -> dict:
   config = config.copy_and_resolve_references()
   with config.unlocked():
     config.augment.crop_padding, config.augment.flip = 0, False
+    config.augment.translate = 0
   bs = config.batch_size
   mesh = sharding.make_mesh(bs, config.get('mesh_shape', (-1,)),
                             config.get('mesh_axes', ('data',)),
                             config.get('grad_accum_steps', 1))
   model = models.create_model(config.model, num_classes, models.DTYPES[config.dtype])
-  tx = optim.create_optimizer(config.optimizer, config.optimizer.learning_rate)
+  # CIFAR-10's epoch (what airbench's per-epoch knobs need); a constant rate.
+  per_epoch = max(1, 50_000 // bs)
+  tx = optim.create_optimizer(config.optimizer, config.optimizer.learning_rate,
+                              batch_size=bs, steps_per_epoch=per_epoch,
+                              total_steps=10 * per_epoch)
   state = train.create_train_state(model, image_shape, tx,
                                    jax.random.key(0), NamedSharding(mesh, P()))
   params = sum(x.size for x in jax.tree.leaves(state.params))

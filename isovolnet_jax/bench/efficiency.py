@@ -91,7 +91,10 @@ def measure(config, batch_size: int, steps: int) -> dict:
   infer(variables, batch)
   infer_s = _median_seconds(lambda: infer(variables, batch), steps)
 
-  tx = optim.create_optimizer(config.optimizer, lambda _: config.optimizer.learning_rate)
+  per_epoch = max(1, 50_000 // batch_size)  # CIFAR-10's, for airbench's per-epoch knobs.
+  tx = optim.create_optimizer(config.optimizer, lambda _: config.optimizer.learning_rate,
+                              batch_size=batch_size, steps_per_epoch=per_epoch,
+                              total_steps=10 * per_epoch)
   state = train.create_train_state(model, shape, tx, jax.random.key(0), replicated)
   key = jax.random.key(1)
   step = train.make_train_step(config, classes, mesh)

@@ -132,7 +132,8 @@ def main(argv):
     input_rate = rate(it, FLAGS.steps)
     model = models.create_model(config.model, data.num_classes)
     schedule = optim.create_learning_rate_schedule(config.optimizer, 1000, 195)
-    tx = optim.create_optimizer(config.optimizer, schedule)
+    tx = optim.create_optimizer(config.optimizer, schedule, batch_size=config.batch_size,
+                                steps_per_epoch=195, total_steps=1000)
     state = train.create_train_state(model, data.image_shape, tx, key, replicated)
     step = train.make_train_step(config, 10, mesh)
     _, it, _ = batches()

@@ -2,7 +2,7 @@
 
   sources.py   tfds datasets and image folders, their splits, the checks on config.data
   order.py     steps per epoch, the epoch's permutation, batches' rows, padding
-  augment.py   crop and flip (in the train step, or on the host while decoding)
+  augment.py   crop, translation and flips (in the train step, or on the host)
   memory.py    data.pipeline='memory': whole splits as uint8 arrays
   stream.py    data.pipeline='stream': read, decoded and augmented on the fly
 
@@ -37,16 +37,19 @@ def _pipeline(config: ml_collections.ConfigDict) -> str:
 def dataset(config: ml_collections.ConfigDict) -> memory.Dataset | stream.StreamDataset:
   """`data.pipeline`: 'memory' (whole splits as arrays) or 'stream' (read and
   augmented on the fly)."""
+  augment.check(config.augment, _pipeline(config))
   load = memory.load if _pipeline(config) == 'memory' else stream.load
   return load(config)
 
 
 def augment_in_step(key: jax.Array, images, config: ml_collections.ConfigDict):
   """The train step's augmentation of its uint8 batch: the memory pipeline's
-  crop and flip; the stream pipeline's images come augmented already."""
+  crop (or translation) and random flip; the stream pipeline's images come
+  augmented already."""
   if _pipeline(config) == 'stream':
     return images
-  return augment.augment(key, images, config.augment.crop_padding, config.augment.flip)
+  aug = config.augment
+  return augment.augment(key, images, aug.crop_padding, aug.flip, aug.get('translate', 0))
 
 
 def prefetch(iterator, size: int):

@@ -3,7 +3,8 @@
 CIFAR-sized data fits in memory, so the splits are loaded once (tfds or an
 image folder) into uint8 numpy arrays. A training batch is a host-side gather
 by the epoch's permutation (`order`); crop and flip run in the train step
-(`augment.augment`).
+(`augment.augment`), airbench's alternating flip here, where each row's index
+is known (`augment.alternating_flip`).
 """
 
 import dataclasses
@@ -12,6 +13,7 @@ from collections.abc import Iterator
 import ml_collections
 import numpy as np
 
+from isovolnet_jax.data import augment
 from isovolnet_jax.data import order
 from isovolnet_jax.data import sources
 
@@ -26,6 +28,7 @@ class Dataset:
   test_labels: np.ndarray
   class_names: list[str]
   device_prefetch: int = 0  # The batches are in host memory already.
+  alternating_flip: bool = False  # config.augment.alternating_flip
 
   @property
   def num_classes(self) -> int:
@@ -43,7 +46,8 @@ class Dataset:
     return len(self.split(split)[0])
 
   def train_batches(self, **kwargs):
-    return train_batches(self.train_images, self.train_labels, **kwargs)
+    return train_batches(self.train_images, self.train_labels,
+                         alternating_flip=self.alternating_flip, **kwargs)
 
   def eval_batches(self, split: str, batch_size: int, process_index: int = 0,
                    process_count: int = 1):
@@ -59,16 +63,19 @@ def load(config: ml_collections.ConfigDict) -> Dataset:
   sources.check_min_size(*train_x.shape[1:3])
   cut = sources.val_cut(len(train_x), cfg.val_size)
   return Dataset(train_x[:cut], train_y[:cut], train_x[cut:], train_y[cut:],
-                 test_x, test_y, list(names))
+                 test_x, test_y, list(names),
+                 alternating_flip=config.augment.get('alternating_flip', False))
 
 
 def train_batches(images: np.ndarray, labels: np.ndarray, *, seed: int,
                   batch_size: int, start_step: int, process_index: int = 0,
-                  process_count: int = 1) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+                  process_count: int = 1, alternating_flip: bool = False,
+                  ) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
   """Yields (step, images, labels) from `start_step` on, forever.
 
   Each process yields only its slice of the global batch; the global batch of
   a step is the same whatever the number of processes or devices.
+  `alternating_flip`: images mirrored by (seed, row, epoch), airbench's flip.
   """
   n_steps = order.steps_per_epoch(len(images), batch_size)
   mine = order.process_slice(process_index, process_count, batch_size)
@@ -78,7 +85,10 @@ def train_batches(images: np.ndarray, labels: np.ndarray, *, seed: int,
     if e != epoch:
       epoch, perm = e, order.epoch_permutation(seed, e, len(images))
     idx = order.batch_rows(perm, i, batch_size)[mine]
-    yield step, images[idx], labels[idx]
+    batch = images[idx]
+    if alternating_flip:
+      batch = augment.alternating_flip(batch, idx, epoch, seed)
+    yield step, batch, labels[idx]
     step += 1
 
 
