@@ -43,7 +43,7 @@ _GROUP_KEYS = {'decay_all': False, 'bn_bias_lr_scale': 1.0, 'freeze_bn_scale': F
 
 def _needs(what: str, key: str):
   return InputError(f'optimizer.{key} needs {what}: the caller must pass it to '
-                    f'optim.create_optimizer (docs/airbench.md, "Wiring")')
+                    f'optim.create_optimizer (train.py passes them)')
 
 
 def create_optimizer(opt: ml_collections.ConfigDict, schedule, *, batch_size: int | None = None,

@@ -195,6 +195,30 @@ MUTATIONS = (
               'test_translate_reflect_shifts_by_up_to_pixels_with_reflection',),
              'isovolnet_jax/data/augment.py', '(n, 2), 0, 2 * pixels + 1)',
              '(n, 2), 0, 2 * pixels)'),
+    Mutation('train-tta', "training's evaluation without eval_tta's views",
+             ('tests/test_airbench_training.py::'
+              'test_airbench_run_whitens_and_evaluates_the_test_split_with_tta',),
+             'isovolnet_jax/train.py', 'images, tta=tta)', "images, tta='none')"),
+    Mutation('train-whiten', 'whiten_images read, the kernel left at its init',
+             ('tests/test_airbench_training.py::'
+              'test_airbench_run_whitens_and_evaluates_the_test_split_with_tta',),
+             'isovolnet_jax/train.py', '  return state.replace(params=jax.device_put(params, replicated))',
+             '  return state'),
+    Mutation('pipeline-alt-flip', "the memory pipeline ignores augment.alternating_flip",
+             ('tests/test_airbench_training.py::'
+              'test_memory_pipeline_alternates_each_images_flip_and_resumes_exactly',),
+             'isovolnet_jax/data/memory.py', '    if alternating_flip:\n',
+             '    if False:\n'),
+    Mutation('step-translate', 'the step ignores augment.translate',
+             ('tests/test_airbench_training.py::'
+              'test_the_step_translates_by_reflection_in_place_of_the_zero_padded_crop',),
+             'isovolnet_jax/data/__init__.py', "aug.flip, aug.get('translate', 0))",
+             'aug.flip, 0)'),
+    Mutation('tta-eval-time', 'time to accuracy counts the earlier evaluations',
+             ('tests/test_benchmark.py::'
+              'test_seconds_to_targets_leave_out_the_earlier_evaluations',),
+             'isovolnet_jax/bench/time_to_accuracy.py', "spent += r['eval_seconds']",
+             'spent += 0'),
 )
 
 

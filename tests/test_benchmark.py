@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from isovolnet_jax.bench import benchmark
+from isovolnet_jax.bench import time_to_accuracy
 from isovolnet_jax import config_defaults
 from isovolnet_jax import cpu_devices
 
@@ -111,7 +112,8 @@ def test_time_to_accuracy_times_each_seed_and_reads_the_test_accuracy(small_cifa
   out = subprocess.run(
       [sys.executable, '-m', 'isovolnet_jax.bench.time_to_accuracy', '--config=configs/smoke.py',
        f'--data={small_cifar}', '--seeds=0,1', '--json', '--config.num_train_steps=4',
-       f'--config.data.cache_dir={cache_dir}', f'--workdir={tmp_path}'],
+       f'--config.data.cache_dir={cache_dir}', f'--workdir={tmp_path}',
+       '--config.periodic_eval=test', '--config.eval_every_epochs=0.1', '--targets=0,101'],
       capture_output=True, text=True, cwd=ROOT, timeout=600)
   elapsed = time.perf_counter() - start
   assert out.returncode == 0, out.stderr[-2000:]
@@ -124,12 +126,25 @@ def test_time_to_accuracy_times_each_seed_and_reads_the_test_accuracy(small_cifa
     test_rows = [m for m in metrics(run_dir) if m['split'] == 'test']
     assert r['test_accuracy'] == test_rows[-1]['accuracy']
     assert json.loads((run_dir / 'config.json').read_text())['seed'] == r['seed']
+    # The test split watched at steps 2 and 4: 0% is reached at the first.
+    assert [step for step, _ in r['curve']] == [2, 4]
+    assert 0 < r['to_target_seconds']['0.0'] < r['seconds']
+    assert r['to_target_seconds']['1.01'] is None
   assert 0 < sum(r['seconds'] for r in runs) < elapsed
   mean = 100 * (runs[0]['test_accuracy'] + runs[1]['test_accuracy']) / 2
   assert '2 seeds:' in out.stdout and f'test accuracy {mean:.2f} ±' in out.stdout
   again = subprocess.run([sys.executable, '-m', 'isovolnet_jax.bench.time_to_accuracy', '--seeds=1',
                           f'--workdir={tmp_path}'], capture_output=True, text=True, cwd=ROOT)
   assert again.returncode == 2 and 'run1 exists' in again.stderr
+
+
+def test_seconds_to_targets_leave_out_the_earlier_evaluations():
+  rows = [{'split': 'train', 'step': 1, 'accuracy': 0.99},
+          {'split': 'test', 'step': 2, 'accuracy': 0.5, 'unix_time': 110.0, 'eval_seconds': 3.0},
+          {'split': 'test', 'step': 4, 'accuracy': 0.8, 'unix_time': 130.0, 'eval_seconds': 4.0},
+          {'split': 'test', 'step': 6, 'accuracy': 0.7, 'unix_time': 150.0, 'eval_seconds': 5.0}]
+  assert time_to_accuracy.seconds_to_targets(rows, 100.0, [0.5, 0.75, 0.9]) == {
+      0.5: 10.0, 0.75: 130.0 - 100.0 - 3.0, 0.9: None}
 
 
 def test_time_to_accuracy_refuses_unknown_arguments():

@@ -10,6 +10,11 @@ loading, compilation, training and the final (flip-TTA) test evaluation all
 count. Decoded images are cached (`~/.cache/isovolnet_jax`); `--cold` gives
 every run an empty cache dir, so JPEG decoding counts too. Extra
 `--config.KEY=VALUE` arguments go to every run.
+
+`--targets=85,90,93,94`: for a config that watches the test split
+(`periodic_eval='test'`, e.g. cifar10_airbench94), the time from launch to
+the first evaluation at or above each accuracy, less the seconds the earlier
+evaluations took: the launch-to-exit time of a run stopped there.
 """
 
 import json
@@ -40,14 +45,30 @@ def run_seed(config: str, data: str, seed: int, workdir: Path, cache_dir: str,
           f'--config.data.path={data}', f'--config.seed={seed}', *extra]
   if cache_dir:
     args.append(f'--config.data.cache_dir={cache_dir}')
-  start = time.perf_counter()
+  launch, start = time.time(), time.perf_counter()
   proc = subprocess.run(args, cwd=ROOT, capture_output=True, text=True)
   seconds = time.perf_counter() - start
   if proc.returncode:
     raise SystemExit(f'seed {seed} failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}')
-  test = [r for r in plots.read_metrics(workdir) if r['split'] == 'test'][-1]
-  return {'seed': seed, 'seconds': seconds, 'test_accuracy': test['accuracy'],
-          'steps': test['step']}
+  tests = [r for r in plots.read_metrics(workdir) if r['split'] == 'test']
+  return {'seed': seed, 'seconds': seconds, 'test_accuracy': tests[-1]['accuracy'],
+          'steps': tests[-1]['step'], 'launch': launch,
+          'curve': [(r['step'], r['accuracy']) for r in tests]}
+
+
+def seconds_to_targets(rows: list[dict], launch: float, targets) -> dict:
+  """{target accuracy: seconds or None}: from `launch` (unix time) to the end
+  of the first test evaluation reaching it, less the earlier evaluations'
+  `eval_seconds` (metrics.jsonl rows of one run, in order)."""
+  out, spent = {}, 0.0
+  for r in rows:
+    if r['split'] != 'test' or 'unix_time' not in r:
+      continue
+    for t in targets:
+      if t not in out and r['accuracy'] >= t:
+        out[t] = r['unix_time'] - launch - spent
+    spent += r['eval_seconds']
+  return {t: out.get(t) for t in targets}
 
 
 def define_flags():
@@ -56,6 +77,8 @@ def define_flags():
                       'Image folder (train/ and test/).')
   flags.DEFINE_list('seeds', ['0', '1', '2'], 'Seeds, one run each.')
   flags.DEFINE_bool('cold', False, 'Decode the JPEGs in every run.')
+  flags.DEFINE_list('targets', [], 'Test accuracies (%) to time, e.g. 85,90,93,94 '
+                    "(needs --config.periodic_eval=test).")
   flags.DEFINE_bool('json', False, 'Print the results as JSON on the last line.')
   flags.DEFINE_string('workdir', '', "Keep each seed's run in WORKDIR/run<seed> "
                       '(default: a temporary folder, deleted at the end).')
@@ -87,9 +110,14 @@ def main(argv):
     tmp = args.workdir or tmp
     for seed in seeds:
       cache = os.path.join(tmp, f'cache{seed}') if args.cold else ''
-      r = run_seed(args.config, args.data, seed, Path(tmp, f'run{seed}'), cache, _EXTRA)
+      workdir = Path(tmp, f'run{seed}')
+      r = run_seed(args.config, args.data, seed, workdir, cache, _EXTRA)
+      r['to_target_seconds'] = seconds_to_targets(
+          plots.read_metrics(workdir), r['launch'], [float(t) / 100 for t in args.targets])
+      reached = ''.join(f', {100 * t:g}% at ' + (f'{s / 60:.2f} min' if s else 'never')
+                        for t, s in r['to_target_seconds'].items())
       print(f'seed {r["seed"]}: {r["seconds"] / 60:.2f} min, test accuracy '
-            f'{100 * r["test_accuracy"]:.2f}% ({r["steps"]} steps)', flush=True)
+            f'{100 * r["test_accuracy"]:.2f}% ({r["steps"]} steps){reached}', flush=True)
       results.append(r)
   minutes = [r['seconds'] / 60 for r in results]
   accs = [100 * r['test_accuracy'] for r in results]
