@@ -342,8 +342,10 @@ def _whitened(config, state: TrainState, dataset, replicated) -> TrainState:
   if not n:
     return state
   if 'whiten' not in state.params:
+    stem = ('--config.model.whiten_stem=true or '
+            if 'whiten_stem' in models.MODELS[config.model.name].__dataclass_fields__ else '')
     raise InputError(f'whiten_images={n} but model {config.model.name!r} has no '
-                     f"'whiten' layer; set --config.whiten_images=0")
+                     f"'whiten' layer; set {stem}--config.whiten_images=0")
   if not hasattr(dataset, 'train_images'):
     raise InputError("whiten_images needs the training images in memory; set "
                      "--config.data.pipeline=memory (or --config.whiten_images=0)")

@@ -214,6 +214,11 @@ MUTATIONS = (
               'test_the_step_translates_by_reflection_in_place_of_the_zero_padded_crop',),
              'isovolnet_jax/data/__init__.py', "aug.flip, aug.get('translate', 0))",
              'aug.flip, 0)'),
+    Mutation('whiten-stem-skip', "IsoVolNet's model.whiten_stem not applied",
+             ('tests/test_whiten_stem.py::'
+              'test_isovolnet_volume_is_constant_from_the_stem_output_on',),
+             'isovolnet_jax/models/isovolnet.py', '    if self.whiten_stem:\n',
+             '    if False:\n'),
     Mutation('tta-eval-time', 'time to accuracy counts the earlier evaluations',
              ('tests/test_benchmark.py::'
               'test_seconds_to_targets_leave_out_the_earlier_evaluations',),

@@ -324,6 +324,9 @@ def build(model_config: ml_collections.ConfigDict, num_classes: int,
   if options['norm'] not in NORMS:
     flax_layers.norm_layer(options['norm'], False, None)
     raise InputError(f'the PyTorch twin has no model.norm={options["norm"]!r}')
+  if options.get('whiten_stem'):
+    raise InputError('the PyTorch twin has no model.whiten_stem; set '
+                     '--config.model.whiten_stem=false')
   _lib()  # A missing torch is an InputError before any layer is built.
   return BUILDERS[name](m, tuple(image_shape))
 

@@ -47,6 +47,14 @@ def create_model(model_config: ml_collections.ConfigDict, num_classes: int,
     raise InputError(f'unknown model.name={name!r}; choose one of {sorted(MODELS)}')
   cls = MODELS[name]
   fields = set(cls.__dataclass_fields__) - {'parent', 'name'}
+  # model.whiten_stem is in every config (config_defaults): off, it means
+  # nothing to a model without it; on, it is refused.
+  if 'whiten_stem' not in fields and kwargs.pop('whiten_stem', False):
+    having = sorted(n for n, c in MODELS.items() if 'whiten_stem' in c.__dataclass_fields__)
+    where = ('its whitening conv is always on' if name == 'airbench'
+             else f'models with it: {", ".join(having)}')
+    raise InputError(f"model {name!r} has no option 'whiten_stem' ({where}); "
+                     f"set --config.model.whiten_stem=false")
   unknown = sorted(set(kwargs) - fields)
   if unknown:
     raise InputError(f'model {name!r} has no option {unknown[0]!r}; '

@@ -72,6 +72,7 @@ class DilatedDS(nn.Module):
   groups: int = 32              # Of the 3x3 conv; the table's 2,304 needs 32.
   dilations: tuple[int, ...] = (1, 1, 2, 4, 8, 12, 16, 20, 22)
   valid_blocks: int = 2         # First blocks: unpadded, shrink, no shortcut.
+  whiten_stem: bool = False     # airbench's 2x2 whitening conv + GELU before the stem (3 -> 24).
   dropout: float = 0.05
   norm: str = 'batch'
   activation: str = 'relu'
@@ -92,6 +93,10 @@ class DilatedDS(nn.Module):
     common = dict(dropout=self.dropout, norm=self.norm, activation=self.activation,
                   conv_impl=self.conv_impl, dtype=self.dtype)
     x = x.astype(self.dtype)
+    if self.whiten_stem:
+      # Padded ((0, 1), (0, 1)): 32x32 stays 32x32, so the seed's shapes
+      # (30, 28, 26 after the VALID stem and blocks) are unchanged.
+      x = layers.whiten_stem(x, conv_impl=self.conv_impl, dtype=self.dtype)
     x = ConvActNorm(self.width, padding='VALID', name='stem', **common)(x, train)
     for i, d in enumerate(self.dilations):
       valid = i < self.valid_blocks

@@ -70,6 +70,7 @@ class FastCNN(nn.Module):
   num_classes: int
   widths: tuple[int, ...] = (24, 32, 32, 64, 64, 80, 80)
   pool_after: tuple[int, ...] = (1, 3, 5)  # 0-based conv indices.
+  whiten_stem: bool = False    # airbench's 2x2 whitening conv + GELU before conv0 (3 -> 24).
   norm: str = 'batch'
   activation: str = 'relu'
   conv_impl: str = 'auto'      # 'auto', 'lax', 'unrolled', 'onednn' (layers.conv_function).
@@ -78,6 +79,11 @@ class FastCNN(nn.Module):
   @nn.compact
   def __call__(self, x, train: bool = False):
     x = x.astype(self.dtype)
+    if self.whiten_stem:
+      # Padded ((0, 1), (0, 1)): 32x32 stays 32x32, so the pools see the
+      # shapes they do without the stem (16, 8, 4). conv0 then takes 24
+      # channels, a plain ConvNormAct (the 3-channel PaddedConv is not needed).
+      x = layers.whiten_stem(x, conv_impl=self.conv_impl, dtype=self.dtype)
     for i, width in enumerate(self.widths):
       unit = Stem if i == 0 and x.shape[-1] < 4 else layers.ConvNormAct
       x = unit(width, norm=self.norm, activation=self.activation,

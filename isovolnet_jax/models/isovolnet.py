@@ -22,6 +22,7 @@ from isovolnet_jax.models import layers
 
 MIN_SIDE = 32
 DEFAULT_BLOCKS = 5  # The seed's diagram: five blocks.
+WHITEN_WIDTH = 2 * 2 * 2 * 3  # layers.whiten_stem on RGB: +- pairs of 2x2x3 patches.
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,7 +58,10 @@ def max_blocks(height: int, width: int) -> int:
 
 def plan(input_shape: Sequence[int], stem_features: int, num_blocks: int,
          channel_multiplier: int = 4) -> list[Block]:
-  """The block shapes for an input, checked before any array is built."""
+  """The block shapes for an input, checked before any array is built.
+
+  `stem_features`: the channels entering the first block (0: the image's).
+  """
   h, w, c = check_input_shape(input_shape)
   limit = max_blocks(h, w)
   if num_blocks == -1:
@@ -80,6 +84,7 @@ def plan(input_shape: Sequence[int], stem_features: int, num_blocks: int,
 class IsoVolNet(nn.Module):
   num_classes: int
   stem_features: int = 0        # 0: no stem, the volume is H*W*3.
+  whiten_stem: bool = False     # airbench's 2x2 whitening conv + GELU first (3 -> 24).
   num_blocks: int = -1          # -1: as many as the seed's 5 and the input allow.
   convs_per_block: int = 1      # DS convs per block; the last one widens x4.
   pool: str = 'max'
@@ -103,11 +108,19 @@ class IsoVolNet(nn.Module):
 
   @nn.compact
   def __call__(self, x, train: bool = False):
-    blocks = plan(x.shape[1:], self.stem_features, self.num_blocks,
-                  self.channel_multiplier)
+    # The first block's width: the stem conv's, else the whitening stem's
+    # (2*2*2*3 = 24: it keeps H x W), else the image's 3. The volume H*W*C
+    # is constant from there on.
+    first = self.stem_features or (WHITEN_WIDTH if self.whiten_stem else 0)
+    blocks = plan(x.shape[1:], first, self.num_blocks, self.channel_multiplier)
     x = x.astype(self.dtype)
     common = dict(norm=self.norm, activation=self.activation,
                   conv_impl=self.conv_impl, dtype=self.dtype)
+    if self.whiten_stem:
+      # Padded ((0, 1), (0, 1)), not airbench's VALID: 32x32 stays 32x32, so
+      # H and W still halve exactly in every block (31 would not) and the
+      # input stays >= MIN_SIDE.
+      x = layers.whiten_stem(x, conv_impl=self.conv_impl, dtype=self.dtype)
     if self.stem_features:
       x = layers.ConvNormAct(self.stem_features, name='stem', **common)(x, train)
     pool = layers.max_pool_2x2 if self.pool == 'max' else layers.avg_pool_2x2

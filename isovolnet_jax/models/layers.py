@@ -108,6 +108,29 @@ def Conv(features: int, kernel_size, *, conv_impl: str = 'auto', **kwargs):
                  conv_general_dilated=conv_function(conv_impl), **kwargs)
 
 
+# model.whiten_stem's padding: one row below and one column right, so a 2x2
+# conv keeps H x W (32 -> 32, where airbench's VALID gives 31) and the model's
+# own spatial plan (IsoVolNet's exact halvings, FastCNN's pools, DilatedDS's
+# 30/28/26) is the one it has without the stem. The padded last row and
+# column see zeros, patches the whitening kernel (computed from VALID patches)
+# was not fitted on: 63 of 1,024 positions on a 32x32 image.
+WHITEN_PADDING = ((0, 1), (0, 1))
+
+
+def whiten_stem(x: jnp.ndarray, *, conv_impl: str = 'auto', dtype: Any = jnp.float32,
+                kernel_size: int = 2) -> jnp.ndarray:
+  """airbench's whitening stem for the other zoo models (model.whiten_stem):
+  a k x k conv with bias named 'whiten', 2*k*k*C wide (24 for RGB: the +- pairs
+  of the k*k*C patch eigenvectors), then exact GELU, as airbench's. Called in
+  a model's compact __call__, so 'whiten' is a top-level layer: the one
+  `train._whitened` (whiten_images) and `optim_airbench.param_labels`
+  (freeze_whiten_kernel, whiten_bias_epochs) look for."""
+  k = kernel_size
+  x = Conv(2 * k * k * x.shape[-1], (k, k), padding=WHITEN_PADDING, use_bias=True,
+           dtype=dtype, conv_impl=conv_impl, name='whiten')(x)
+  return nn.gelu(x, approximate=False)
+
+
 @jax.custom_vjp
 def max_pool_2x2(x: jnp.ndarray) -> jnp.ndarray:
   """2x2/2 max pooling as a reshape and a max (nn.max_pool's values).
