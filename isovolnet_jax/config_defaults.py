@@ -71,7 +71,7 @@ def get_base_config() -> ml_collections.ConfigDict:
 
   config.model = ml_collections.ConfigDict()
   config.model.name = 'isovolnet'
-  config.model.whiten_stem = False  # isovolnet, fast_cnn, dilated_ds: airbench's 2x2 whitening conv + GELU first.
+  config.model.whiten_stem = False  # isovolnet/fast_cnn/dilated_ds: airbench's whitening conv first.
 
   config.optimizer = ml_collections.ConfigDict()
   config.optimizer.name = 'sgd'        # sgd, adam, adamw, rmsprop.
