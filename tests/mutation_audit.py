@@ -51,7 +51,7 @@ MUTATIONS = (
     Mutation('flip-train', 'train.py ignores config.eval_flip',
              ('tests/test_evaluate.py::test_eval_flip_averages_with_the_mirror_in_'
               'training_and_evaluation',),
-             'isovolnet_jax/train.py', 'flip=config.eval_flip)', 'flip=False)'),
+             'isovolnet_jax/train.py', 'tta=inference.tta_mode(config)))', "tta='none'))"),
     Mutation('flip-inference', 'inference.logits (evaluate, predict) ignores config.eval_flip',
              ('tests/test_evaluate.py::test_eval_flip_averages_with_the_mirror_in_'
               'training_and_evaluation',
@@ -95,8 +95,9 @@ MUTATIONS = (
     Mutation('time-to-accuracy', 'time_to_accuracy reports the val accuracy',
              ('tests/test_benchmark.py::test_time_to_accuracy_times_each_seed_and_'
               'reads_the_test_accuracy',),
-             'isovolnet_jax/bench/time_to_accuracy.py', "if r['split'] == 'test'][-1]",
-             "if r['split'] == 'val'][-1]"),
+             'isovolnet_jax/bench/time_to_accuracy.py',
+             "tests = [r for r in plots.read_metrics(workdir) if r['split'] == 'test']",
+             "tests = [r for r in plots.read_metrics(workdir) if r['split'] == 'val']"),
     Mutation('no-data', 'CI=true without ../shared/data/cifar10_jpeg',
              ('tests/test_predict.py::test_cli_refuses_small_image_in_one_line',),
              env=(('CI', 'true'),), no_data=True),
