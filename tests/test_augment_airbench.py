@@ -1,7 +1,6 @@
 """data/augment.py, airbench's part: alternating flip and reflect-padded translation."""
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from isovolnet_jax.data import augment as aug

@@ -19,10 +19,8 @@ import json
 import math
 import time
 
-from absl import app
 from absl import flags
 import ml_collections
-import numpy as np
 
 from isovolnet_jax import cli
 from isovolnet_jax.data import sources
