@@ -158,3 +158,15 @@ def test_input_pipeline_bench_finds_its_config():
   from isovolnet_jax.bench import input_pipeline as bench_input  # pylint: disable=g-import-not-at-top
   config = config_defaults.load_config_file(bench_input.CONFIG)
   assert config.model.name == 'isovolnet' and config.model.num_blocks == -1
+
+
+def test_torch_profile_sorts_ops_by_layer_kind():
+  require_torch()
+  from isovolnet_jax.bench import layer_profile
+  assert [layer_profile.torch_kind(op) for op in (
+      'aten::convolution_backward', 'aten::native_batch_norm', 'aten::addmm',
+      'aten::max_pool2d_with_indices_backward', 'aten::gelu', 'aten::add_')] == [
+          'Conv', 'BatchNorm', 'Dense', 'pooling', 'activation', 'rest']
+  by_kind, whole = layer_profile.torch_profile(_tiny_config(), 8, 1, 'channels_last', 2)
+  assert by_kind['Conv'] > 0 and by_kind['BatchNorm'] > 0 and by_kind['Dense'] > 0
+  assert whole > 0

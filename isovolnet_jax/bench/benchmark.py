@@ -158,9 +158,9 @@ def variant_name(config) -> str:
   return f'{config.dtype}:{layers.resolve_conv_impl(config.model.get("conv_impl", "auto"))}'
 
 
-def time_jax(config, image_shape, num_classes, args) -> dict:
-  import functools
-
+def jax_training(config, image_shape, num_classes) -> dict:
+  """The config's training step as training runs it (augmentation off), its
+  state and a random batch: what `time_jax` and `step_memory` measure."""
   import jax
   import numpy as np
   from jax.sharding import NamedSharding, PartitionSpec as P
@@ -183,26 +183,36 @@ def time_jax(config, image_shape, num_classes, args) -> dict:
                               total_steps=10 * per_epoch)
   state = train.create_train_state(model, image_shape, tx,
                                    jax.random.key(0), NamedSharding(mesh, P()))
-  params = sum(x.size for x in jax.tree.leaves(state.params))
-
   rng = np.random.default_rng(0)
   images = rng.integers(0, 256, (bs, *image_shape), dtype=np.uint8)
   labels = rng.integers(0, num_classes, (bs,), dtype=np.int32)
   images, labels = sharding.to_global(mesh, images, labels)
-  key = jax.random.key(1)
-  step = train.make_train_step(config, num_classes, mesh)
-  infer = jax.jit(functools.partial(train.eval_logits, model.apply))
+  return {'model': model, 'state': state, 'images': images, 'labels': labels,
+          'key': jax.random.key(1), 'step': train.make_train_step(config, num_classes, mesh)}
 
-  holder = [state]  # The step donates its input state: keep the newest.
+
+def time_jax(config, image_shape, num_classes, args) -> dict:
+  import functools
+
+  import jax
+
+  from isovolnet_jax import train
+
+  t = jax_training(config, image_shape, num_classes)
+  params = sum(x.size for x in jax.tree.leaves(t['state'].params))
+  step, images = t['step'], t['images']
+  infer = jax.jit(functools.partial(train.eval_logits, t['model'].apply))
+
+  holder = [t['state']]  # The step donates its input state: keep the newest.
   def train_once():
-    holder[0], metrics = step(holder[0], images, labels, key)
+    holder[0], metrics = step(holder[0], images, t['labels'], t['key'])
     jax.block_until_ready(metrics)
 
   timing = (args.steps, args.warmup, args.repeats)
-  train_rate = throughput(train_once, bs, *timing)
+  train_rate = throughput(train_once, config.batch_size, *timing)
   variables = {'params': holder[0].params, 'batch_stats': holder[0].batch_stats}
   infer_rate = throughput(lambda: infer(variables, images).block_until_ready(),
-                          bs, *timing)
+                          config.batch_size, *timing)
   return {'params': int(params), 'devices': jax.device_count(),
           'train': train_rate, 'infer': infer_rate}
 
@@ -226,9 +236,10 @@ def _torch_optimizer(torch, params, opt):
                              weight_decay=opt.weight_decay)
 
 
-def time_torch(config, image_shape, num_classes, threads, variant, args) -> dict:
-  """One PyTorch variant: 'nchw', 'channels_last', 'compile' (channels_last),
-  'bf16' (bfloat16 autocast, channels_last) or 'bf16_compile'."""
+def torch_training(config, image_shape, num_classes, threads, variant) -> dict:
+  """One PyTorch variant's training and inference calls on a random batch:
+  'nchw', 'channels_last', 'compile' (channels_last), 'bf16' (bfloat16
+  autocast, channels_last) or 'bf16_compile'."""
   import contextlib
 
   import torch
@@ -253,12 +264,15 @@ def time_torch(config, image_shape, num_classes, threads, variant, args) -> dict
   precision = (lambda: torch.autocast('cpu', dtype=torch.bfloat16)) \
       if variant.startswith('bf16') else contextlib.nullcontext
 
-  def train_once():
+  def grad_once():
     net.train()
     opt.zero_grad(set_to_none=True)
     with precision():
       loss = loss_fn(train_net(x), y)
     loss.backward()
+
+  def train_once():
+    grad_once()
     opt.step()
 
   def infer_once():
@@ -266,9 +280,17 @@ def time_torch(config, image_shape, num_classes, threads, variant, args) -> dict
     with torch.inference_mode(), precision():
       eval_net(x)
 
+  return {'params': params, 'train_once': train_once, 'infer_once': infer_once,
+          'grad_once': grad_once}
+
+
+def time_torch(config, image_shape, num_classes, threads, variant, args) -> dict:
+  """Images/s of one PyTorch variant (`torch_training`)."""
+  t = torch_training(config, image_shape, num_classes, threads, variant)
   timing = (args.steps, args.warmup, args.repeats)
-  return {'params': params, 'train': throughput(train_once, bs, *timing),
-          'infer': throughput(infer_once, bs, *timing)}
+  bs = config.batch_size
+  return {'params': t['params'], 'train': throughput(t['train_once'], bs, *timing),
+          'infer': throughput(t['infer_once'], bs, *timing)}
 
 
 # ---------------------------------------------------------------- report

@@ -1,7 +1,8 @@
 r"""Per-layer profile of a config's model: where a training step's time goes.
 
   python -m isovolnet_jax.bench.layer_profile \
-    --config=configs/cifar10.py [--batch=128] [--cores=1] [--config.model.conv_impl=auto] [--top=15]
+    --config=configs/cifar10.py [--batch=128] [--cores=1] [--config.model.conv_impl=auto] [--top=15] \
+    [--torch_variant=channels_last]
 
 It runs the model once in training mode with `nn.intercept_methods` to record
 every Conv, BatchNorm and Dense it calls (with its input shape), then times
@@ -12,6 +13,10 @@ optimizer) so that the last line says what the layers do not cover
 (activations, pooling, concatenations, the loss). `--batch` is the batch of
 one CPU device: a training step at batch 256 on 2 CPU devices is 128 each,
 on one core each (`--cores=1` pins the process to one core).
+`--torch_variant` adds the PyTorch twin's forward + backward at the same batch
+on `--cores` threads, profiled (`torch.profiler`, self time of each op, summed
+by the kind of layer the op belongs to): where the two frameworks' time
+differs.
 """
 
 import collections
@@ -70,8 +75,44 @@ def time_layer(module, shape, dtype, repeats):
   return _median_ms(run(fwd), repeats), _median_ms(run(bwd), repeats)
 
 
+# PyTorch's ops (self time) by the kind of layer they belong to.
+TORCH_KINDS = (('Conv', ('conv',)), ('BatchNorm', ('batch_norm',)),
+               ('Dense', ('addmm', 'aten::mm', 'linear')), ('pooling', ('pool',)),
+               ('activation', ('gelu', 'silu', 'relu', 'hardtanh', 'sigmoid')))
+
+
+def torch_kind(op: str) -> str:
+  return next((k for k, keys in TORCH_KINDS if any(p in op for p in keys)), 'rest')
+
+
+def torch_profile(config, batch, threads, variant, repeats) -> tuple[dict, float]:
+  """The PyTorch twin's forward + backward ({kind: ms of self CPU time},
+  whole ms unprofiled), `bench.benchmark`'s set-up at `batch`."""
+  from torch.profiler import profile, ProfilerActivity
+
+  from isovolnet_jax.bench import benchmark
+
+  config = config.copy_and_resolve_references()
+  with config.unlocked():
+    config.batch_size = batch
+  t = benchmark.torch_training(config, (config.data.image_size or 32,) * 2 + (3,), 10,
+                               threads, variant)
+  for _ in range(2):
+    t['grad_once']()  # Warm-up: oneDNN's primitives, allocator.
+  whole = _median_ms(t['grad_once'], repeats)
+  with profile(activities=[ProfilerActivity.CPU]) as prof:
+    for _ in range(repeats):
+      t['grad_once']()
+  by_kind = collections.defaultdict(float)
+  for event in prof.key_averages():
+    by_kind[torch_kind(event.key)] += event.self_cpu_time_total / 1000 / repeats
+  return dict(by_kind), whole
+
+
 def define_flags():
   cli.define_flags()
+  flags.DEFINE_string('torch_variant', '', 'Also profile the PyTorch twin in this '
+                      "bench.benchmark variant (e.g. channels_last, bf16); '' = no.")
   flags.DEFINE_integer('batch', 128, 'Batch of one CPU device.')
   flags.DEFINE_integer('cores', 1, 'Cores the process is pinned to.')
   flags.DEFINE_integer('repeats', 7, 'Timed runs per layer (median).')
@@ -133,6 +174,14 @@ def main(argv):
   print(f'layers alone {total:.1f} ms; whole model fwd {whole_fwd:.1f} ms, '
         f'fwd+bwd {whole:.1f} ms (the rest: activations, pooling, loss, fusion '
         f'differences: {whole - total:+.1f} ms)')
+  if args.torch_variant:
+    by_kind, torch_whole = torch_profile(config, args.batch, args.cores,
+                                         args.torch_variant, args.repeats)
+    print(f'PyTorch {args.torch_variant} fwd+bwd by kind (self CPU time under the '
+          'profiler): ' + ', '.join(f'{k} {v:.1f} ms' for k, v in
+                                    sorted(by_kind.items(), key=lambda kv: -kv[1])))
+    print(f'PyTorch whole model fwd+bwd {torch_whole:.1f} ms (unprofiled; JAX / PyTorch '
+          f'time {whole / torch_whole:.2f}x)')
 
 
 if __name__ == '__main__':
