@@ -225,6 +225,13 @@ MUTATIONS = (
               'test_seconds_to_targets_leave_out_the_earlier_evaluations',),
              'isovolnet_jax/bench/time_to_accuracy.py', "spent += r['eval_seconds']",
              'spent += 0'),
+    Mutation('step-memory-no-reset', "step_memory's peak not reset before the steps",
+             ('tests/test_step_memory.py::test_step_peak_forgets_what_ran_before',),
+             'isovolnet_jax/bench/step_memory.py', "    f.write('5')", "    f.write('')"),
+    Mutation('profile-kind', "layer_profile counts PyTorch's batch_norm ops as 'rest'",
+             ('tests/test_benchmark.py::test_torch_profile_sorts_ops_by_layer_kind',),
+             'isovolnet_jax/bench/layer_profile.py', "('BatchNorm', ('batch_norm',))",
+             "('BatchNorm', ('no_such_op',))"),
 )
 
 
