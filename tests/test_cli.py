@@ -42,6 +42,7 @@ COMMANDS = {
                    '--out=unused'),
     'layer_profile': ('-m', 'isovolnet_jax.bench.layer_profile',
                       '--config=configs/smoke.py'),
+    'step_memory': ('-m', 'isovolnet_jax.bench.step_memory', '--config=configs/smoke.py'),
     'evaluate': ('-m', 'isovolnet_jax.evaluate'),  # + --workdir=run_dir
     'predict': ('-m', 'isovolnet_jax.predict', '--workdir=unused', 'cat.jpg'),
 }
