@@ -40,7 +40,7 @@ def test_step_peak_forgets_what_ran_before():
 def _measure(batch):
   out = subprocess.run(
       [sys.executable, '-m', 'isovolnet_jax.bench.step_memory',
-       '--config=configs/cifar10_fast_cpu.py', f'--batch_size={batch}', '--steps=1',
+       '--config=configs/cifar10_fast_cpu.py', f'--config.batch_size={batch}', '--steps=1',
        '--json'], cwd=ROOT, capture_output=True, text=True, check=True)
   return out.stdout, json.loads(out.stdout.strip().splitlines()[-1])
 

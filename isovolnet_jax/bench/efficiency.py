@@ -21,11 +21,11 @@ import csv
 import json
 import os
 import resource
-import subprocess
 import sys
 import time
 from pathlib import Path
 
+from isovolnet_jax import bench
 from isovolnet_jax import cli
 
 if __name__ == '__main__':
@@ -122,13 +122,9 @@ def measure(config, batch_size: int, steps: int) -> dict:
 def _run_variant(variant: str, argv: list[str]) -> dict:
   """Measures one variant in a fresh process (its own RSS, its own caches)."""
   args = [a for a in argv[1:] if not a.startswith('--variant')]
-  out = subprocess.run([sys.executable, '-m', 'isovolnet_jax.bench.efficiency',
-                        f'--variant={variant}', *args],
-                       capture_output=True, text=True, check=False)
-  if out.returncode:
-    raise InputError(f'measuring the {variant} variant failed: '
-                     f'{out.stderr.strip().splitlines()[-1] if out.stderr.strip() else out.returncode}')
-  return json.loads(out.stdout.strip().splitlines()[-1])
+  return bench.measure_in_subprocess('isovolnet_jax.bench.efficiency',
+                                     [f'--variant={variant}', *args],
+                                     f'the {variant} variant')
 
 
 def write_report(rows: list[dict], out: Path) -> None:

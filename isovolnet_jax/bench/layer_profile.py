@@ -90,13 +90,14 @@ def torch_profile(config, batch, threads, variant, repeats) -> tuple[dict, float
   whole ms unprofiled), `bench.benchmark`'s set-up at `batch`."""
   from torch.profiler import profile, ProfilerActivity
 
+  from isovolnet_jax import summary
   from isovolnet_jax.bench import benchmark
 
   config = config.copy_and_resolve_references()
   with config.unlocked():
     config.batch_size = batch
-  t = benchmark.torch_training(config, (config.data.image_size or 32,) * 2 + (3,), 10,
-                               threads, variant)
+  t = benchmark.torch_training(config, summary.default_input_shape(config), 10, threads,
+                               variant)
   for _ in range(2):
     t['grad_once']()  # Warm-up: oneDNN's primitives, allocator.
   whole = _median_ms(t['grad_once'], repeats)

@@ -1,7 +1,7 @@
 r"""Peak memory of one training step, JAX against its PyTorch twin.
 
   python -m isovolnet_jax.bench.step_memory --config=configs/cifar10_dilated_ds.py \
-    [--batch_size=64] [--steps=3] [--torch_variant=channels_last] [--json] [--config.KEY=VALUE ...]
+    [--steps=3] [--torch_variant=channels_last] [--json] [--config.batch_size=64 ...]
 
 Each framework runs in a fresh process of its own, on one JAX CPU device (the
 whole batch) or PyTorch's threads, with the same model (equal parameter
@@ -21,12 +21,12 @@ activations a backward pass has to keep. Linux only.
 import gc
 import json
 import os
-import subprocess
 import sys
 
 from absl import app
 from absl import flags
 
+from isovolnet_jax import bench
 from isovolnet_jax import cli
 from isovolnet_jax.errors import InputError
 
@@ -36,7 +36,6 @@ _MALLOC = 'glibc.malloc.mmap_threshold=65536:glibc.malloc.trim_threshold=65536'
 
 def define_flags():
   cli.define_flags()
-  flags.DEFINE_integer('batch_size', 0, 'Batch size (0 = the config\'s).')
   flags.DEFINE_integer('steps', 3, 'Measured steps after one warm-up step.')
   flags.DEFINE_string('torch_variant', 'channels_last',
                       'PyTorch variant (bench.benchmark\'s names; eager ones).')
@@ -111,13 +110,8 @@ def _spawn(framework: str) -> dict:
   env = {**os.environ, cli.NO_TCMALLOC: '1', 'GLIBC_TUNABLES': _MALLOC,
          'TF_CPP_MIN_LOG_LEVEL': '2'}
   args = [a for a in sys.argv[1:] if not a.startswith('--worker')]
-  out = subprocess.run([sys.executable, '-m', 'isovolnet_jax.bench.step_memory',
-                        *args, f'--worker={framework}'],
-                       capture_output=True, text=True, env=env, check=False)
-  if out.returncode:
-    tail = out.stderr.strip().splitlines()[-1:] or [f'exit status {out.returncode}']
-    raise InputError(f'measuring {framework} failed: {tail[0]}')
-  return json.loads(out.stdout.strip().splitlines()[-1])
+  return bench.measure_in_subprocess('isovolnet_jax.bench.step_memory',
+                                     [*args, f'--worker={framework}'], framework, env)
 
 
 def run(config) -> dict:
@@ -154,9 +148,6 @@ def main(argv):
   if not os.path.exists('/proc/self/clear_refs'):
     raise InputError('step_memory needs Linux (/proc/self/clear_refs)')
   config = FLAGS.config
-  if FLAGS.batch_size:
-    with config.unlocked():
-      config.batch_size = FLAGS.batch_size
   if FLAGS.worker:
     print(json.dumps(_worker(config)))
     return
