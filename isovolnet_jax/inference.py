@@ -84,7 +84,7 @@ def logits(model, variables, images: np.ndarray, config: ml_collections.ConfigDi
 
   `config.eval_flip`: each image's logits are averaged with its mirror's, as
   in training's evaluation; `config.eval_tta` (`tta_mode`), when set, names
-  the views instead (training's evaluation does not read it yet). Batches of
+  the views instead, as in training's evaluation. Batches of
   `config.eval_batch_size` (or `batch_size`), at most N, the last one padded
   by `data.memory.eval_batches`: every batch has one shape, so the model
   compiles once.

@@ -232,6 +232,11 @@ MUTATIONS = (
              ('tests/test_benchmark.py::test_torch_profile_sorts_ops_by_layer_kind',),
              'isovolnet_jax/bench/layer_profile.py', "('BatchNorm', ('batch_norm',))",
              "('BatchNorm', ('no_such_op',))"),
+    Mutation('saved-config-lists', "the model is built from config.json's lists as they are",
+             ('tests/test_evaluate.py::test_every_config_rebuilds_its_model_from_a_saved_config_json',),
+             'isovolnet_jax/models/__init__.py',
+             'kwargs = {k: _tuples(v) for k, v in dict(model_config).items()}',
+             'kwargs = dict(model_config)'),
 )
 
 

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import pytest
@@ -15,6 +17,8 @@ from sklearn import metrics as skm
 from isovolnet_jax import checkpointing
 from isovolnet_jax import config_defaults
 from isovolnet_jax import evaluate
+from isovolnet_jax import inference
+from isovolnet_jax import models
 from isovolnet_jax.data import memory
 from isovolnet_jax import metrics
 from isovolnet_jax import plots
@@ -154,6 +158,22 @@ def test_evaluate_and_predict_agree_on_the_same_images(run_dir, tmp_path):
   split = evaluate.predict_split(run_dir)
   np.testing.assert_allclose(split.probs, probs, atol=1e-6)
   np.testing.assert_array_equal(split.images, images)
+
+
+@pytest.mark.parametrize('name', sorted(p.name for p in (ROOT / 'configs').glob('cifar10*.py')))
+def test_every_config_rebuilds_its_model_from_a_saved_config_json(name, tmp_path):
+  """evaluate and predict rebuild the model from the run's config.json, whose
+  lists were the config file's tuples (FastCNN's widths, the dilated net's
+  dilations): the module must still hash, as jax.jit's static argument."""
+  config = config_defaults.load_config_file(ROOT / 'configs' / name)
+  (tmp_path / 'config.json').write_text(config.to_json_best_effort(indent=2))
+  saved = checkpointing.load_config(tmp_path)
+  model = models.create_model(saved.model, 10)
+  assert hash(model) == hash(models.create_model(config.model, 10))
+  if saved.model.name == 'fast_cnn':  # End to end on one model: the jitted forward.
+    images = np.random.default_rng(0).integers(0, 256, (2, 32, 32, 3), np.uint8)
+    variables = model.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)), train=False)
+    assert inference.logits(model, variables, images, saved).shape == (2, 10)
 
 
 def test_best_checkpoint_on_val_matches_its_logged_val_accuracy(run_dir, tmp_path):

@@ -39,9 +39,16 @@ MODELS: dict[str, type[nn.Module]] = {
 }
 
 
+def _tuples(value: Any) -> Any:
+  # A run's config.json gives lists where the config file had tuples; a module
+  # with a list field cannot be hashed, as jax.jit's static arguments must be
+  # (evaluate and predict rebuild the model from that file).
+  return tuple(map(_tuples, value)) if isinstance(value, (list, tuple)) else value
+
+
 def create_model(model_config: ml_collections.ConfigDict, num_classes: int,
                  dtype: Any = jnp.float32) -> nn.Module:
-  kwargs = dict(model_config)
+  kwargs = {k: _tuples(v) for k, v in dict(model_config).items()}
   name = kwargs.pop('name')
   if name not in MODELS:
     raise InputError(f'unknown model.name={name!r}; choose one of {sorted(MODELS)}')
