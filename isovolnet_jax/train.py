@@ -312,6 +312,9 @@ def _set_up(config, workdir: Path) -> tuple[SetUp, TrainState]:
   tx = optim.create_optimizer(config.optimizer, schedule, batch_size=config.batch_size,
                               steps_per_epoch=plan.steps_per_epoch,
                               total_steps=plan.total_steps)
+  if warning := optim.lookahead_warning(config.optimizer, plan.steps_per_epoch,
+                                        plan.total_steps):
+    logging.warning(warning)
   state = create_train_state(model, dataset.image_shape, tx, init_key,
                              NamedSharding(mesh, P()))
   state = _whitened(config, state, dataset, NamedSharding(mesh, P()))

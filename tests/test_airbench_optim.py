@@ -2,6 +2,7 @@
 written out in numpy (torch SGD on the summed loss, the lookahead loop)."""
 
 import math
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -281,3 +282,16 @@ def test_state_leaf_order_survives_a_restore_from_metadata(tmp_path):
   assert len(want) == len(got)
   for a, b in zip(want, got):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_lookahead_past_the_last_step_is_named():
+  """configs/cifar10.py starts lookahead at epoch 30 of 100; shortened by
+  --config.num_epochs=10 the run would never use it, and training says so."""
+  opt = config_defaults.load_config_file(
+      Path(__file__).resolve().parents[1] / 'configs' / 'cifar10.py').optimizer
+  per_epoch = 45_000 // 256
+  assert optim.lookahead_warning(opt, per_epoch, 100 * per_epoch) is None
+  warning = optim.lookahead_warning(opt, per_epoch, 10 * per_epoch)
+  assert f'step {30 * per_epoch}' in warning and 'lookahead_start_epochs' in warning
+  opt.lookahead_every = 0
+  assert optim.lookahead_warning(opt, per_epoch, 10 * per_epoch) is None

@@ -4,7 +4,8 @@ r"""Seed 003, activation functions: ReLU vs Leaky ReLU (slope 0.01) vs Swish.
     --sweep=configs/sweeps/activation.py --workdir=runs/sweeps/activation --results=results/activation \
     --config.data.source=folder --config.data.path=../shared/data/cifar10_jpeg \
     --config.num_epochs=10 --config.optimizer.learning_rate=2e-3 \
-    --reuse=results/activation,results/learning_rate,results/dropout,results/batch_size
+    --reuse=results/activation,results/learning_rate,results/dropout,results/batch_size \
+    --config.label_smoothing=0.1 --config.optimizer.lookahead_every=0 --config.eval_tta=  # the default before 2026-12-03
 
 9 points (3 activations x 3 seeds). The rest of the recipe
 is configs/cifar10.py's at rate 2e-3 (AdamW, onecycle).

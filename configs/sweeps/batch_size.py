@@ -4,7 +4,8 @@ r"""Seed 003, batch sizes: 64, 128, 256 (configs/cifar10.py's), 512.
     --sweep=configs/sweeps/batch_size.py --workdir=runs/sweeps/batch_size --results=results/batch_size \
     --config.data.source=folder --config.data.path=../shared/data/cifar10_jpeg \
     --config.num_epochs=10 --config.optimizer.learning_rate=2e-3 \
-    --reuse=results/activation,results/learning_rate,results/dropout,results/batch_size
+    --reuse=results/activation,results/learning_rate,results/dropout,results/batch_size \
+    --config.label_smoothing=0.1 --config.optimizer.lookahead_every=0 --config.eval_tta=  # the default before 2026-12-03
 
 12 points (4 batch sizes x 3 seeds). The peak learning rate
 stays at 2e-3 for every batch size (no scaling rule), so

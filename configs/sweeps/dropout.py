@@ -4,7 +4,8 @@ r"""Seed 003, dropout rates before the classifier: 0 (configs/cifar10.py's), 0.1
     --sweep=configs/sweeps/dropout.py --workdir=runs/sweeps/dropout --results=results/dropout \
     --config.data.source=folder --config.data.path=../shared/data/cifar10_jpeg \
     --config.num_epochs=10 --config.optimizer.learning_rate=2e-3 \
-    --reuse=results/activation,results/learning_rate,results/dropout,results/batch_size
+    --reuse=results/activation,results/learning_rate,results/dropout,results/batch_size \
+    --config.label_smoothing=0.1 --config.optimizer.lookahead_every=0 --config.eval_tta=  # the default before 2026-12-03
 
 12 points (4 rates x 3 seeds). IsoVolNet's dropout sits
 between global max pooling and the dense classifier (model.dropout).

@@ -5,7 +5,8 @@ r"""airbench's training tricks that cost no step time, on the default IsoVolNet.
     --workdir=runs/sweeps/isovolnet_airbench_tricks \
     --results=results/airbench/zoo/isovolnet \
     --config.data.source=folder --config.data.path=../shared/data/cifar10_jpeg \
-    --config.num_epochs=10
+    --config.num_epochs=10 \
+    --config.label_smoothing=0.1 --config.optimizer.lookahead_every=0 --config.eval_tta=  # the default before 2026-12-03
 
 Label smoothing and lookahead add nothing to a step's cost (lookahead: one
 tree update every 5 steps), so equal epochs are equal training time: 10

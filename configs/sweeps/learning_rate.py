@@ -4,7 +4,8 @@ r"""Seed 003, learning rates: AdamW peak rate in factors of 2, 5e-4 to 1.28e-1.
     --sweep=configs/sweeps/learning_rate.py --workdir=runs/sweeps/learning_rate --results=results/learning_rate \
     --config.data.source=folder --config.data.path=../shared/data/cifar10_jpeg \
     --config.num_epochs=10 --config.optimizer.learning_rate=2e-3 \
-    --reuse=results/activation,results/learning_rate,results/dropout,results/batch_size
+    --reuse=results/activation,results/learning_rate,results/dropout,results/batch_size \
+    --config.label_smoothing=0.1 --config.optimizer.lookahead_every=0 --config.eval_tta=  # the default before 2026-12-03
 
 27 points (9 rates x 3 seeds). Peak of configs/cifar10.py's
 onecycle schedule: 5e-4, 1e-3, 2e-3 (the config's then), 4e-3, ..., 1.28e-1 in

@@ -3,7 +3,8 @@ r"""Seed 003, optimizers: SGD with momentum vs Adam vs RMSprop.
   LD_PRELOAD=libtcmalloc.so.4 python -m isovolnet_jax.tools.sweep --config=configs/cifar10.py \
     --sweep=configs/sweeps/optimizer.py --workdir=runs/sweeps/optimizer --results=results/optimizer \
     --config.data.source=folder --config.data.path=../shared/data/cifar10_jpeg \
-    --config.num_epochs=10
+    --config.num_epochs=10 \
+    --config.label_smoothing=0.1 --config.optimizer.lookahead_every=0 --config.eval_tta=  # the default before 2026-12-03
 
 9 points (3 optimizers x 3 seeds). Peak learning rates
 (onecycle schedule, as in configs/cifar10.py):
