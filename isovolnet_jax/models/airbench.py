@@ -95,11 +95,6 @@ class AirBench(nn.Module):
   conv_impl: str = 'auto'      # 'auto', 'lax', 'unrolled', 'onednn' (layers.conv_function).
   dtype: Any = jnp.float32
 
-  def __post_init__(self):
-    # A run's config.json gives lists; a jitted static module must hash.
-    object.__setattr__(self, 'widths', tuple(self.widths))
-    super().__post_init__()
-
   @nn.compact
   def __call__(self, x, train: bool = False):
     x = x.astype(self.dtype)
