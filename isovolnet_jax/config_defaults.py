@@ -98,8 +98,8 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.optimizer.decay_all = False   # sgd: weight decay on every trained leaf, not kernels only.
   config.optimizer.bn_bias_lr_scale = 1.0  # sgd: BN biases' rate x this, same decay step (64).
   config.optimizer.freeze_bn_scale = False  # sgd: BatchNorm scales stay at their init, 1.
-  config.optimizer.freeze_whiten_kernel = False  # sgd: the 'whiten' layer's kernel is not trained.
-  config.optimizer.whiten_bias_epochs = -1.0  # sgd: >= 0: its bias frozen after this many epochs.
+  config.optimizer.freeze_whiten_kernel = False  # The 'whiten' layer's kernel is not trained.
+  config.optimizer.whiten_bias_epochs = -1.0  # >= 0: its bias frozen after this many epochs.
   config.optimizer.lookahead_every = 0      # > 0: lookahead every this many steps (airbench: 5)...
   config.optimizer.lookahead_start_epochs = 3.0  # ...from this epoch...
   config.optimizer.lookahead_base = 0.95    # ...slow-copy decay base**every * (step/total)**pow...

@@ -39,6 +39,8 @@ def _kernels_only(params):
 # optimizer keys of airbench's tricks, and the values that leave them off.
 _GROUP_KEYS = {'decay_all': False, 'bn_bias_lr_scale': 1.0, 'freeze_bn_scale': False,
                'freeze_whiten_kernel': False, 'whiten_bias_epochs': -1.0}
+# Those of them every optimizer takes: the whitening layer's freezes.
+_WHITEN_KEYS = ('freeze_whiten_kernel', 'whiten_bias_epochs')
 
 
 def _needs(what: str, key: str):
@@ -51,18 +53,23 @@ def create_optimizer(opt: ml_collections.ConfigDict, schedule, *, batch_size: in
   """The optimizer named by `optimizer.name`, with its weight decay.
 
   airbench's knobs (docs/airbench.md), all off by default: `per_1024`,
-  `decay_all`, `bn_bias_lr_scale`, `freeze_bn_scale`, `freeze_whiten_kernel`,
-  `whiten_bias_epochs` (sgd only) and `lookahead_every`. `per_1024` needs
-  `batch_size`, `whiten_bias_epochs` `steps_per_epoch`, lookahead both
-  `steps_per_epoch` and `total_steps`; with those knobs off they are unused.
+  `decay_all`, `bn_bias_lr_scale`, `freeze_bn_scale` (sgd only),
+  `freeze_whiten_kernel`, `whiten_bias_epochs` (any optimizer) and
+  `lookahead_every`. `per_1024` needs `batch_size`, `whiten_bias_epochs`
+  `steps_per_epoch`, lookahead both `steps_per_epoch` and `total_steps`; with
+  those knobs off they are unused.
   """
-  grouped = any(opt.get(k, off) != off for k, off in _GROUP_KEYS.items())
+  on = {k for k, off in _GROUP_KEYS.items() if opt.get(k, off) != off}
   per_1024 = opt.get('per_1024', False)
-  if (grouped or per_1024) and opt.name != 'sgd':
+  sgd_only = sorted(on - set(_WHITEN_KEYS)) + (['per_1024'] if per_1024 else [])
+  if sgd_only and opt.name != 'sgd':
     raise InputError(f"optimizer.name={opt.name!r}: airbench's optimizer knobs "
-                     f"(per_1024, {', '.join(_GROUP_KEYS)}) are implemented for sgd only")
-  if opt.name == 'sgd' and (grouped or per_1024):
+                     f"{', '.join(sgd_only)} are implemented for sgd only; set "
+                     f"--config.optimizer.name=sgd or turn them off")
+  if opt.name == 'sgd' and (on or per_1024):
     tx = _airbench_sgd(opt, schedule, batch_size, steps_per_epoch)
+  elif on:
+    tx = _with_whitening_freezes(opt, schedule, steps_per_epoch)
   else:
     tx = _plain_optimizer(opt, schedule)
   if opt.get('lookahead_every', 0) > 0:
@@ -104,17 +111,40 @@ def _airbench_sgd(opt, schedule, batch_size, steps_per_epoch):
     rate, weight_decay = optim_airbench.per_1024(opt.learning_rate, opt.weight_decay,
                                                  opt.momentum, batch_size, opt.nesterov)
     schedule = optim_airbench.scaled(schedule, rate / opt.learning_rate)
-  whiten_bias_steps = None
-  if opt.get('whiten_bias_epochs', -1.0) >= 0:
-    if not steps_per_epoch:
-      raise _needs('steps_per_epoch', 'whiten_bias_epochs')
-    whiten_bias_steps = round(opt.whiten_bias_epochs * steps_per_epoch)
   return optim_airbench.grouped_sgd(
       schedule, momentum=opt.momentum, nesterov=opt.nesterov, weight_decay=weight_decay,
       decay_all=opt.get('decay_all', False), bn_bias_lr_scale=opt.get('bn_bias_lr_scale', 1.0),
       freeze_bn_scale=opt.get('freeze_bn_scale', False),
       freeze_whiten_kernel=opt.get('freeze_whiten_kernel', False),
-      whiten_bias_steps=whiten_bias_steps)
+      whiten_bias_steps=_whiten_bias_steps(opt, steps_per_epoch))
+
+
+def _whiten_bias_steps(opt, steps_per_epoch) -> int | None:
+  if opt.get('whiten_bias_epochs', -1.0) < 0:
+    return None
+  if not steps_per_epoch:
+    raise _needs('steps_per_epoch', 'whiten_bias_epochs')
+  return round(opt.whiten_bias_epochs * steps_per_epoch)
+
+
+def _with_whitening_freezes(opt, schedule, steps_per_epoch):
+  """`_plain_optimizer` (AdamW for IsoVolNet) with the whitening stem's
+  freezes: its kernel untrained (freeze_whiten_kernel), its bias trained for
+  whiten_bias_epochs, then frozen. The other leaves are `_plain_optimizer`'s
+  exactly, in their own group."""
+  bias = _plain_optimizer(opt, schedule)
+  bias_steps = _whiten_bias_steps(opt, steps_per_epoch)
+  transforms = {
+      'other': _plain_optimizer(opt, schedule),
+      'whiten_kernel': (optax.set_to_zero() if opt.get('freeze_whiten_kernel', False)
+                        else _plain_optimizer(opt, schedule)),
+      'whiten_bias': bias if bias_steps is None else optim_airbench.freeze_after(bias, bias_steps),
+  }
+
+  def labels(params):
+    return jax.tree.map(lambda g: g if g.startswith('whiten') else 'other',
+                        optim_airbench.param_labels(params))
+  return optax.multi_transform(transforms, labels)
 
 
 def _plain_optimizer(opt, schedule):

@@ -147,6 +147,46 @@ def test_missing_context_and_other_optimizers_are_refused():
     optim.create_optimizer(_airbench_opt(name='adam'), 0.1, batch_size=8, steps_per_epoch=3)
 
 
+def test_whitening_freezes_on_adamw():
+  """IsoVolNet's AdamW with freeze_whiten_kernel and whiten_bias_epochs=1: the
+  kernel never moves, the bias moves for one epoch (2 steps) only, and every
+  other leaf steps exactly as the plain AdamW's."""
+  opt = config_defaults.get_base_config().optimizer
+  opt.update(name='adamw', learning_rate=0.01, weight_decay=0.05,
+             freeze_whiten_kernel=True, whiten_bias_epochs=1.0)
+  rng = np.random.default_rng(0)
+  params = {'whiten': {'kernel': rng.normal(size=(2, 2, 3, 24)), 'bias': rng.normal(size=24)},
+            'block1': {'Conv_0': {'kernel': rng.normal(size=(3, 4))},
+                       'BatchNorm_0': {'bias': rng.normal(size=4), 'scale': np.ones(4)}}}
+  params = jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), params)
+  tx = optim.create_optimizer(opt, 0.01, steps_per_epoch=2)
+  plain = optim._plain_optimizer(opt, 0.01)  # pylint: disable=protected-access
+  p, q = params, params
+  state, plain_state = tx.init(p), plain.init(q)
+  biases = []
+  for i in range(4):
+    g = jax.tree.map(lambda x: jnp.asarray(rng.normal(size=x.shape), jnp.float32), p)
+    u, state = tx.update(g, state, p)
+    p = optax.apply_updates(p, u)
+    v, plain_state = plain.update(g, plain_state, q)
+    q = optax.apply_updates(q, v)
+    jax.tree.map(np.testing.assert_array_equal, p['block1'], q['block1'])
+    biases.append(np.asarray(p['whiten']['bias']))
+  np.testing.assert_array_equal(p['whiten']['kernel'], params['whiten']['kernel'])
+  assert not np.array_equal(biases[0], params['whiten']['bias'])
+  assert not np.array_equal(biases[1], biases[0])  # Step 2 is still in epoch 0.
+  np.testing.assert_array_equal(biases[3], biases[1])  # Frozen from step 3.
+
+
+def test_sgd_only_knobs_on_adamw_name_the_fix():
+  opt = config_defaults.get_base_config().optimizer
+  opt.update(name='adamw', freeze_bn_scale=True, freeze_whiten_kernel=True)
+  with pytest.raises(InputError, match=r'freeze_bn_scale are implemented for sgd only; '
+                     r'set --config.optimizer.name=sgd') as e:
+    optim.create_optimizer(opt, 0.1)
+  assert '\n' not in str(e.value)
+
+
 def _lookahead_reference(p0, grad, lr, m, total, spe, start_epochs, every, base, power):
   """airbench94.py's loop with its lookahead, on numpy arrays; the weights
   after every step (after the epoch-end copy-back on an epoch's last step)."""
