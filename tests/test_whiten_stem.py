@@ -162,9 +162,11 @@ def test_stem_runs_the_models_conv_impl_and_dtype(name, monkeypatch):
     np.testing.assert_allclose(out, outs[0], atol=0.1)
 
 
-def test_training_whitens_the_isovolnet_stem_and_keeps_it_frozen(small_cifar, tmp_path):
+@pytest.mark.parametrize('optimizer', ['sgd', 'adamw'])  # adamw: IsoVolNet's default.
+def test_training_whitens_the_isovolnet_stem_and_keeps_it_frozen(small_cifar, tmp_path,
+                                                                  optimizer):
   config = smoke_config(small_cifar, tmp_path / 'cache', **{
-      'model.whiten_stem': True, 'whiten_images': 100, 'optimizer.name': 'sgd',
+      'model.whiten_stem': True, 'whiten_images': 100, 'optimizer.name': optimizer,
       'optimizer.freeze_whiten_kernel': True, 'num_train_steps': 3})
   train.train_and_evaluate(config, tmp_path / 'w')
   run = checkpointing.load_run(tmp_path / 'w')
