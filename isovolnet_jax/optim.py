@@ -40,7 +40,7 @@ def _kernels_only(params):
 _GROUP_KEYS = {'decay_all': False, 'bn_bias_lr_scale': 1.0, 'freeze_bn_scale': False,
                'freeze_whiten_kernel': False, 'whiten_bias_epochs': -1.0}
 # Those of them every optimizer takes: the whitening layer's freezes.
-_WHITEN_KEYS = ('freeze_whiten_kernel', 'whiten_bias_epochs')
+_WHITEN_KEYS = frozenset({'freeze_whiten_kernel', 'whiten_bias_epochs'})
 
 
 def _needs(what: str, key: str):
@@ -61,7 +61,7 @@ def create_optimizer(opt: ml_collections.ConfigDict, schedule, *, batch_size: in
   """
   on = {k for k, off in _GROUP_KEYS.items() if opt.get(k, off) != off}
   per_1024 = opt.get('per_1024', False)
-  sgd_only = sorted(on - set(_WHITEN_KEYS)) + (['per_1024'] if per_1024 else [])
+  sgd_only = sorted(on - _WHITEN_KEYS) + (['per_1024'] if per_1024 else [])
   if sgd_only and opt.name != 'sgd':
     raise InputError(f"optimizer.name={opt.name!r}: airbench's optimizer knobs "
                      f"{', '.join(sgd_only)} are implemented for sgd only; set "

@@ -164,7 +164,7 @@ def test_whitening_freezes_on_adamw():
   p, q = params, params
   state, plain_state = tx.init(p), plain.init(q)
   biases = []
-  for i in range(4):
+  for _ in range(4):
     g = jax.tree.map(lambda x: jnp.asarray(rng.normal(size=x.shape), jnp.float32), p)
     u, state = tx.update(g, state, p)
     p = optax.apply_updates(p, u)

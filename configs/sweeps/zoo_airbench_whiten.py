@@ -14,7 +14,7 @@ arm is zoo_airbench_equal_time.py's tricks arm of the same net (label smoothing
 same 315 s of training steps: its steps are that arm's times the ratio of
 the two configs' bare-step img/s (mean of two rounds' ratios), measured alone
 one after the other, twice, on 2026-12-03 (results/airbench/zoo/whiten/speed/;
-the machine's speed drifts by 10-25% between runs, hence ratios):
+the machine's speed drifted by up to 35% between runs that day, hence ratios):
 
 | arm | params | train img/s (round 1, 2) | ratio | steps | epochs |
 |---|---|---|---|---|---|
