@@ -44,6 +44,13 @@ class TrainState(train_state.TrainState):
 
 # ---------------------------------------------------------------- steps
 
+FINITE = 'params_finite'  # The train step's metric: all parameters are finite.
+
+
+def params_finite(params) -> jax.Array:
+  return jnp.all(jnp.array([jnp.all(jnp.isfinite(p)) for p in jax.tree.leaves(params)]))
+
+
 def cross_entropy(logits, labels, num_classes: int, label_smoothing: float):
   targets = optax.smooth_labels(jax.nn.one_hot(labels, num_classes), label_smoothing)
   return optax.softmax_cross_entropy(logits, targets)
@@ -128,6 +135,8 @@ def train_step(state: TrainState, images, labels, base_key, *, config, num_class
   metrics = {'loss': jnp.mean(losses), 'accuracy': jnp.sum(correct) / labels.shape[0]}
   if config.label_smoothing:  # Without it the two losses are one.
     metrics['loss_unsmoothed'] = jnp.mean(plain_losses)
+  # Fetched with the metrics at log and save steps: no separate sync.
+  metrics[FINITE] = params_finite(state.params)
   return state, metrics
 
 
@@ -169,6 +178,25 @@ def make_train_step(config: ml_collections.ConfigDict, num_classes: int,
                  out_shardings=(replicated, replicated), donate_argnums=0)
 
 
+def make_resident_train_step(config: ml_collections.ConfigDict, num_classes: int,
+                             mesh: jax.sharding.Mesh):
+  """`train_step` on a batch gathered on the devices: `step(state, split,
+  rows, key)` with `split` the training split on the devices
+  (`data.resident.put`) and `rows` the step's epoch's row table
+  (`data.resident.epoch_rows`); the batch is that of `state.step`, the same
+  as the host pipeline gives for it."""
+  replicated = NamedSharding(mesh, P())
+
+  def step(state, split, rows, base_key):
+    images, labels = data.resident.batch(split, rows, state.step,
+                                         config.augment.alternating_flip)
+    images, labels = (jax.lax.with_sharding_constraint(a, NamedSharding(mesh, P('data')))
+                      for a in (images, labels))
+    return train_step(state, images, labels, base_key, config=config,
+                      num_classes=num_classes, mesh=mesh)
+  return jax.jit(step, out_shardings=(replicated, replicated), donate_argnums=0)
+
+
 def make_eval_step(config: ml_collections.ConfigDict, num_classes: int):
   """`eval_step` jitted: `step(state, images, labels, mask)` -> summed metrics."""
   return jax.jit(functools.partial(eval_step, num_classes=num_classes,
@@ -176,19 +204,18 @@ def make_eval_step(config: ml_collections.ConfigDict, num_classes: int):
 
 
 def evaluate(state, eval_fn, mesh, dataset, split, batch_size) -> dict:
-  totals = {'loss': 0.0, 'correct': 0.0, 'count': 0.0}
+  """The split's mean loss and accuracy. The batches' sums stay on the
+  devices until the last batch is dispatched, then come back in one fetch."""
   shard = sharding.DataShard(mesh)
-  for x, y, m in dataset.eval_batches(split, batch_size, shard.index, shard.count):
-    out = jax.device_get(eval_fn(state, *shard.to_global(*shard.local_rows(x, y, m))))
-    for k in totals:
-      totals[k] += float(out[k])
+  batches = ((shard.to_global(*shard.local_rows(x, y, m))) for x, y, m in
+             dataset.eval_batches(split, batch_size, shard.index, shard.count))
+  sums = [eval_fn(state, *batch) for batch in data.prefetch(batches, dataset.device_prefetch)]
+  sums = jax.device_get(sums)
+  totals = {k: sum(float(out[k]) for out in sums) for k in ('loss', 'correct', 'count')}
   return {'loss': totals['loss'] / totals['count'],
           'accuracy': totals['correct'] / totals['count']}
 
 
-@jax.jit
-def params_finite(params) -> jax.Array:
-  return jnp.all(jnp.array([jnp.all(jnp.isfinite(p)) for p in jax.tree.leaves(params)]))
 
 
 # ---------------------------------------------------------------- the loop
@@ -369,7 +396,8 @@ def _describe(config, workdir: Path, dataset, num: dict) -> None:
 
 
 def _device_batches(config, dataset, mesh, start_step: int):
-  """(step, images, labels) as global arrays, from `start_step` on.
+  """(step, images, labels) as global arrays, from `start_step` on, sent to
+  the devices ahead of the step by a thread (`data.prefetch`).
 
   The position is a function of the step in both pipelines: resuming at
   start_step reads what an uninterrupted run would have read.
@@ -380,6 +408,47 @@ def _device_batches(config, dataset, mesh, start_step: int):
                  seed=config.seed, batch_size=config.batch_size, start_step=start_step,
                  process_index=shard.index, process_count=shard.count))
   return data.prefetch(batches, dataset.device_prefetch)
+
+
+def resident(config, dataset) -> bool:
+  """Whether training reads its batches from a split on the devices
+  (`data.device_resident`; the memory pipeline's split when it fits)."""
+  nbytes = (dataset.train_images.nbytes if hasattr(dataset, 'train_images') else 0)
+  return data.resident.wanted(config.data.device_resident, config.data.pipeline, nbytes)
+
+
+def _stepper(config, setup: 'SetUp', start_step: int):
+  """`advance(state, step) -> (state, metrics)`: global step `step` (0-based)
+  with its batch, the batches coming from a split on the devices or from the
+  host pipeline; either way the same batch for the same step."""
+  num_classes, mesh = setup.dataset.num_classes, setup.mesh
+  if resident(config, setup.dataset):
+    ds = setup.dataset
+    split = data.resident.put(mesh, ds.train_images, ds.train_labels, config.seed,
+                              config.augment.alternating_flip)
+    step_fn = make_resident_train_step(config, num_classes, mesh)
+    logging.info('Training split on the devices (%.0f MB a device); batches gathered '
+                 'in the step.', ds.train_images.nbytes / 1e6)
+    tables = {}
+
+    def advance(state, step):
+      epoch = step // setup.plan.steps_per_epoch
+      if epoch not in tables:  # One upload an epoch, the next epoch's ahead.
+        tables.clear()
+        for e in (epoch, epoch + 1):
+          tables[e] = data.resident.epoch_rows(mesh, config.seed, e, len(ds.train_images),
+                                               config.batch_size)
+      return step_fn(state, split, tables[epoch], setup.step_key)
+    return advance
+
+  step_fn = make_train_step(config, num_classes, mesh)
+  batches = _device_batches(config, setup.dataset, mesh, start_step)
+
+  def advance(state, step):
+    at, images, labels = next(batches)
+    assert at == step, (at, step)
+    return step_fn(state, images, labels, setup.step_key)
+  return advance
 
 
 def _one_step_at_a_time() -> bool:
@@ -394,9 +463,10 @@ def _one_step_at_a_time() -> bool:
   return jax.default_backend() == 'cpu' and len(jax.local_devices()) > 1
 
 
-def _check_finite(state, step: int, last_saved: int | None, workdir: Path) -> None:
-  """Stops a diverged run before it logs or saves: its parameters are not finite."""
-  if not params_finite(state.params):
+def _check_finite(metrics, step: int, last_saved: int | None, workdir: Path) -> None:
+  """Stops a diverged run before it logs or saves: the parameters the step
+  made (its metrics' FINITE) are not finite."""
+  if not bool(metrics[FINITE]):
     where = (f'step {last_saved} in {workdir / "checkpoints"}'
              if last_saved is not None else 'none')
     raise InputError(f'training diverged: the parameters are not finite at step {step}; '
@@ -406,9 +476,10 @@ def _check_finite(state, step: int, last_saved: int | None, workdir: Path) -> No
 
 def _log_train(log, step: int, unlogged: list, images_per_sec: float, learning_rate,
                total_steps: int, batch_size: int) -> None:
-  """One progress line; metrics.jsonl gets the mean of the steps since the last."""
-  unlogged = jax.device_get(unlogged)
-  means = {k: float(np.mean([m[k] for m in unlogged])) for k in unlogged[0]}
+  """One progress line; metrics.jsonl gets the mean of the steps since the last.
+  The steps' metrics are stacked on the devices and fetched at once."""
+  stacked = jax.device_get(jax.tree.map(lambda *xs: jnp.stack(xs), *unlogged))
+  means = {k: float(np.mean(v)) for k, v in stacked.items() if k != FINITE}
   log.write(step, 'train', {**means, 'learning_rate': learning_rate,
                             'images_per_sec': images_per_sec})
   logging.info('step %d/%d  loss %.4f  accuracy %.4f  %.0f img/s  ETA %s',
@@ -435,18 +506,17 @@ def _draw_curves(workdir: Path, plan: Plan) -> None:
 
 def _train(config, workdir: Path, signals: preemption.Signals) -> dict:
   setup, state = _set_up(config, workdir)
-  jitted_train_step = make_train_step(config, setup.dataset.num_classes, setup.mesh)
   jitted_eval_step = make_eval_step(config, setup.dataset.num_classes)
   start_step, total = int(state.step), setup.plan.total_steps
-  batches = _device_batches(config, setup.dataset, setup.mesh, start_step)
+  advance = _stepper(config, setup, start_step)
   wait_each_step = _one_step_at_a_time()
   log, timer = logs.MetricLog(workdir), StepTimer(config.batch_size)
   t_start = time.time()  # max_train_time_minutes counts from here.
   unlogged, last_saved, watched = [], setup.manager.latest_step(), None
   split = setup.plan.eval_split
   try:
-    for done, (_, images, labels) in zip(range(start_step + 1, total + 1), batches):
-      state, metrics = jitted_train_step(state, images, labels, setup.step_key)
+    for done in range(start_step + 1, total + 1):
+      state, metrics = advance(state, done - 1)
       if wait_each_step:
         jax.block_until_ready(metrics)
       timer.step_done(metrics)
@@ -463,7 +533,7 @@ def _train(config, workdir: Path, signals: preemption.Signals) -> dict:
       save_now = evaluate_now or done % config.checkpoint_every_steps == 0 or last
 
       if at_log_step or save_now:
-        _check_finite(state, done, last_saved, workdir)
+        _check_finite(metrics, done, last_saved, workdir)
       if at_log_step or done == total:
         _log_train(log, done, unlogged, timer.images_per_sec(), setup.schedule(done - 1),
                    total, config.batch_size)

@@ -1,10 +1,12 @@
 """The memory pipeline (`data.pipeline='memory'`): whole splits as uint8 arrays.
 
 CIFAR-sized data fits in memory, so the splits are loaded once (tfds or an
-image folder) into uint8 numpy arrays. A training batch is a host-side gather
-by the epoch's permutation (`order`); crop and flip run in the train step
-(`augment.augment`), airbench's alternating flip here, where each row's index
-is known (`augment.alternating_flip`).
+image folder) into uint8 numpy arrays. Training reads them from the devices
+when the split fits there (`resident`: the batch gathered in the train step);
+else a training batch is a host-side gather by the epoch's permutation
+(`order`), with airbench's alternating flip applied where each row's index is
+known (`augment.alternating_flip`), sent ahead by a thread (`data.prefetch`).
+Crop and flip run in the train step either way (`augment.augment`).
 """
 
 import dataclasses
@@ -27,7 +29,7 @@ class Dataset:
   test_images: np.ndarray
   test_labels: np.ndarray
   class_names: list[str]
-  device_prefetch: int = 0  # The batches are in host memory already.
+  device_prefetch: int = 0  # config.data.prefetch: batches sent ahead by a thread.
   alternating_flip: bool = False  # config.augment.alternating_flip
 
   @property
@@ -64,7 +66,8 @@ def load(config: ml_collections.ConfigDict) -> Dataset:
   cut = sources.val_cut(len(train_x), cfg.val_size)
   return Dataset(train_x[:cut], train_y[:cut], train_x[cut:], train_y[cut:],
                  test_x, test_y, list(names),
-                 alternating_flip=config.augment.get('alternating_flip', False))
+                 device_prefetch=cfg.prefetch,
+                 alternating_flip=config.augment.alternating_flip)
 
 
 def train_batches(images: np.ndarray, labels: np.ndarray, *, seed: int,
