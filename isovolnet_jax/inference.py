@@ -47,6 +47,14 @@ def airbench6_views(x):
   return views, weights
 
 
+def _views_at_once() -> bool:
+  """Whether the TTA views run as one batch (one forward pass of 6x the
+  images): on GPU and TPU, where one pass keeps the device busy and memory is
+  plentiful; on CPU one view at a time, where an evaluation batch already
+  fills the cores and 6x its activations would only cost memory."""
+  return jax.default_backend() != 'cpu'
+
+
 def eval_logits(apply_fn, variables, images, flip: bool = False, tta: str | None = None):
   """Logits of uint8 images; flip=True averages them with the mirror images'
   (test-time augmentation, `config.eval_flip`); `tta` ('none', 'flip',
@@ -61,7 +69,10 @@ def eval_logits(apply_fn, variables, images, flip: bool = False, tta: str | None
   mode = tta or ('flip' if flip else 'none')
   if mode == 'airbench6':
     views, weights = airbench6_views(x)
-    # One view at a time: 6x the batch at once would hold 6x the activations.
+    if _views_at_once():
+      out = apply_fn(variables, jnp.concatenate(views), train=False)
+      out = out.reshape(len(views), x.shape[0], *out.shape[1:])
+      return sum(wt * out[i] for i, wt in enumerate(weights))
     return sum(wt * apply_fn(variables, v, train=False) for v, wt in zip(views, weights))
   logits = apply_fn(variables, x, train=False)
   if mode == 'flip':

@@ -44,7 +44,9 @@ def _by_hand(model, variables, images):
           + 0.125 * f(shifted_b) + 0.125 * f(mirror(shifted_b)))
 
 
-def test_airbench6_equals_the_six_views_by_hand():
+@pytest.mark.parametrize('at_once', [False, True])  # CPU's one view at a time; GPU/TPU's one batch.
+def test_airbench6_equals_the_six_views_by_hand(monkeypatch, at_once):
+  monkeypatch.setattr(inference, '_views_at_once', lambda: at_once)
   model, variables, images = _setup()
   got = inference.eval_logits(model.apply, variables, images, tta='airbench6')
   np.testing.assert_allclose(got, _by_hand(model, variables, images), rtol=1e-5, atol=1e-5)
