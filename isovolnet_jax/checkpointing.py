@@ -20,6 +20,7 @@ from typing import Any
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
@@ -80,13 +81,8 @@ def savable(state) -> dict:
 
 
 def digest(tree) -> str:
-  """sha256 of every array's bytes, shape and dtype, in tree order.
-
-  Orbax does not checksum array data: 4 KB overwritten in the middle of a data
-  file restores wrong values without an error. This digest, saved with each
-  checkpoint and checked after each restore, turns that into a detected
-  corruption.
-  """
+  """sha256 of every array's bytes, shape and dtype, in tree order, on the
+  host: what checkpoints saved before `checksum` carry."""
   h = hashlib.sha256()
   for leaf in jax.tree.leaves(jax.device_get(tree)):
     leaf = np.asarray(leaf)
@@ -95,12 +91,52 @@ def digest(tree) -> str:
   return h.hexdigest()
 
 
+def _words(leaf: jax.Array) -> jax.Array:
+  """A leaf's bits as uint32 words, one per element (8- and 16-bit types
+  widened), so that integer sums over them are exact on every backend."""
+  width = leaf.dtype.itemsize * 8
+  if leaf.dtype == jnp.bool_:
+    return leaf.astype(jnp.uint32).reshape(-1)
+  bits = jax.lax.bitcast_convert_type(leaf, getattr(jnp, f'uint{width}'))
+  return bits.reshape(-1).astype(jnp.uint32)
+
+
+@jax.jit
+def _checksums(tree) -> jax.Array:
+  """uint32 [leaves, 2]: two position-weighted sums of each leaf's words,
+  wrapping (exact in any order), computed where the arrays are."""
+  sums = []
+  for leaf in jax.tree.leaves(tree):
+    w = _words(jnp.asarray(leaf))
+    i = jnp.arange(w.size, dtype=jnp.uint32)
+    sums.append(jnp.stack([jnp.sum(w * (2 * i + 1)),
+                           jnp.sum((w ^ (i * jnp.uint32(0x9E3779B9))) * jnp.uint32(0x85EBCA6B))]))
+  return jnp.stack(sums) if sums else jnp.zeros((0, 2), jnp.uint32)
+
+
+def checksum(tree) -> str:
+  """A checksum of every array's bits, shape and dtype, in tree order,
+  computed on the devices: the host fetches 8 bytes a leaf, not the state.
+
+  Orbax does not checksum array data: 4 KB overwritten in the middle of a data
+  file restores wrong values without an error. This checksum, saved with each
+  checkpoint and checked after each restore, turns that into a detected
+  corruption (two 32-bit sums a leaf: a random change goes unseen with odds
+  of about 2^-64). Checkpoints saved before it carry `digest`'s sha256.
+  """
+  h = hashlib.sha256()
+  for leaf in jax.tree.leaves(tree):
+    h.update(f'{np.shape(leaf)}{jnp.asarray(leaf).dtype}'.encode())
+  h.update(np.asarray(jax.device_get(_checksums(tree))).tobytes())
+  return h.hexdigest()
+
+
 def save(mngr: ocp.CheckpointManager, step: int, state, val_accuracy=None):
   metrics = None if val_accuracy is None else {VAL_METRIC: float(val_accuracy)}
   tree = savable(state)
   mngr.save(step, metrics=metrics, args=ocp.args.Composite(
       state=ocp.args.StandardSave(tree),
-      digest=ocp.args.JsonSave({'sha256': digest(tree)})))
+      digest=ocp.args.JsonSave({'checksum': checksum(tree)})))
 
 
 class CorruptCheckpoint(Exception):
@@ -122,8 +158,12 @@ def _restore_verified(mngr, step: int, state_args) -> dict:
   except Exception as e:  # pylint: disable=broad-except
     # Orbax/TensorStore raise many types for truncated or missing files.
     raise CorruptCheckpoint(f'{type(e).__name__}: {e}') from e
-  expected = (restored['digest'] or {}).get('sha256')
-  if expected != digest(restored['state']):
+  saved = restored['digest'] or {}
+  if 'checksum' in saved:
+    ok = saved['checksum'] == checksum(restored['state'])
+  else:  # Saved before the checksum: the host-side sha256.
+    ok = saved.get('sha256') == digest(restored['state'])
+  if not ok:
     raise CorruptCheckpoint('its arrays do not match the digest saved with them')
   return restored['state']
 

@@ -318,3 +318,48 @@ def test_configs_of_older_runs_get_new_keys_with_their_defaults(tmp_path):
   (tmp_path / 'config.json').write_text(json.dumps(config))
   loaded = checkpointing.load_config(tmp_path)
   assert loaded.eval_flip is False and loaded.model.name == config['model']['name']
+
+
+def test_checksum_sees_any_flipped_bit_and_the_leaf_order():
+  import jax.numpy as jnp
+  rng = np.random.default_rng(0)
+  tree = {'a': rng.standard_normal((7, 5)).astype(np.float32),
+          'b': jnp.asarray(rng.standard_normal(33), jnp.bfloat16),
+          'c': np.arange(9, dtype=np.int32)}
+  base = checkpointing.checksum(tree)
+  assert checkpointing.checksum(jax.tree.map(np.array, tree)) == base
+  for name in tree:
+    words = np.array(tree[name]).view(np.uint8).copy()
+    for _ in range(5):
+      flipped = words.copy()
+      flipped.reshape(-1)[rng.integers(words.size)] ^= np.uint8(1 << rng.integers(8))
+      changed = {**tree, name: flipped.view(np.array(tree[name]).dtype)}
+      assert checkpointing.checksum(changed) != base, name
+  assert checkpointing.checksum({'a': tree['c'], 'c': tree['a']}) != checkpointing.checksum(
+      {'a': tree['a'], 'c': tree['c']})
+
+
+def test_checkpoints_saved_with_the_older_sha256_digest_still_restore(tmp_path):
+  import orbax.checkpoint as ocp
+  mngr = checkpointing.manager(tmp_path)
+  tree = checkpointing.savable(FakeState(3))
+  mngr.save(3, args=ocp.args.Composite(
+      state=ocp.args.StandardSave(tree),
+      digest=ocp.args.JsonSave({'sha256': checkpointing.digest(tree)})))
+  mngr.wait_until_finished()
+  state, step = checkpointing.restore_newest_readable(
+      checkpointing.manager(tmp_path), _ReplaceableFake(0))
+  assert step == 3 and state.params['w'].tolist() == [3, 3, 3]
+
+
+class _ReplaceableFake(FakeState):
+  """A restore template: device arrays, and `replace` as a TrainState's."""
+
+  def __init__(self, step):
+    super().__init__(step)
+    self.step, self.params = jax.tree.map(jax.numpy.asarray, (self.step, self.params))
+
+  def replace(self, **kwargs):
+    new = _ReplaceableFake(0)
+    new.__dict__.update(kwargs)
+    return new
