@@ -232,11 +232,12 @@ def muon_sgd(learning_rate, *, batch_size: int, bias_lr: float, head_lr: float,
 
   `learning_rate` (a rate or schedule) is Muon's. The SGD groups follow its
   shape, learning_rate / `peak_rate` (the config's learning_rate; by default
-  `learning_rate` itself, if a number): `bias_lr` and `head_lr` are per example of a summed loss (torch's
-  rates there), so on the batch-mean loss their rate is lr * batch_size and
-  the L2 coefficient inside the momentum `weight_decay / lr` (torch's
-  `weight_decay=wd/lr` with wd = weight_decay * batch_size): each step decays
-  by weight_decay * batch_size x the schedule. The whitening bias trains at
+  `learning_rate` itself, if a number). `bias_lr` and `head_lr` are per
+  example of a summed loss (torch's rates there), so on the batch-mean loss
+  their rate is lr * batch_size and the L2 coefficient inside the momentum
+  `weight_decay / lr` (torch's `weight_decay=wd/lr` with
+  wd = weight_decay * batch_size): each step decays by
+  weight_decay * batch_size x the schedule. The whitening bias trains at
   `bias_lr` falling linearly from 1x to 0 over `whiten_bias_steps`, then
   stops (airbench94_muon's `1 - step / whiten_bias_train_steps`).
   """
