@@ -237,6 +237,35 @@ def test_sgd_groups_are_optax_sgd_at_the_per_example_rates():
       np.testing.assert_allclose(a[key], b[key], rtol=1e-6, atol=1e-7, err_msg=key)
 
 
+def test_muon_state_resumes_exactly(tmp_path):
+  """5 steps in one go == 2 steps, the state saved and restored by Orbax into a
+  fresh state's structure, 3 more (the whitening bias frozen after step 2)."""
+  import orbax.checkpoint as ocp  # pylint: disable=import-outside-toplevel
+  params, grads = _tiny(5, seed=3)
+  opt = load_config_file('cifar10_airbench94_muon').optimizer
+  opt.whiten_bias_epochs = 2.0
+  tx = optim.create_optimizer(opt, optim.create_learning_rate_schedule(opt, 5, 1),
+                              batch_size=8, steps_per_epoch=1, total_steps=5)
+  straight = _run(tx, params, grads)[-1]
+  update = jax.jit(tx.update)
+  p, state = _nest(params), tx.init(_nest(params))
+  for g in grads[:2]:
+    u, state = update(_nest(g), state, p)
+    p = optax.apply_updates(p, u)
+  ckpt = ocp.StandardCheckpointer()
+  ckpt.save(tmp_path / 'ckpt', {'params': p, 'opt_state': state})
+  ckpt.wait_until_finished()
+  target = jax.tree.map(ocp.utils.to_shape_dtype_struct,
+                        {'params': p, 'opt_state': tx.init(p)})
+  restored = ckpt.restore(tmp_path / 'ckpt', target)
+  p, state = restored['params'], restored['opt_state']
+  for g in grads[2:]:
+    u, state = update(_nest(g), state, p)
+    p = optax.apply_updates(p, u)
+  for k, v in _flat(p).items():
+    np.testing.assert_array_equal(v, straight[k], err_msg=k)
+
+
 @pytest.mark.parametrize('overrides, match', [
     ({'optimizer.per_1024': True}, 'per_1024 are implemented for sgd only'),
     ({'optimizer.bn_bias_lr_scale': 64.0}, 'bn_bias_lr_scale are implemented for sgd only'),
