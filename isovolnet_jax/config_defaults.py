@@ -77,16 +77,17 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.model.whiten_stem = False  # isovolnet/fast_cnn/dilated_ds: airbench's whitening conv first.
 
   config.optimizer = ml_collections.ConfigDict()
-  config.optimizer.name = 'sgd'        # sgd, adam, adamw, rmsprop.
+  config.optimizer.name = 'sgd'        # sgd, adam, adamw, rmsprop, muon (see below).
   config.optimizer.learning_rate = 0.1  # Peak learning rate.
-  config.optimizer.momentum = 0.9      # sgd, rmsprop.
-  config.optimizer.nesterov = True     # sgd.
+  config.optimizer.momentum = 0.9      # sgd, rmsprop, muon's SGD leaves.
+  config.optimizer.nesterov = True     # sgd, muon (both groups).
   config.optimizer.b1 = 0.9            # adam, adamw.
   config.optimizer.b2 = 0.999          # adam, adamw.
   config.optimizer.eps = 1e-8          # adam, adamw, rmsprop.
   config.optimizer.decay = 0.9         # rmsprop.
   config.optimizer.weight_decay = 5e-4  # L2 on conv/dense kernels (decoupled for adamw).
-  config.optimizer.schedule = 'onecycle'  # constant, cosine, warmup_cosine, onecycle, piecewise.
+  # constant, cosine, warmup_cosine, onecycle, piecewise, triangular, linear (to 0 at the end).
+  config.optimizer.schedule = 'onecycle'
   config.optimizer.warmup_epochs = 2.0  # warmup_cosine; onecycle's rise is pct_start.
   config.optimizer.pct_start = 0.25    # onecycle: fraction of steps rising.
   config.optimizer.boundaries = (0.5, 0.75)  # piecewise: fractions of training...
@@ -108,6 +109,18 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.optimizer.lookahead_base = 0.95    # ...slow-copy decay base**every * (step/total)**pow...
   config.optimizer.lookahead_pow = 3.0
   config.optimizer.lookahead_sync_epochs = True  # ...weights take the slow copy at each epoch end.
+  # name='muon' (airbench94_muon, docs/airbench.md): Muon on the conv kernels at
+  # learning_rate, Nesterov SGD (momentum, nesterov) on the rest: BatchNorm and other
+  # biases at muon_bias_lr, dense kernels (the head) at muon_head_lr. Those two
+  # rates and weight_decay are per example of a summed loss, as airbench's torch
+  # SGD: the batch-mean rate is x batch_size, the L2 coefficient weight_decay / rate
+  # (a decay of weight_decay * batch_size per step, x the schedule); Muon's leaves
+  # are not decayed. The whitening bias's rate falls linearly to 0 over whiten_bias_epochs.
+  config.optimizer.muon_momentum = 0.6   # Muon's (torch-style, Nesterov if nesterov) momentum.
+  config.optimizer.muon_ns_steps = 3     # Newton-Schulz iterations.
+  config.optimizer.muon_normalize = True  # Each kernel rescaled to norm sqrt(out) before a step.
+  config.optimizer.muon_bias_lr = 0.053  # SGD rate of the biases, per example.
+  config.optimizer.muon_head_lr = 0.67   # SGD rate of the dense kernels, per example.
 
   config.label_smoothing = 0.0
   config.num_epochs = 100

@@ -4,6 +4,7 @@ import jax
 import ml_collections
 import optax
 
+from isovolnet_jax import config_defaults
 from isovolnet_jax import optim_airbench
 from isovolnet_jax.errors import InputError
 
@@ -27,8 +28,10 @@ def create_learning_rate_schedule(opt: ml_collections.ConfigDict,
     return optim_airbench.triangular_schedule(
         lr, total_steps, start=opt.get('start_factor', 0.2), peak_at=opt.pct_start,
         end=opt.get('end_factor', 0.07))
+  if opt.schedule == 'linear':  # airbench94_muon's: 1 -> 0 at the end.
+    return optax.linear_schedule(lr, 0.0, total_steps)
   raise InputError(f'unknown optimizer.schedule={opt.schedule!r}; choose one of '
-                   f"constant, cosine, warmup_cosine, onecycle, piecewise, triangular")
+                   f"constant, cosine, warmup_cosine, onecycle, piecewise, triangular, linear")
 
 
 def _kernels_only(params):
@@ -41,6 +44,11 @@ _GROUP_KEYS = {'decay_all': False, 'bn_bias_lr_scale': 1.0, 'freeze_bn_scale': F
                'freeze_whiten_kernel': False, 'whiten_bias_epochs': -1.0}
 # Those of them every optimizer takes: the whitening layer's freezes.
 _WHITEN_KEYS = frozenset({'freeze_whiten_kernel', 'whiten_bias_epochs'})
+# Those muon takes too (its BatchNorm scales, if any, train with the biases).
+_MUON_KEYS = _WHITEN_KEYS | {'freeze_bn_scale'}
+# optimizer.name='muon''s own keys (their defaults: config_defaults').
+_MUON_ONLY = ('muon_momentum', 'muon_ns_steps', 'muon_normalize', 'muon_bias_lr',
+              'muon_head_lr')
 
 
 def _needs(what: str, key: str):
@@ -53,20 +61,30 @@ def create_optimizer(opt: ml_collections.ConfigDict, schedule, *, batch_size: in
   """The optimizer named by `optimizer.name`, with its weight decay.
 
   airbench's knobs (docs/airbench.md), all off by default: `per_1024`,
-  `decay_all`, `bn_bias_lr_scale`, `freeze_bn_scale` (sgd only),
+  `decay_all`, `bn_bias_lr_scale` (sgd only), `freeze_bn_scale` (sgd, muon),
   `freeze_whiten_kernel`, `whiten_bias_epochs` (any optimizer) and
   `lookahead_every`. `per_1024` needs `batch_size`, `whiten_bias_epochs`
   `steps_per_epoch`, lookahead both `steps_per_epoch` and `total_steps`; with
-  those knobs off they are unused.
+  those knobs off they are unused. `name='muon'` (airbench94_muon) needs
+  `batch_size`; its `muon_*` keys are refused with another name.
   """
   on = {k for k, off in _GROUP_KEYS.items() if opt.get(k, off) != off}
   per_1024 = opt.get('per_1024', False)
-  sgd_only = sorted(on - _WHITEN_KEYS) + (['per_1024'] if per_1024 else [])
+  sgd_only = sorted(on - (_MUON_KEYS if opt.name == 'muon' else _WHITEN_KEYS))
+  sgd_only += ['per_1024'] if per_1024 else []
   if sgd_only and opt.name != 'sgd':
     raise InputError(f"optimizer.name={opt.name!r}: airbench's optimizer knobs "
                      f"{', '.join(sgd_only)} are implemented for sgd only; set "
                      f"--config.optimizer.name=sgd or turn them off")
-  if opt.name == 'sgd' and (on or per_1024):
+  defaults = config_defaults.get_base_config().optimizer
+  muon_set = [k for k in _MUON_ONLY if opt.get(k, defaults[k]) != defaults[k]]
+  if muon_set and opt.name != 'muon':
+    raise InputError(f"optimizer.{muon_set[0]} is for optimizer.name='muon', not "
+                     f"{opt.name!r}; set --config.optimizer.name=muon or leave it at "
+                     f"its default, {defaults[muon_set[0]]!r}")
+  if opt.name == 'muon':
+    tx = _muon(opt, schedule, batch_size, steps_per_epoch)
+  elif opt.name == 'sgd' and (on or per_1024):
     tx = _airbench_sgd(opt, schedule, batch_size, steps_per_epoch)
   elif on:
     tx = _with_whitening_freezes(opt, schedule, steps_per_epoch)
@@ -119,6 +137,23 @@ def _airbench_sgd(opt, schedule, batch_size, steps_per_epoch):
       whiten_bias_steps=_whiten_bias_steps(opt, steps_per_epoch))
 
 
+def _muon(opt, schedule, batch_size, steps_per_epoch):
+  """airbench94_muon: Muon on the conv kernels, Nesterov SGD on the biases and
+  the head at per-example rates (optim_airbench.muon_sgd)."""
+  if not batch_size:
+    raise InputError("optimizer.name='muon' needs batch_size (its SGD rates are per "
+                     'example): the caller must pass it to optim.create_optimizer '
+                     '(train.py passes it)')
+  return optim_airbench.muon_sgd(
+      schedule, peak_rate=opt.learning_rate, batch_size=batch_size,
+      bias_lr=opt.muon_bias_lr, head_lr=opt.muon_head_lr, weight_decay=opt.weight_decay,
+      momentum=opt.momentum, nesterov=opt.nesterov, muon_momentum=opt.muon_momentum,
+      muon_ns_steps=opt.muon_ns_steps, muon_normalize=opt.muon_normalize,
+      freeze_bn_scale=opt.get('freeze_bn_scale', False),
+      freeze_whiten_kernel=opt.get('freeze_whiten_kernel', False),
+      whiten_bias_steps=_whiten_bias_steps(opt, steps_per_epoch))
+
+
 def _whiten_bias_steps(opt, steps_per_epoch) -> int | None:
   if opt.get('whiten_bias_epochs', -1.0) < 0:
     return None
@@ -160,7 +195,7 @@ def _plain_optimizer(opt, schedule):
                          momentum=opt.momentum or None)
   else:
     raise InputError(f'unknown optimizer.name={opt.name!r}; choose one of '
-                     f'sgd, adam, adamw, rmsprop')
+                     f'sgd, adam, adamw, rmsprop, muon')
   # L2 added to the gradient, as PyTorch's `weight_decay` does for these.
   return optax.chain(optax.add_decayed_weights(opt.weight_decay, _kernels_only),
                      base)

@@ -13,6 +13,12 @@
   towards the end) and the weights are reset to it; at each epoch's end and at
   the last step the weights take the slow copy.
 
+- `muon_sgd` (airbench94_muon.py): Muon on the conv kernels (torch-style
+  Nesterov momentum, then optax.contrib's Newton-Schulz orthogonalisation,
+  each kernel renormalised before its step), Nesterov SGD on the biases and
+  the head at their own rates, the whitening bias's rate falling linearly to 0
+  over the epochs it trains.
+
 `optim.create_optimizer` builds these from `config.optimizer`.
 """
 
@@ -140,6 +146,126 @@ def grouped_sgd(learning_rate, *, momentum: float = 0.85, nesterov: bool = True,
       'whiten_bias': whiten_bias,
   }
   return optax.multi_transform(transforms, lambda p: param_labels(p, whiten_layer))
+
+
+# ---------------------------------------------------------------- muon
+
+# airbench94_muon's Newton-Schulz epsilon (its zeropower_via_newtonschulz5).
+MUON_NS_EPS = 1e-7
+
+
+def muon_labels(params, freeze_bn_scale: bool = False, freeze_whiten_kernel: bool = False,
+                whiten_layer: str = WHITEN_LAYER):
+  """Each leaf's group in `muon_sgd`: 'muon' (kernels of rank >= 3: conv
+  filters; airbench94_muon: `len(p.shape) == 4`), 'head' (rank-2 kernels: dense
+  layers, airbench's head), 'bias' (BatchNorm biases and scales, other biases),
+  'whiten_bias', or 'frozen' (the whitening kernel, BatchNorm scales, if frozen).
+  """
+  def label(group, p):
+    if group == 'whiten_kernel':
+      return 'frozen' if freeze_whiten_kernel else 'muon'
+    if group == 'whiten_bias':
+      return group
+    if group == 'bn_scale':
+      return 'frozen' if freeze_bn_scale else 'bias'
+    if group == 'bn_bias' or p.ndim < 2:
+      return 'bias'
+    return 'head' if p.ndim == 2 else 'muon'
+  return jax.tree.map(label, param_labels(params, whiten_layer), params)
+
+
+def kernel_dimension_numbers(params):
+  """Muon's matrix of a flax kernel (..., in, out): every axis but the last is
+  the reduction axis (fan-in), the last the output axis; torch's
+  `g.reshape(len(g), -1)` is the same matrix transposed, with its columns in
+  another order (Newton-Schulz commutes with both)."""
+  return jax.tree.map(
+      lambda p: optax.contrib.MuonDimensionNumbers(tuple(range(p.ndim - 1)), p.ndim - 1),
+      params)
+
+
+def normalize_kernels() -> optax.GradientTransformation:
+  """airbench94_muon's `p.data.mul_(len(p.data)**0.5 / p.data.norm())` before
+  each Muon step: each kernel rescaled to Frobenius norm sqrt(out channels)
+  (torch's first axis, flax's last). Placed after the rate, it adds
+  p * (sqrt(out) / |p| - 1) to the step: the new weights are the rescaled ones
+  plus the step. optax has no such transform."""
+  def update(updates, state, params=None):
+    if params is None:
+      raise ValueError('normalize_kernels needs the params in update()')
+    def step(u, p):
+      return u + p * (jnp.sqrt(p.shape[-1]) / jnp.linalg.norm(p) - 1)
+    return jax.tree.map(step, updates, params), state
+  return optax.GradientTransformation(optax.init_empty_state, update)
+
+
+def muon(learning_rate, *, momentum: float = 0.6, nesterov: bool = True, ns_steps: int = 3,
+         normalize: bool = True) -> optax.GradientTransformation:
+  """airbench94_muon's Muon: torch-style momentum (buf = m buf + g; Nesterov:
+  g + m buf; optax.trace), orthogonalised by optax.contrib.scale_by_muon's
+  Newton-Schulz (its coefficients, Frobenius pre-scaling, `ns_steps`
+  iterations; its own momentum off: beta=0), times the rate, kernels
+  renormalised (`normalize`). No weight decay, no shape scaling.
+
+  Not optax.contrib.muon itself: its momentum is an EMA with bias correction
+  (another Nesterov mix of gradient and buffer in the first steps), and it
+  multiplies by sqrt(max(1, fan_out / fan_in)) (1 for airbench's 3x3 convs,
+  not for a 1x1 conv that widens) - airbench94_muon does neither.
+  """
+  return optax.chain(
+      optax.trace(decay=momentum, nesterov=nesterov),
+      optax.contrib.scale_by_muon(ns_steps=ns_steps, beta=0.0, eps=MUON_NS_EPS,
+                                  nesterov=False,
+                                  weight_dimension_numbers=kernel_dimension_numbers),
+      optax.scale_by_learning_rate(learning_rate),
+      normalize_kernels() if normalize else optax.identity())
+
+
+def muon_sgd(learning_rate, *, batch_size: int, bias_lr: float, head_lr: float,
+             peak_rate: float | None = None,
+             weight_decay: float = 0.0, momentum: float = 0.85, nesterov: bool = True,
+             muon_momentum: float = 0.6, muon_ns_steps: int = 3, muon_normalize: bool = True,
+             freeze_bn_scale: bool = False, freeze_whiten_kernel: bool = False,
+             whiten_bias_steps: int | None = None,
+             whiten_layer: str = WHITEN_LAYER) -> optax.GradientTransformation:
+  """airbench94_muon's two optimizers as one (`muon_labels`' groups).
+
+  `learning_rate` (a rate or schedule) is Muon's. The SGD groups follow its
+  shape, learning_rate / `peak_rate` (the config's learning_rate; by default
+  `learning_rate` itself, if a number). `bias_lr` and `head_lr` are per
+  example of a summed loss (torch's rates there), so on the batch-mean loss
+  their rate is lr * batch_size and the L2 coefficient inside the momentum
+  `weight_decay / lr` (torch's `weight_decay=wd/lr` with
+  wd = weight_decay * batch_size): each step decays by
+  weight_decay * batch_size x the schedule. The whitening bias trains at
+  `bias_lr` falling linearly from 1x to 0 over `whiten_bias_steps`, then
+  stops (airbench94_muon's `1 - step / whiten_bias_train_steps`).
+  """
+  if peak_rate is None:
+    if callable(learning_rate):
+      raise ValueError('muon_sgd with a schedule needs its peak_rate')
+    peak_rate = learning_rate
+
+  def sgd(lr, schedule=None):
+    rate = lr * batch_size
+    rate = schedule(rate) if schedule else scaled(learning_rate, rate / peak_rate)
+    return _sgd(rate, momentum, nesterov, weight_decay / lr if weight_decay else 0.0,
+                decay_all=True)
+  if whiten_bias_steps is None:
+    whiten_bias = sgd(bias_lr)
+  else:
+    falling = lambda rate: optax.linear_schedule(rate, 0.0, max(whiten_bias_steps, 1))
+    whiten_bias = freeze_after(sgd(bias_lr, falling), whiten_bias_steps)
+  transforms = {
+      'muon': muon(learning_rate, momentum=muon_momentum, nesterov=nesterov,
+                   ns_steps=muon_ns_steps, normalize=muon_normalize),
+      'bias': sgd(bias_lr),
+      'head': sgd(head_lr),
+      'whiten_bias': whiten_bias,
+      'frozen': optax.set_to_zero(),
+  }
+  return optax.multi_transform(transforms, lambda p: muon_labels(
+      p, freeze_bn_scale, freeze_whiten_kernel, whiten_layer))
 
 
 # ---------------------------------------------------------------- lookahead

@@ -248,6 +248,17 @@ MUTATIONS = (
              'isovolnet_jax/models/__init__.py',
              'kwargs = {k: _tuples(v) for k, v in dict(model_config).items()}',
              'kwargs = dict(model_config)'),
+    Mutation('muon-route', "optimizer.name='muon' routes the conv kernels to SGD (head rate)",
+             ('tests/test_airbench_muon.py::test_real_model_routes_conv_kernels_to_muon_and_'
+              'the_rest_to_sgd',
+              'tests/test_airbench_muon.py::test_steps_match_airbench94_muon_written_in_numpy'),
+             'isovolnet_jax/optim_airbench.py', "return 'head' if p.ndim == 2 else 'muon'",
+             "return 'head'"),
+    Mutation('muon-nesterov', "Muon's momentum without Nesterov",
+             ('tests/test_airbench_muon.py::test_steps_match_airbench94_muon_written_in_numpy',),
+             'isovolnet_jax/optim_airbench.py',
+             'optax.trace(decay=momentum, nesterov=nesterov),',
+             'optax.trace(decay=momentum, nesterov=False),'),
 )
 
 
