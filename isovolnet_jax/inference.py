@@ -25,7 +25,7 @@ TTA_MODES = ('none', 'flip', 'airbench6')
 def tta_mode(config: ml_collections.ConfigDict) -> str:
   """`config.eval_tta`, or when it is '' (older runs, the default) 'flip' or
   'none' by `config.eval_flip`."""
-  mode = config.get('eval_tta', '') or ('flip' if config.get('eval_flip', False) else 'none')
+  mode = config.eval_tta or ('flip' if config.eval_flip else 'none')
   if mode not in TTA_MODES:
     raise InputError(f'unknown eval_tta={mode!r}; choose one of {list(TTA_MODES)}')
   return mode

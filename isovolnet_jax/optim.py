@@ -26,8 +26,8 @@ def create_learning_rate_schedule(opt: ml_collections.ConfigDict,
         lr, {int(b * total_steps): opt.decay_factor for b in opt.boundaries})
   if opt.schedule == 'triangular':  # airbench's: start_factor -> 1 at pct_start -> end_factor.
     return optim_airbench.triangular_schedule(
-        lr, total_steps, start=opt.get('start_factor', 0.2), peak_at=opt.pct_start,
-        end=opt.get('end_factor', 0.07))
+        lr, total_steps, start=opt.start_factor, peak_at=opt.pct_start,
+        end=opt.end_factor)
   if opt.schedule == 'linear':  # airbench94_muon's: 1 -> 0 at the end.
     return optax.linear_schedule(lr, 0.0, total_steps)
   raise InputError(f'unknown optimizer.schedule={opt.schedule!r}; choose one of '
@@ -40,8 +40,9 @@ def _kernels_only(params):
 
 
 # optimizer keys of airbench's tricks, and the values that leave them off.
-_GROUP_KEYS = {'decay_all': False, 'bn_bias_lr_scale': 1.0, 'freeze_bn_scale': False,
-               'freeze_whiten_kernel': False, 'whiten_bias_epochs': -1.0}
+# Their schema defaults (config_defaults) are the values that leave them off.
+_GROUP_KEYS = ('decay_all', 'bn_bias_lr_scale', 'freeze_bn_scale', 'freeze_whiten_kernel',
+               'whiten_bias_epochs')
 # Those of them every optimizer takes: the whitening layer's freezes.
 _WHITEN_KEYS = frozenset({'freeze_whiten_kernel', 'whiten_bias_epochs'})
 # Those muon takes too (its BatchNorm scales, if any, train with the biases).
@@ -68,16 +69,16 @@ def create_optimizer(opt: ml_collections.ConfigDict, schedule, *, batch_size: in
   those knobs off they are unused. `name='muon'` (airbench94_muon) needs
   `batch_size`; its `muon_*` keys are refused with another name.
   """
-  on = {k for k, off in _GROUP_KEYS.items() if opt.get(k, off) != off}
-  per_1024 = opt.get('per_1024', False)
+  defaults = config_defaults.get_base_config().optimizer
+  on = {k for k in _GROUP_KEYS if opt[k] != defaults[k]}
+  per_1024 = opt.per_1024
   sgd_only = sorted(on - (_MUON_KEYS if opt.name == 'muon' else _WHITEN_KEYS))
   sgd_only += ['per_1024'] if per_1024 else []
   if sgd_only and opt.name != 'sgd':
     raise InputError(f"optimizer.name={opt.name!r}: airbench's optimizer knobs "
                      f"{', '.join(sgd_only)} are implemented for sgd only; set "
                      f"--config.optimizer.name=sgd or turn them off")
-  defaults = config_defaults.get_base_config().optimizer
-  muon_set = [k for k in _MUON_ONLY if opt.get(k, defaults[k]) != defaults[k]]
+  muon_set = [k for k in _MUON_ONLY if opt[k] != defaults[k]]
   if muon_set and opt.name != 'muon':
     raise InputError(f"optimizer.{muon_set[0]} is for optimizer.name='muon', not "
                      f"{opt.name!r}; set --config.optimizer.name=muon or leave it at "
@@ -90,20 +91,20 @@ def create_optimizer(opt: ml_collections.ConfigDict, schedule, *, batch_size: in
     tx = _with_whitening_freezes(opt, schedule, steps_per_epoch)
   else:
     tx = _plain_optimizer(opt, schedule)
-  if opt.get('lookahead_every', 0) > 0:
+  if opt.lookahead_every > 0:
     if not steps_per_epoch or not total_steps:
       raise _needs('steps_per_epoch and total_steps', 'lookahead_every')
     tx = optim_airbench.lookahead(
         tx, total_steps=total_steps, steps_per_epoch=steps_per_epoch,
         every=opt.lookahead_every,
         start_step=lookahead_start_step(opt, steps_per_epoch),
-        base=opt.get('lookahead_base', 0.95), power=opt.get('lookahead_pow', 3.0),
-        sync_every_epoch=opt.get('lookahead_sync_epochs', True))
+        base=opt.lookahead_base, power=opt.lookahead_pow,
+        sync_every_epoch=opt.lookahead_sync_epochs)
   return tx
 
 
 def lookahead_start_step(opt: ml_collections.ConfigDict, steps_per_epoch: int) -> int:
-  return round(opt.get('lookahead_start_epochs', 3.0) * steps_per_epoch)
+  return round(opt.lookahead_start_epochs * steps_per_epoch)
 
 
 def lookahead_warning(opt: ml_collections.ConfigDict, steps_per_epoch: int,
@@ -111,7 +112,7 @@ def lookahead_warning(opt: ml_collections.ConfigDict, steps_per_epoch: int,
   """What to tell a run whose lookahead would start after its last step (a
   config's start, in epochs, kept when --config.num_epochs shortens the run)."""
   start = lookahead_start_step(opt, steps_per_epoch)
-  if opt.get('lookahead_every', 0) > 0 and start >= total_steps:
+  if opt.lookahead_every > 0 and start >= total_steps:
     return (f'lookahead starts at step {start} (optimizer.lookahead_start_epochs='
             f'{opt.lookahead_start_epochs}), after the last of {total_steps}: it will not '
             f'run; set --config.optimizer.lookahead_start_epochs to about 30% of the epochs')
@@ -121,7 +122,7 @@ def lookahead_warning(opt: ml_collections.ConfigDict, steps_per_epoch: int,
 def _airbench_sgd(opt, schedule, batch_size, steps_per_epoch):
   """Nesterov SGD with airbench's parameter groups (optim_airbench.grouped_sgd)."""
   weight_decay = opt.weight_decay
-  if opt.get('per_1024', False):
+  if opt.per_1024:
     if not batch_size:
       raise _needs('batch_size', 'per_1024')
     # learning_rate and weight_decay are per 1024 examples: the schedule's
@@ -131,9 +132,9 @@ def _airbench_sgd(opt, schedule, batch_size, steps_per_epoch):
     schedule = optim_airbench.scaled(schedule, rate / opt.learning_rate)
   return optim_airbench.grouped_sgd(
       schedule, momentum=opt.momentum, nesterov=opt.nesterov, weight_decay=weight_decay,
-      decay_all=opt.get('decay_all', False), bn_bias_lr_scale=opt.get('bn_bias_lr_scale', 1.0),
-      freeze_bn_scale=opt.get('freeze_bn_scale', False),
-      freeze_whiten_kernel=opt.get('freeze_whiten_kernel', False),
+      decay_all=opt.decay_all, bn_bias_lr_scale=opt.bn_bias_lr_scale,
+      freeze_bn_scale=opt.freeze_bn_scale,
+      freeze_whiten_kernel=opt.freeze_whiten_kernel,
       whiten_bias_steps=_whiten_bias_steps(opt, steps_per_epoch))
 
 
@@ -149,13 +150,13 @@ def _muon(opt, schedule, batch_size, steps_per_epoch):
       bias_lr=opt.muon_bias_lr, head_lr=opt.muon_head_lr, weight_decay=opt.weight_decay,
       momentum=opt.momentum, nesterov=opt.nesterov, muon_momentum=opt.muon_momentum,
       muon_ns_steps=opt.muon_ns_steps, muon_normalize=opt.muon_normalize,
-      freeze_bn_scale=opt.get('freeze_bn_scale', False),
-      freeze_whiten_kernel=opt.get('freeze_whiten_kernel', False),
+      freeze_bn_scale=opt.freeze_bn_scale,
+      freeze_whiten_kernel=opt.freeze_whiten_kernel,
       whiten_bias_steps=_whiten_bias_steps(opt, steps_per_epoch))
 
 
 def _whiten_bias_steps(opt, steps_per_epoch) -> int | None:
-  if opt.get('whiten_bias_epochs', -1.0) < 0:
+  if opt.whiten_bias_epochs < 0:
     return None
   if not steps_per_epoch:
     raise _needs('steps_per_epoch', 'whiten_bias_epochs')
@@ -171,7 +172,7 @@ def _with_whitening_freezes(opt, schedule, steps_per_epoch):
   bias_steps = _whiten_bias_steps(opt, steps_per_epoch)
   transforms = {
       'other': _plain_optimizer(opt, schedule),
-      'whiten_kernel': (optax.set_to_zero() if opt.get('freeze_whiten_kernel', False)
+      'whiten_kernel': (optax.set_to_zero() if opt.freeze_whiten_kernel
                         else _plain_optimizer(opt, schedule)),
       'whiten_bias': bias if bias_steps is None else optim_airbench.freeze_after(bias, bias_steps),
   }

@@ -304,7 +304,7 @@ class Plan:
     per_epoch = data.steps_per_epoch(num_train, config.batch_size)
     total = (config.num_train_steps if config.num_train_steps > 0
              else int(config.num_epochs * per_epoch))
-    split = config.get('periodic_eval', 'val')
+    split = config.periodic_eval
     if split not in ('val', 'test'):
       raise InputError(f"unknown periodic_eval={split!r}; choose 'val' or 'test'")
     return cls(total, per_epoch, max(1, round(config.eval_every_epochs * per_epoch)),
@@ -368,7 +368,7 @@ def _whitened(config, state: TrainState, dataset, replicated) -> TrainState:
   `config.whiten_images` training images (airbench's whitening stem): the
   first of epoch 0's order, so a random sample of the split. A checkpoint
   restored afterwards overwrites it, as it should."""
-  n = config.get('whiten_images', 0)
+  n = config.whiten_images
   if not n:
     return state
   if 'whiten' not in state.params:

@@ -7,6 +7,7 @@ import ml_collections
 import numpy as np
 import pytest
 
+from isovolnet_jax import config_defaults
 from isovolnet_jax import inference
 from isovolnet_jax.errors import InputError
 
@@ -69,6 +70,8 @@ def test_logits_reads_eval_tta_and_keeps_eval_flip():
   config.eval_tta = 'crops'
   with pytest.raises(InputError, match='airbench6'):
     inference.logits(model, variables, images, config)
-  # A run from before eval_tta existed: eval_flip decides.
-  old = ml_collections.ConfigDict({'eval_flip': False, 'eval_batch_size': 5})
-  assert inference.tta_mode(old) == 'none'
+  # A run from before eval_tta existed (its config.json upgraded by
+  # add_missing, as load_run does): eval_flip decides.
+  for flip, mode in ((False, 'none'), (True, 'flip')):
+    old = ml_collections.ConfigDict({'eval_flip': flip, 'eval_batch_size': 5})
+    assert inference.tta_mode(config_defaults.add_missing(old)) == mode

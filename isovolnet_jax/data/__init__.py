@@ -53,7 +53,7 @@ def augment_in_step(key: jax.Array, images, config: ml_collections.ConfigDict):
   if _pipeline(config) == 'stream':
     return images
   aug = config.augment
-  return augment.augment(key, images, aug.crop_padding, aug.flip, aug.get('translate', 0))
+  return augment.augment(key, images, aug.crop_padding, aug.flip, aug.translate)
 
 
 class _Raised:

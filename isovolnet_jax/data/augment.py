@@ -67,13 +67,13 @@ def translate_reflect(images, key, pixels: int = 2) -> jax.Array:
 
 def check(aug: ml_collections.ConfigDict, pipeline: str) -> None:
   """Refuses knobs that would silently do two things, or nothing."""
-  if aug.get('translate', 0) and aug.crop_padding:
+  if aug.translate and aug.crop_padding:
     raise InputError(f'augment.translate={aug.translate} and augment.crop_padding='
                      f'{aug.crop_padding} are two crops; set --config.augment.crop_padding=0')
-  if aug.get('alternating_flip', False) and aug.flip:
+  if aug.alternating_flip and aug.flip:
     raise InputError('augment.alternating_flip and augment.flip are two flips; set '
                      '--config.augment.flip=False')
-  if pipeline == 'stream' and (aug.get('translate', 0) or aug.get('alternating_flip', False)):
+  if pipeline == 'stream' and (aug.translate or aug.alternating_flip):
     raise InputError("augment.translate and augment.alternating_flip are for "
                      "data.pipeline='memory'; set --config.data.pipeline=memory")
 
