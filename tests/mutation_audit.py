@@ -248,6 +248,11 @@ MUTATIONS = (
              'isovolnet_jax/models/__init__.py',
              'kwargs = {k: _tuples(v) for k, v in dict(model_config).items()}',
              'kwargs = dict(model_config)'),
+    Mutation('conv-auto-per-platform', "conv_impl='auto' (no oneDNN) runs unrolled_conv "
+             'whatever platform it is lowered for, as when chosen from the default backend',
+             ('tests/test_lowering.py::test_without_onednn_auto_is_unrolled_on_cpu_only',),
+             'isovolnet_jax/models/layers.py', '    return _unrolled_on_cpu\n',
+             '    return unrolled_conv.conv_general_dilated\n'),
 )
 
 
