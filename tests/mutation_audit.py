@@ -259,6 +259,11 @@ MUTATIONS = (
              'isovolnet_jax/optim_airbench.py',
              'optax.trace(decay=momentum, nesterov=nesterov),',
              'optax.trace(decay=momentum, nesterov=False),'),
+    Mutation('conv-auto-per-platform', "conv_impl='auto' (no oneDNN) runs unrolled_conv "
+             'whatever platform it is lowered for, as when chosen from the default backend',
+             ('tests/test_lowering.py::test_without_onednn_auto_is_unrolled_on_cpu_only',),
+             'isovolnet_jax/models/layers.py', '    return _unrolled_on_cpu\n',
+             '    return unrolled_conv.conv_general_dilated\n'),
 )
 
 

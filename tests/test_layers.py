@@ -142,12 +142,43 @@ def test_conv_impl_choice_and_its_error():
 @pytest.mark.parametrize('backend, onednn_loaded, expected', [
     ('cpu', True, 'onednn'),
     ('cpu', False, 'unrolled'),
-    ('gpu', True, 'unrolled'),  # 16x lax's speed on an H200 (docs/performance.md).
+    # IsoVolNet on one H200: 'unrolled' 4.4x slower than lax (docs/performance.md).
+    ('gpu', True, 'lax'),
+    ('gpu', False, 'lax'),
     ('tpu', True, 'lax')])
 def test_auto_conv_impl_per_backend(monkeypatch, backend, onednn_loaded, expected):
   monkeypatch.setattr(jax, 'default_backend', lambda: backend)
   monkeypatch.setattr(onednn, 'available', lambda: onednn_loaded)
   assert layers.resolve_conv_impl('auto') == expected
+  # The same answers asked by platform name, whatever the default backend.
+  monkeypatch.setattr(jax, 'default_backend', lambda: 'tpu')
+  platform = {'gpu': 'cuda'}.get(backend, backend)
+  assert layers.resolve_conv_impl('auto', platform) == expected
+
+
+@pytest.mark.parametrize('impl, backend, onednn_loaded, expected', [
+    ('auto', 'cpu', True, "runs 'onednn': oneDNN on {isa}, 3 thread(s) per call, "
+                          "on cpu (this backend); 'lax' on gpu/tpu"),
+    ('auto', 'cpu', False, "runs 'unrolled' (oneDNN unavailable: off) on cpu "
+                           "(this backend); 'lax' on gpu/tpu"),
+    ('auto', 'gpu', True, "runs 'lax' on gpu (this backend); 'onednn' on cpu; "
+                          "'lax' on tpu"),
+    ('auto', 'gpu', False, "runs 'lax' on gpu (this backend); 'unrolled' on cpu; "
+                           "'lax' on tpu"),
+    ('onednn', 'gpu', True, "runs 'lax' on gpu (this backend); 'onednn' on cpu; "
+                            "'lax' on tpu"),
+    ('unrolled', 'gpu', True, "runs 'unrolled' on every backend"),
+    ('lax', 'cpu', True, "runs 'lax' on every backend")])
+def test_conv_impl_description_per_backend(monkeypatch, impl, backend, onednn_loaded,
+                                           expected):
+  """The start-up line says what runs on this backend and on the others."""
+  monkeypatch.setattr(jax, 'default_backend', lambda: backend)
+  monkeypatch.setattr(onednn, 'available', lambda: onednn_loaded)
+  monkeypatch.setattr(onednn, 'unavailable_reason', lambda: 'off')
+  monkeypatch.setattr(onednn, 'isa', lambda: 'avx2')
+  monkeypatch.setattr(onednn, 'threads_per_call', lambda: 3)
+  line = layers.conv_impl_description(impl)
+  assert line == f'model.conv_impl={impl!r} ' + expected.format(isa='avx2')
 
 
 def test_conv_keeps_nn_conv_parameters():

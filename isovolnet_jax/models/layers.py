@@ -46,39 +46,84 @@ def norm_layer(name: str, train: bool, dtype: Any) -> Callable[..., Any]:
 
 CONV_IMPLS = ('auto', 'lax', 'unrolled', 'onednn')
 
+# 'auto' is chosen per platform when a computation is lowered, not from
+# jax.default_backend() when the model is built: one trace can be lowered for
+# CPU and for CUDA (jax.export, a GPU host's CPU fallback), and each gets its
+# own convolutions (`lax.platform_dependent`; tests/test_lowering.py lowers
+# every zoo config's training step for both). Why platform_dependent: it
+# stages out every branch and keeps, at lowering, only the lowering
+# platform's, so the CPU-only oneDNN custom call and the unrolled convs'
+# scan never reach a GPU computation. Its branches may hold custom VJPs
+# (oneDNN's, unrolled_conv's): the switch it builds is differentiated like any
+# other, its transpose is again platform-dependent, so the train step's
+# backward pass makes the same choice. Lowered for one platform, XLA sees a
+# one-branch conditional and inlines it: on CPU the same program as before.
+#
+# GPU (cuda/rocm): 'lax' for every kind of layer, XLA's cuDNN convolutions.
+# On one H200 'unrolled' (then 'auto' on GPU) trained IsoVolNet
+# (configs/cifar10.py) at 28k img/s against 124k (float32) / 163k (bfloat16)
+# with 'lax': 4.4x slower. (Seed 002's dilated DS net, narrow grouped convs,
+# measured the other way: 'unrolled' 16x lax's speed, results/seed002_gpu;
+# set model.conv_impl='unrolled' for it on a GPU.)
+# TPU: 'lax' (not measured: its convolution units take grouped convs).
+# CPU: 'onednn' where the extension loaded (lax for the cases oneDNN declines),
+# else 'unrolled'.
+_GPU_PLATFORMS = ('gpu', 'cuda', 'rocm')
 
-def resolve_conv_impl(impl: str) -> str:
-  """`model.conv_impl` as run here: 'auto' becomes the fastest this backend has.
 
-  'onednn' (`isovolnet_jax.onednn`) on an x86 CPU when its extension loaded:
-  oneDNN's kernels for every convolution, faster than XLA's and 'unrolled'
-  (docs/performance.md, "oneDNN"). Else 'unrolled' (`unrolled_conv`:
-  depthwise and grouped convs as shifted slices, 1x1 convs as matmuls), on
-  CPU and GPU, where XLA's grouped convs are slow (docs/performance.md,
-  "model.conv_impl"); TPU keeps lax (not measured: its convolution units take
-  grouped convs directly).
+def _platform_family(platform: str | None) -> str:
+  """'cpu', 'gpu' or 'tpu' (or another backend's name) for a jax platform or
+  backend name; None: this process's default backend."""
+  platform = platform or jax.default_backend()
+  return 'gpu' if platform in _GPU_PLATFORMS else platform
+
+
+def resolve_conv_impl(impl: str, platform: str | None = None) -> str:
+  """What `model.conv_impl` runs on `platform` ('cpu', 'gpu'/'cuda'/'rocm',
+  'tpu'; None: `jax.default_backend()`). The choice itself is made when the
+  computation is lowered (`conv_function`); this says what it will be.
+
+  'auto': on CPU 'onednn' (`isovolnet_jax.onednn`, an x86 CPU where its
+  extension loaded: oneDNN's kernels for every convolution, faster than
+  XLA's and 'unrolled', docs/performance.md "oneDNN"), else 'unrolled'
+  (`unrolled_conv`: depthwise and grouped convs as shifted slices, 1x1 convs
+  as matmuls, where XLA:CPU's grouped convs are slow); 'lax' on GPU and TPU
+  (the comment above has the figures). Explicit 'onednn' is CPU-only: lowered
+  for any other platform it runs 'lax'.
   """
   if impl not in CONV_IMPLS:
     raise InputError(f'unknown model.conv_impl={impl!r}; choose one of '
                      f'{list(CONV_IMPLS)}')
-  if impl != 'auto':
-    return impl
-  backend = jax.default_backend()
-  if backend == 'cpu' and onednn.available():
-    return 'onednn'
-  return 'lax' if backend == 'tpu' else 'unrolled'
+  family = _platform_family(platform)
+  if impl == 'auto':
+    if family != 'cpu':
+      return 'lax'
+    return 'onednn' if onednn.available() else 'unrolled'
+  if impl == 'onednn' and family != 'cpu':
+    return 'lax'
+  return impl
 
 
 def conv_impl_description(impl: str) -> str:
-  """One line: which implementation `impl` runs and, for oneDNN, on which ISA."""
+  """One line: what `impl` runs on this process's backend (for oneDNN, on which
+  ISA) and, where it differs, on the other backends."""
+  here = _platform_family(None)
   chosen = resolve_conv_impl(impl)
   line = f'model.conv_impl={impl!r} runs {chosen!r}'
   if chosen == 'onednn':
-    return (f'{line}: oneDNN on {onednn.isa()}, {onednn.threads_per_call()} '
-            f'thread(s) per call')
-  if jax.default_backend() == 'cpu' and not onednn.available():
-    return f'{line} (oneDNN unavailable: {onednn.unavailable_reason()})'
-  return line
+    line += (f': oneDNN on {onednn.isa()}, {onednn.threads_per_call()} '
+             f'thread(s) per call,')
+  elif impl in ('auto', 'onednn') and here == 'cpu' and not onednn.available():
+    line += f' (oneDNN unavailable: {onednn.unavailable_reason()})'
+  if impl in ('lax', 'unrolled'):
+    return f'{line} on every backend'
+  line += f' on {here} (this backend)'
+  others = {}
+  for family in ('cpu', 'gpu', 'tpu'):
+    if family != here:
+      others.setdefault(resolve_conv_impl(impl, family), []).append(family)
+  return line + ''.join(f"; {name!r} on {'/'.join(fams)}"
+                        for name, fams in others.items())
 
 
 @functools.cache
@@ -86,18 +131,40 @@ def _log_conv_impl(impl: str) -> None:
   logging.info('%s', conv_impl_description(impl))
 
 
+def _unrolled_on_cpu(lhs, rhs, window_strides, padding, lhs_dilation=None,
+                     rhs_dilation=None, dimension_numbers=None,
+                     feature_group_count=1, batch_group_count=1, precision=None,
+                     preferred_element_type=None):
+  """'auto' without oneDNN: `unrolled_conv` in a computation lowered for CPU,
+  lax for any other platform (lax.conv_general_dilated's signature)."""
+  kwargs = dict(lhs_dilation=lhs_dilation, rhs_dilation=rhs_dilation,
+                dimension_numbers=dimension_numbers,
+                feature_group_count=feature_group_count,
+                batch_group_count=batch_group_count, precision=precision,
+                preferred_element_type=preferred_element_type)
+  return lax.platform_dependent(
+      lhs, rhs,
+      cpu=lambda lhs, rhs: unrolled_conv.conv_general_dilated(
+          lhs, rhs, window_strides, padding, **kwargs),
+      default=lambda lhs, rhs: lax.conv_general_dilated(
+          lhs, rhs, window_strides, padding, **kwargs))
+
+
 def conv_function(impl: str) -> Callable[..., jnp.ndarray]:
   """The function nn.Conv runs in place of lax.conv_general_dilated, by
-  `model.conv_impl`; logs once per process which one runs."""
-  chosen = resolve_conv_impl(impl)
+  `model.conv_impl`; logs once per process what runs. 'auto' and 'onednn'
+  choose per platform when lowered (see the comment above `resolve_conv_impl`)."""
+  resolve_conv_impl(impl)  # Validates `impl`.
   _log_conv_impl(impl)
-  if chosen == 'onednn':
-    if not onednn.available():
-      raise InputError(f"model.conv_impl='onednn' but oneDNN is unavailable: "
-                       f"{onednn.unavailable_reason()}; use model.conv_impl=auto")
-    # What oneDNN cannot take (other layouts, lhs dilation) goes to lax.
+  if impl in ('auto', 'onednn') and onednn.available():
+    # oneDNN lowered for CPU (lax for what it declines), lax for the rest.
     return onednn.conv_general_dilated
-  if chosen == 'unrolled':
+  if impl == 'onednn':
+    raise InputError(f"model.conv_impl='onednn' but oneDNN is unavailable: "
+                     f"{onednn.unavailable_reason()}; use model.conv_impl=auto")
+  if impl == 'auto':
+    return _unrolled_on_cpu
+  if impl == 'unrolled':
     return unrolled_conv.conv_general_dilated
   return lax.conv_general_dilated
 

@@ -250,7 +250,11 @@ def _normalise(x, kernel, window_strides, padding, rhs_dilation, lhs_dilation,
 
 
 def make_conv_general_dilated(fallback):
-  """lax.conv_general_dilated's signature: oneDNN where it can, else `fallback`."""
+  """lax.conv_general_dilated's signature: oneDNN where it can, else `fallback`.
+
+  "Where it can": a case `_normalise` takes, in a computation lowered for CPU
+  (`lax.platform_dependent`); lowered for any other platform it is `fallback`.
+  """
 
   def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
                            rhs_dilation=None, dimension_numbers=None,
@@ -262,13 +266,20 @@ def make_conv_general_dilated(fallback):
       plan = _normalise(lhs, rhs, window_strides, padding, rhs_dilation,
                         lhs_dilation, dimension_numbers, feature_group_count,
                         batch_group_count)
+    run_fallback = lambda lhs, rhs: fallback(
+        lhs, rhs, window_strides, padding, lhs_dilation=lhs_dilation,
+        rhs_dilation=rhs_dilation, dimension_numbers=dimension_numbers,
+        feature_group_count=feature_group_count,
+        batch_group_count=batch_group_count, precision=precision,
+        preferred_element_type=preferred_element_type)
     if plan is None:
-      return fallback(lhs, rhs, window_strides, padding, lhs_dilation=lhs_dilation,
-                      rhs_dilation=rhs_dilation, dimension_numbers=dimension_numbers,
-                      feature_group_count=feature_group_count,
-                      batch_group_count=batch_group_count, precision=precision,
-                      preferred_element_type=preferred_element_type)
-    return _conv(lhs, rhs, *plan)
+      return run_fallback(lhs, rhs)
+    # The handler is an XLA:CPU custom call: chosen when the computation is
+    # lowered, so that one trace lowered for another platform (a GPU host
+    # where the extension built, jax.export for 'cuda') runs `fallback`
+    # there and holds no CPU custom call (tests/test_lowering.py).
+    return lax.platform_dependent(lhs, rhs, cpu=lambda lhs, rhs: _conv(lhs, rhs, *plan),
+                                  default=run_fallback)
 
   return conv_general_dilated
 
