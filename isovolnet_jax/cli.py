@@ -268,7 +268,8 @@ def setup_compilation_cache(data_cache_dir: str | None = None) -> str | None:
   from absl import logging  # pylint: disable=import-outside-toplevel
   if data_cache_dir is None:
     config = FLAGS['config'].value if 'config' in FLAGS else None
-    data_cache_dir = config.get('data', {}).get('cache_dir', '') if config else ''
+    data = getattr(config, 'data', None)  # A ConfigDict (a tool's --config may be a path).
+    data_cache_dir = (data.get('cache_dir', '') if data is not None else '') or ''
   path = jax.config.jax_compilation_cache_dir or compilation_cache_dir(data_cache_dir)
   jax.config.update('jax_compilation_cache_dir', path)
   jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.0)
