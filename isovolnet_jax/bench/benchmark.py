@@ -438,13 +438,13 @@ def run(config, args) -> dict:
   jax_variants = {own: time_jax(config, image_shape, num_classes, args)}
   # The config's own step and inference: the most this process held on the
   # device by then (the larger variants and the matmul come later).
-  peak_bytes = jax_variants[own].pop('peak_bytes')
+  peak_bytes = jax_variants[own].pop('peak_bytes', None)
   for variant in getattr(args, 'jax_variants', ()):
     vconfig = variant_config(config, variant)
     if variant_name(vconfig) not in jax_variants:
       jax_variants[variant_name(vconfig)] = time_jax(vconfig, image_shape, num_classes,
                                                      args)
-      jax_variants[variant_name(vconfig)].pop('peak_bytes')
+      jax_variants[variant_name(vconfig)].pop('peak_bytes', None)
   jax_res = jax_variants[own]
   cores = cpu_devices.usable_cores()
   threads = args.threads or cores
