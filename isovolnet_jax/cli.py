@@ -25,6 +25,7 @@ from absl import flags
 from isovolnet_jax.errors import InputError, Preempted
 
 FLAGS = flags.FLAGS
+COMPILATION_CACHE = 'ISOVOLNET_COMPILATION_CACHE'  # =0: no persistent compilation cache.
 NO_TCMALLOC = 'ISOVOLNET_NO_TCMALLOC'  # =1: never preload tcmalloc.
 _REEXECED = '_ISOVOLNET_TCMALLOC_REEXEC'  # Set on the re-exec'ed process: no loop.
 
@@ -88,9 +89,14 @@ def define_flags(*, config: bool = True, workdir: str | None = None,
     flags.mark_flag_as_required('workdir')
   if devices:
     _define_device_flags()
+  if 'compilation_cache' not in FLAGS:
+    flags.DEFINE_bool(
+        'compilation_cache', True, 'Keep compiled programs in JAX\'s persistent '
+        'compilation cache (DATA_CACHE_DIR/jax_cache) so that a second launch does not '
+        f'compile again; {COMPILATION_CACHE}=0 also turns it off.')
   # Key flags of the command (absl files flags under sys.argv[0]), so that
   # its --help lists them with its own.
-  for name in ('config', 'workdir', 'cpu_devices', 'jax_coordinator_address',
+  for name in ('config', 'workdir', 'compilation_cache', 'cpu_devices', 'jax_coordinator_address',
                'jax_num_processes', 'jax_process_id', 'jax_distributed_auto'):
     if name in FLAGS:
       FLAGS.register_key_flag_for_module(sys.argv[0], FLAGS[name])
@@ -166,6 +172,123 @@ def _initialize(kwargs: dict, where: str) -> None:
                      f'{type(e).__name__}: {first}') from e
 
 
+# ---------------------------------------------------------------- compilation cache
+
+
+def default_cache_dir() -> str:
+  """The project's cache dir, as `config.data.cache_dir=''` means it
+  (`data.sources.default_cache_dir`): $XDG_CACHE_HOME or ~/.cache, /isovolnet_jax."""
+  base = os.environ.get('XDG_CACHE_HOME') or os.path.expanduser('~/.cache')
+  return os.path.join(base, 'isovolnet_jax')
+
+
+def compilation_cache_wanted() -> bool:
+  """Whether the persistent compilation cache is on: --compilation_cache
+  (where the command defines it) and ISOVOLNET_COMPILATION_CACHE (0/false/no/off
+  turn it off) must both allow it."""
+  if os.environ.get(COMPILATION_CACHE, '1').strip().lower() in ('0', 'false', 'no', 'off'):
+    return False
+  return bool(FLAGS['compilation_cache'].value) if 'compilation_cache' in FLAGS else True
+
+
+def compilation_cache_dir(data_cache_dir: str = '') -> str:
+  """DATA_CACHE_DIR/jax_cache; DATA_CACHE_DIR is `config.data.cache_dir`, ''
+  meaning `default_cache_dir()`."""
+  return os.path.join(data_cache_dir or default_cache_dir(), 'jax_cache')
+
+
+class CacheEvents:
+  """Persistent-cache hits and misses (JAX's monitoring events
+  '/jax/compilation_cache/cache_hits' and '.../cache_misses'; a miss is
+  recorded when the compiled program is written), with the names of the
+  programs they were for ('jit_train_step': the training step)."""
+
+  TRAIN_STEP = 'jit_train_step'
+
+  def __init__(self):
+    self.hits: list[str] = []
+    self.misses: list[str] = []
+
+  def __call__(self, event: str, **kwargs) -> None:
+    if event == '/jax/compilation_cache/cache_hits':
+      self.hits.append(_compiled_module_name())
+      self._announce('hit', self.hits[-1])
+    elif event == '/jax/compilation_cache/cache_misses':
+      self.misses.append(_compiled_module_name())
+      self._announce('missed', self.misses[-1])
+
+  def _announce(self, what: str, module: str) -> None:
+    if module == self.TRAIN_STEP:
+      from absl import logging  # pylint: disable=import-outside-toplevel
+      logging.info('Compilation cache %s for the train step (%s).', what, module)
+
+  def train_step(self) -> str:
+    """'hit', 'miss' or 'not compiled' (the train step's first compilation)."""
+    if self.TRAIN_STEP in self.hits:
+      return 'hit'
+    if self.TRAIN_STEP in self.misses:
+      return 'miss'
+    return 'not compiled'
+
+  def summary(self) -> str:
+    return (f'train step {self.train_step()}; {len(self.hits)} hit(s), '
+            f'{len(self.misses)} miss(es) in this process')
+
+
+def _compiled_module_name() -> str:
+  """The name of the program the event is about: JAX passes it to the events'
+  listeners in no argument, so it is read from the caller's frames (the
+  `module_name` of jax._src.compiler / compilation_cache); '?' if absent."""
+  frame = sys._getframe(2)  # pylint: disable=protected-access
+  while frame is not None:
+    name = frame.f_locals.get('module_name')
+    if isinstance(name, str):
+      return name
+    frame = frame.f_back
+  return '?'
+
+
+_cache_events: CacheEvents | None = None
+
+
+def setup_compilation_cache(data_cache_dir: str | None = None) -> str | None:
+  """Turns on JAX's persistent compilation cache; returns its dir (None: off).
+
+  Every command calls it through `run`, before `main`. The dir is
+  `compilation_cache_dir(data_cache_dir)` (by default the --config's
+  `data.cache_dir`), unless JAX_COMPILATION_CACHE_DIR names one. Every program is
+  cached, however small or quick to compile (both thresholds 0): launch time
+  is what is saved. Logs the dir now and, at the end (`log_compilation_cache`),
+  whether the train step's compilation hit or missed.
+  """
+  global _cache_events
+  if not compilation_cache_wanted():
+    return None
+  import jax  # pylint: disable=import-outside-toplevel
+  from absl import logging  # pylint: disable=import-outside-toplevel
+  if data_cache_dir is None:
+    config = FLAGS['config'].value if 'config' in FLAGS else None
+    data = getattr(config, 'data', None)  # A ConfigDict (a tool's --config may be a path).
+    data_cache_dir = (data.get('cache_dir', '') if data is not None else '') or ''
+  path = jax.config.jax_compilation_cache_dir or compilation_cache_dir(data_cache_dir)
+  jax.config.update('jax_compilation_cache_dir', path)
+  jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.0)
+  jax.config.update('jax_persistent_cache_min_entry_size_bytes', -1)
+  if _cache_events is None:
+    _cache_events = CacheEvents()
+    jax.monitoring.register_event_listener(_cache_events)
+  logging.info('Compilation cache: %s (--compilation_cache=false or %s=0 turn it off).',
+               path, COMPILATION_CACHE)
+  return path
+
+
+def log_compilation_cache() -> None:
+  """The finish line: the train step's hit or miss, and the counts."""
+  if _cache_events is not None and (_cache_events.hits or _cache_events.misses):
+    from absl import logging  # pylint: disable=import-outside-toplevel
+    logging.info('Compilation cache: %s.', _cache_events.summary())
+
+
 # ---------------------------------------------------------------- running
 
 
@@ -196,7 +319,11 @@ def run(main, flags_parser=parse_flags, argv=None) -> None:
   training run -> `preempted: ...` + exit 128 + signal."""
   def guarded(argv):
     try:
-      return main(argv)
+      setup_compilation_cache()
+      try:
+        return main(argv)
+      finally:
+        log_compilation_cache()
     except Preempted as e:
       print(f'preempted: {e}', file=sys.stderr)
       sys.exit(128 + e.signum)

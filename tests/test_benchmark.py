@@ -170,3 +170,83 @@ def test_torch_profile_sorts_ops_by_layer_kind():
   by_kind, whole = layer_profile.torch_profile(_tiny_config(), 8, 1, 'channels_last', 2)
   assert by_kind['Conv'] > 0 and by_kind['BatchNorm'] > 0 and by_kind['Dense'] > 0
   assert whole > 0
+
+
+# ---------------------------------------------------------------- accelerators, the loop
+
+
+def test_the_loop_figure_runs_the_real_loop_on_the_data(small_cifar, cache_dir):
+  from helpers import smoke_config
+  config = smoke_config(small_cifar, cache_dir, **{'model.conv_impl': 'lax'})
+  args = types.SimpleNamespace(**{**vars(ARGS), 'skip_torch': True, 'loop_steps': 8})
+  result = benchmark.run(config, args)
+  loop = result['loop']
+  assert 'error' not in loop, loop
+  # 8 steps logged every 2: metrics.jsonl's 4 train lines, read by the bench.
+  assert loop['steps'] == 8 and loop['log_lines'] == 4
+  assert loop['img_s'] > 0 and loop['step_img_s'] > 0
+  assert loop['ratio'] == pytest.approx(loop['img_s'] / loop['step_img_s']) and loop['ratio'] > 0
+  assert 'loop/step' in benchmark.format_table(result)
+  json.dumps(result)
+
+
+def test_a_loop_without_its_data_is_reported_not_fatal(tmp_path):
+  config = _tiny_config()
+  with config.unlocked():
+    config.data.source, config.data.path = 'folder', str(tmp_path / 'absent')
+  loop = benchmark.loop_figures(config, (32, 32, 3), 10, ARGS, 4)
+  assert loop['steps'] == 4 and loop['error']
+
+
+def test_loop_rate_leaves_out_the_first_line():
+  rows = [{'split': 'train', 'images_per_sec': r} for r in (10.0, 100.0, 120.0, 110.0)]
+  rows.insert(2, {'split': 'test', 'accuracy': 0.5})
+  assert benchmark.loop_images_per_sec(rows) == 110.0
+  assert benchmark.loop_images_per_sec(rows[:2]) == 55.0
+
+
+def test_on_a_gpu_the_table_and_json_name_the_device_and_its_peaks(monkeypatch):
+  # No GPU here: the device's kind, its matmul peaks and memory are injected.
+  monkeypatch.setattr(benchmark, 'device_info', lambda device=None: {
+      'platform': 'gpu', 'device_kind': 'NVIDIA H200', 'device_count': 1})
+  peaks = {'float32': 400e12, 'bfloat16': 800e12}
+  monkeypatch.setattr(benchmark, 'matmul_flops',
+                      lambda dtype='float32', device=None: peaks[dtype])
+  monkeypatch.setattr(benchmark, 'peak_bytes_in_use', lambda device: 3 * 2 ** 30)
+  args = types.SimpleNamespace(**{**vars(ARGS), 'skip_torch': True,
+                                  'jax_variants': ['bfloat16:lax']})
+  result = benchmark.run(_tiny_config(), args)
+  assert result['platform'] == 'gpu' and result['device_kind'] == 'NVIDIA H200'
+  assert result['matmul_flops'] == 400e12 and result['matmul_flops_bf16'] == 800e12
+  assert result['jax_peak_bytes'] == 3 * 2 ** 30 and result['matmul_size'] == 8192
+  json.loads(json.dumps(result))
+  table = benchmark.format_table(result)
+  assert 'JAX on 1 GPU device(s): NVIDIA H200' in table and 'CPU device' not in table
+  assert 'memory: peak 3.00 GiB' in table
+  assert 'float32 (default precision) 400.0 TFLOP/s, bfloat16 800.0 TFLOP/s' in table
+  # Each row's % is against its own dtype's peak.
+  bf16 = result['jax_variants']['bfloat16:lax']['train'] * 3 * result['forward_flops_per_image']
+  row = next(l for l in table.splitlines() if l.startswith('jax bfloat16:lax'))
+  assert f'({100 * bf16 / 800e12:4.1f}%)' in row
+
+
+def test_pytorch_runs_on_cuda_when_jax_runs_on_a_gpu(monkeypatch):
+  assert benchmark.torch_device('gpu', cuda_available=True) == 'cuda'
+  assert benchmark.torch_device('gpu', cuda_available=False) == 'cpu'
+  assert benchmark.torch_device('cpu', cuda_available=True) == 'cpu'
+  assert benchmark.torch_device('tpu', cuda_available=True) == 'cpu'
+  torch = require_torch()
+  # run_torch hands the chosen device to every variant (no CUDA needed here).
+  monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
+  monkeypatch.setattr(torch.cuda, 'get_device_name', lambda *a: 'NVIDIA H200')
+  monkeypatch.setattr(torch.cuda, 'max_memory_allocated', lambda *a: 5)
+  seen = []
+  def fake_time_torch(config, shape, classes, threads, variant, args, device='cpu'):
+    seen.append((variant, device))
+    return {'params': 7, 'train': 10.0, 'infer': 20.0}
+  monkeypatch.setattr(benchmark, 'time_torch', fake_time_torch)
+  out = benchmark.run_torch(_tiny_config(), (32, 32, 3), 10, 1, ARGS, 'gpu',
+                            {'params': 7, 'train': 5.0, 'infer': 40.0})
+  assert seen == [('nchw', 'cuda'), ('channels_last', 'cuda')]
+  assert out['torch_device'] == 'cuda' and out['torch_device_name'] == 'NVIDIA H200'
+  assert out['train_ratio'] == 0.5 and out['infer_ratio'] == 2.0

@@ -5,7 +5,9 @@ benchmark (JAX vs PyTorch img/s), efficiency (separable vs standard convs),
 conv_layers and layer_profile (per-layer times, against PyTorch's ops),
 step_memory (a training step's peak memory, JAX vs PyTorch), input_pipeline
 (memory vs stream input), time_to_accuracy (wall time to a test accuracy over seeds),
-speed_table (docs/performance.md's speed table from saved benchmark outputs).
+speed_table (docs/performance.md's speed table from saved benchmark outputs),
+launch_time (launch to exit, cold and warm compilation cache), gpu_check
+(the one check to run on a GPU: training, launch and benchmark figures as JSON).
 torch_models holds the PyTorch twins the benchmark times (PyTorch: `pip
 install -e '.[bench]'`).
 """
