@@ -269,7 +269,8 @@ def setup_compilation_cache(data_cache_dir: str | None = None) -> str | None:
   if data_cache_dir is None:
     config = FLAGS['config'].value if 'config' in FLAGS else None
     data = getattr(config, 'data', None)  # A ConfigDict (a tool's --config may be a path).
-    data_cache_dir = (data.get('cache_dir', '') if data is not None else '') or ''
+    # A tool's own config may have no data.cache_dir: then the default dir.
+    data_cache_dir = data['cache_dir'] if data is not None and 'cache_dir' in data else ''
   path = jax.config.jax_compilation_cache_dir or compilation_cache_dir(data_cache_dir)
   jax.config.update('jax_compilation_cache_dir', path)
   jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.0)

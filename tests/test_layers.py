@@ -142,9 +142,10 @@ def test_conv_impl_choice_and_its_error():
 @pytest.mark.parametrize('backend, onednn_loaded, expected', [
     ('cpu', True, 'onednn'),
     ('cpu', False, 'unrolled'),
-    # IsoVolNet on one H200: 'unrolled' 4.4x slower than lax (docs/performance.md).
-    ('gpu', True, 'lax'),
-    ('gpu', False, 'lax'),
+    # IsoVolNet on one H200: 'unrolled' 4.4x slower than lax (docs/performance.md);
+    # grouped convs of several inputs a group unrolled (results/seed002_gpu).
+    ('gpu', True, 'lax+unrolled'),
+    ('gpu', False, 'lax+unrolled'),
     ('tpu', True, 'lax')])
 def test_auto_conv_impl_per_backend(monkeypatch, backend, onednn_loaded, expected):
   monkeypatch.setattr(jax, 'default_backend', lambda: backend)
@@ -158,13 +159,13 @@ def test_auto_conv_impl_per_backend(monkeypatch, backend, onednn_loaded, expecte
 
 @pytest.mark.parametrize('impl, backend, onednn_loaded, expected', [
     ('auto', 'cpu', True, "runs 'onednn': oneDNN on {isa}, 3 thread(s) per call, "
-                          "on cpu (this backend); 'lax' on gpu/tpu"),
+                          "on cpu (this backend); 'lax+unrolled' on gpu; 'lax' on tpu"),
     ('auto', 'cpu', False, "runs 'unrolled' (oneDNN unavailable: off) on cpu "
-                           "(this backend); 'lax' on gpu/tpu"),
-    ('auto', 'gpu', True, "runs 'lax' on gpu (this backend); 'onednn' on cpu; "
+                           "(this backend); 'lax+unrolled' on gpu; 'lax' on tpu"),
+    ('auto', 'gpu', True, "runs 'lax+unrolled' on gpu (this backend); 'onednn' on cpu; "
                           "'lax' on tpu"),
-    ('auto', 'gpu', False, "runs 'lax' on gpu (this backend); 'unrolled' on cpu; "
-                           "'lax' on tpu"),
+    ('auto', 'gpu', False, "runs 'lax+unrolled' on gpu (this backend); 'unrolled' on "
+                           "cpu; 'lax' on tpu"),
     ('onednn', 'gpu', True, "runs 'lax' on gpu (this backend); 'onednn' on cpu; "
                             "'lax' on tpu"),
     ('unrolled', 'gpu', True, "runs 'unrolled' on every backend"),

@@ -59,15 +59,23 @@ def op_counts(text: str) -> dict[str, int]:
           ('stablehlo.convolution', 'stablehlo.while', 'stablehlo.custom_call')}
 
 
+# The configs with grouped convs of several input channels a group, which
+# 'auto' runs unrolled on GPU (seed 002's dilated DS net: 2 a group).
+GROUPED_ON_GPU = {'cifar10_dilated_ds'}
+
+
 @pytest.mark.parametrize('name', CONFIGS)
 def test_train_step_lowers_per_platform(name):
   traced = traced_train_step(name)
   cuda = stablehlo(traced, 'cuda')
   assert ONEDNN not in cuda
-  assert UNROLLED not in cuda
-  # 'lax' for every layer on GPU: the convolutions and loops of the same step
-  # built with conv_impl='lax'.
-  assert op_counts(cuda) == op_counts(stablehlo(traced_train_step(name, 'lax'), 'cuda'))
+  if name in GROUPED_ON_GPU:
+    assert UNROLLED in cuda
+  else:
+    assert UNROLLED not in cuda
+    # 'lax' for every layer on GPU: the convolutions and loops of the same step
+    # built with conv_impl='lax'.
+    assert op_counts(cuda) == op_counts(stablehlo(traced_train_step(name, 'lax'), 'cuda'))
   cpu = stablehlo(traced, 'cpu')
   require(onednn.available(),
           f'the oneDNN extension is unavailable ({onednn.unavailable_reason()}): '
@@ -125,3 +133,19 @@ def test_explicit_onednn_is_cpu_only():
   assert ONEDNN not in cuda
   assert op_counts(cuda) == op_counts(
       stablehlo(traced_train_step('cifar10_mobilenet_v2', 'lax'), 'cuda'))
+
+
+@pytest.mark.parametrize('in_channels, groups, unrolled', [
+    (8, 8, False),   # depthwise: lax (IsoVolNet, MobileNetV2).
+    (8, 4, True),    # 2 input channels a group: unrolled (dilated DS).
+    (8, 1, False),   # plain: lax.
+])
+def test_gpu_runs_lax_except_grouped_convs_of_several_inputs(in_channels, groups, unrolled):
+  x = jax.ShapeDtypeStruct((2, 8, 8, in_channels), jnp.float32)
+  k = jax.ShapeDtypeStruct((3, 3, in_channels // groups, 8), jnp.float32)
+  conv = layers.conv_function('auto')
+  f = jax.jit(lambda x, k: conv(x, k, (1, 1), 'SAME', dimension_numbers=('NHWC', 'HWIO', 'NHWC'),
+                                feature_group_count=groups))
+  cuda = f.trace(x, k).lower(lowering_platforms=('cuda',)).as_text(debug_info=True)
+  assert (UNROLLED in cuda) == unrolled
+  assert ONEDNN not in cuda

@@ -156,7 +156,7 @@ def test_primitives_are_built_once_per_shape():
 def test_auto_picks_onednn_on_cpu_and_says_so():
   assert jax.default_backend() == 'cpu'
   assert layers.resolve_conv_impl('auto') == 'onednn'
-  assert layers.conv_function('auto') is onednn.conv_general_dilated
+  assert layers.runs_onednn_on_cpu(layers.conv_function('auto'))
   line = layers.conv_impl_description('auto')
   assert f"runs 'onednn': oneDNN on {onednn.isa()}" in line
   assert onednn.isa().startswith(('avx', 'sse'))
@@ -166,7 +166,8 @@ def test_a_missing_extension_falls_back_with_the_reason(monkeypatch):
   monkeypatch.setattr(onednn, '_load', lambda: (None, 'the extension was not built'))
   assert not onednn.available()
   assert layers.resolve_conv_impl('auto') == 'unrolled'
-  assert layers.conv_function('auto') is unrolled_conv.conv_general_dilated
+  # Unrolled on CPU, lax where lowered for GPU/TPU (tests/test_lowering.py).
+  assert layers.conv_function('auto') is layers._unrolled_on_cpu
   assert 'oneDNN unavailable: the extension was not built' in \
       layers.conv_impl_description('auto')
   with pytest.raises(InputError, match="conv_impl='onednn' but oneDNN is unavailable"):

@@ -235,9 +235,8 @@ def jax_training(config, image_shape, num_classes, augment: bool = False) -> dic
       config.augment.crop_padding, config.augment.flip = 0, False
       config.augment.translate = 0
   bs = config.batch_size
-  mesh = sharding.make_mesh(bs, config.get('mesh_shape', (-1,)),
-                            config.get('mesh_axes', ('data',)),
-                            config.get('grad_accum_steps', 1))
+  mesh = sharding.make_mesh(bs, config.mesh_shape, config.mesh_axes,
+                            config.grad_accum_steps)
   model = models.create_model(config.model, num_classes, models.DTYPES[config.dtype])
   # CIFAR-10's epoch (what airbench's per-epoch knobs need); a constant rate.
   per_epoch = max(1, 50_000 // bs)

@@ -15,7 +15,6 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
-from isovolnet_jax import onednn
 from isovolnet_jax.models import layers
 
 
@@ -40,7 +39,7 @@ class PaddedConv(nn.Module):
     kernel = self.param('kernel', nn.initializers.lecun_normal(),
                         (3, 3, c, self.features), jnp.float32)
     conv = layers.conv_function(self.conv_impl)
-    extra = 0 if conv is onednn.conv_general_dilated else max(0, self.channels_to - c)
+    extra = 0 if layers.runs_onednn_on_cpu(conv) else max(0, self.channels_to - c)
     x = jnp.pad(x, ((0, 0),) * 3 + ((0, extra),)).astype(self.dtype)
     kernel = jnp.pad(kernel, ((0, 0), (0, 0), (0, extra), (0, 0))).astype(self.dtype)
     y = conv(x, kernel, (1, 1), 'SAME', dimension_numbers=('NHWC', 'HWIO', 'NHWC'))

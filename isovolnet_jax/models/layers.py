@@ -59,12 +59,13 @@ CONV_IMPLS = ('auto', 'lax', 'unrolled', 'onednn')
 # backward pass makes the same choice. Lowered for one platform, XLA sees a
 # one-branch conditional and inlines it: on CPU the same program as before.
 #
-# GPU (cuda/rocm): 'lax' for every kind of layer, XLA's cuDNN convolutions.
-# On one H200 'unrolled' (then 'auto' on GPU) trained IsoVolNet
-# (configs/cifar10.py) at 28k img/s against 124k (float32) / 163k (bfloat16)
-# with 'lax': 4.4x slower. (Seed 002's dilated DS net, narrow grouped convs,
-# measured the other way: 'unrolled' 16x lax's speed, results/seed002_gpu;
-# set model.conv_impl='unrolled' for it on a GPU.)
+# GPU (cuda/rocm), by kind of layer (`_gpu_conv`): 'lax', XLA's cuDNN
+# convolutions, for plain and depthwise convs: on one H200 'unrolled' (then
+# 'auto' on GPU) trained IsoVolNet (configs/cifar10.py, depthwise) at 28k img/s
+# against 124k (float32) / 163k (bfloat16) with 'lax', 4.4x slower. 'unrolled'
+# for grouped convs of several input channels a group: seed 002's dilated DS
+# net (2 a group) trained 16x faster with it on the same H200
+# (results/seed002_gpu: 19,100-19,600 against 1,225 img/s).
 # TPU: 'lax' (not measured: its convolution units take grouped convs).
 # CPU: 'onednn' where the extension loaded (lax for the cases oneDNN declines),
 # else 'unrolled'.
@@ -87,15 +88,17 @@ def resolve_conv_impl(impl: str, platform: str | None = None) -> str:
   extension loaded: oneDNN's kernels for every convolution, faster than
   XLA's and 'unrolled', docs/performance.md "oneDNN"), else 'unrolled'
   (`unrolled_conv`: depthwise and grouped convs as shifted slices, 1x1 convs
-  as matmuls, where XLA:CPU's grouped convs are slow); 'lax' on GPU and TPU
-  (the comment above has the figures). Explicit 'onednn' is CPU-only: lowered
-  for any other platform it runs 'lax'.
+  as matmuls, where XLA:CPU's grouped convs are slow); 'lax' on TPU; on GPU 'lax+unrolled': lax, but `unrolled_conv` for grouped convs
+  of several input channels a group (the comment above has the figures).
+  Explicit 'onednn' is CPU-only: lowered for any other platform it runs 'lax'.
   """
   if impl not in CONV_IMPLS:
     raise InputError(f'unknown model.conv_impl={impl!r}; choose one of '
                      f'{list(CONV_IMPLS)}')
   family = _platform_family(platform)
   if impl == 'auto':
+    if family == 'gpu':
+      return 'lax+unrolled'  # `_gpu_conv`: by kind of layer.
     if family != 'cpu':
       return 'lax'
     return 'onednn' if onednn.available() else 'unrolled'
@@ -131,23 +134,51 @@ def _log_conv_impl(impl: str) -> None:
   logging.info('%s', conv_impl_description(impl))
 
 
-def _unrolled_on_cpu(lhs, rhs, window_strides, padding, lhs_dilation=None,
-                     rhs_dilation=None, dimension_numbers=None,
-                     feature_group_count=1, batch_group_count=1, precision=None,
-                     preferred_element_type=None):
-  """'auto' without oneDNN: `unrolled_conv` in a computation lowered for CPU,
-  lax for any other platform (lax.conv_general_dilated's signature)."""
-  kwargs = dict(lhs_dilation=lhs_dilation, rhs_dilation=rhs_dilation,
-                dimension_numbers=dimension_numbers,
-                feature_group_count=feature_group_count,
-                batch_group_count=batch_group_count, precision=precision,
-                preferred_element_type=preferred_element_type)
-  return lax.platform_dependent(
-      lhs, rhs,
-      cpu=lambda lhs, rhs: unrolled_conv.conv_general_dilated(
-          lhs, rhs, window_strides, padding, **kwargs),
-      default=lambda lhs, rhs: lax.conv_general_dilated(
-          lhs, rhs, window_strides, padding, **kwargs))
+def _several_inputs_a_group(lhs, rhs, dimension_numbers, feature_group_count) -> bool:
+  """A grouped conv (not depthwise) with more than one input channel a group."""
+  if feature_group_count == 1:
+    return False
+  rhs_spec = lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers).rhs_spec
+  return rhs.shape[rhs_spec[1]] > 1
+
+
+def _gpu_conv(lhs, rhs, window_strides, padding, **kwargs):
+  """'auto' on GPU: lax, except grouped convs of several input channels a
+  group, which `unrolled_conv` runs (the comment above has the figures)."""
+  if _several_inputs_a_group(lhs, rhs, kwargs.get('dimension_numbers'),
+                             kwargs.get('feature_group_count', 1)):
+    return unrolled_conv.conv_general_dilated(lhs, rhs, window_strides, padding, **kwargs)
+  return lax.conv_general_dilated(lhs, rhs, window_strides, padding, **kwargs)
+
+
+def _per_platform(cpu_conv):
+  """lax.conv_general_dilated's signature: `cpu_conv` in a computation lowered
+  for CPU, `_gpu_conv` for GPU, lax for any other platform."""
+
+  def conv(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None,
+           dimension_numbers=None, feature_group_count=1, batch_group_count=1,
+           precision=None, preferred_element_type=None):
+    kwargs = dict(lhs_dilation=lhs_dilation, rhs_dilation=rhs_dilation,
+                  dimension_numbers=dimension_numbers,
+                  feature_group_count=feature_group_count,
+                  batch_group_count=batch_group_count, precision=precision,
+                  preferred_element_type=preferred_element_type)
+    branch = lambda f: (lambda lhs, rhs: f(lhs, rhs, window_strides, padding, **kwargs))
+    return lax.platform_dependent(
+        lhs, rhs, cpu=branch(cpu_conv), cuda=branch(_gpu_conv), rocm=branch(_gpu_conv),
+        default=branch(lax.conv_general_dilated))
+  return conv
+
+
+# 'auto' without oneDNN: unrolled on CPU. With oneDNN: oneDNN on CPU (lax for
+# the cases it declines), and the same GPU/TPU choice as without.
+_unrolled_on_cpu = _per_platform(unrolled_conv.conv_general_dilated)
+_onednn_on_cpu = onednn.make_conv_general_dilated(_per_platform(lax.conv_general_dilated))
+
+
+def runs_onednn_on_cpu(conv) -> bool:
+  """Whether `conv` (a `conv_function`) is oneDNN's where lowered for CPU."""
+  return conv is onednn.conv_general_dilated or conv is _onednn_on_cpu
 
 
 def conv_function(impl: str) -> Callable[..., jnp.ndarray]:
@@ -156,7 +187,9 @@ def conv_function(impl: str) -> Callable[..., jnp.ndarray]:
   choose per platform when lowered (see the comment above `resolve_conv_impl`)."""
   resolve_conv_impl(impl)  # Validates `impl`.
   _log_conv_impl(impl)
-  if impl in ('auto', 'onednn') and onednn.available():
+  if impl == 'auto' and onednn.available():
+    return _onednn_on_cpu
+  if impl == 'onednn' and onednn.available():
     # oneDNN lowered for CPU (lax for what it declines), lax for the rest.
     return onednn.conv_general_dilated
   if impl == 'onednn':
