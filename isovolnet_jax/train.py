@@ -433,11 +433,13 @@ def _stepper(config, setup: 'SetUp', start_step: int):
 
     def advance(state, step):
       epoch = step // setup.plan.steps_per_epoch
-      if epoch not in tables:  # One upload an epoch, the next epoch's ahead.
-        tables.clear()
+      if epoch + 1 not in tables:  # One upload an epoch, the next epoch's ahead.
+        for e in [e for e in tables if e < epoch]:
+          del tables[e]
         for e in (epoch, epoch + 1):
-          tables[e] = data.resident.epoch_rows(mesh, config.seed, e, len(ds.train_images),
-                                               config.batch_size)
+          if e not in tables:
+            tables[e] = data.resident.epoch_rows(mesh, config.seed, e,
+                                                 len(ds.train_images), config.batch_size)
       return step_fn(state, split, tables[epoch], setup.step_key)
     return advance
 
