@@ -557,11 +557,122 @@ def headline(root=ROOT) -> str:
   return table(['question', 'answer', 'study'], rows)
 
 
+# ---------------------------------------------------------------- results/README.md
+
+
+def efficiency(root=ROOT) -> dict[str, dict]:
+  import csv  # pylint: disable=g-import-not-at-top
+  with (root / 'results/efficiency_dense_ds/efficiency.csv').open() as f:
+    return {r['conv']: {k: float(v) for k, v in r.items() if k not in ('model', 'conv')}
+            for r in csv.DictReader(f)}
+
+
+def index(root=ROOT) -> str:
+  r = root / 'results'
+  e = equal_time(root)
+  g = e['g']
+  (d1, s1), (d2, s2) = e['params'], e['default']
+  v = sweep_groups(r / 'isovolnet_variants')
+  lr = sweep_groups(r / 'learning_rate')
+  bs = sweep_groups(r / 'batch_size')
+  do = sweep_groups(r / 'dropout')
+  act = sweep_groups(r / 'activation')
+  opt = sweep_groups(r / 'optimizer')
+  zet = sweep_groups(r / 'zoo_equal_time')
+  gpu = gpu_runs(root)
+  sep, std, s002 = gpu['separable'], gpu['standard'], gpu['seed002']
+  eff = efficiency(root)
+  o = onednn_summary(root)
+  names = dict(ONEDNN)
+  b = bf16_runs(root)
+  a = airbench_runs(root)
+  fb = full_budget(root)
+  z = zoo_equal_time(root)
+  zg = z['g']
+  best = lambda gs: max(gs.values(), key=lambda x: x['val_accuracy'])
+  lr_best, bs_best, do_best = best(lr), best(bs), best(do)
+  do_cost = 100 * (do['dropout=0.0']['test_accuracy'] - do['dropout=0.5']['test_accuracy'])
+  short = lambda n: n.replace('learning_rate=', '').split(',name=')[-1] if ',name=' in n else n
+  cpu, epyc, h200 = '2-core CPU (Xeon)', '2-core CPU (EPYC)', 'H200'
+  rows = [
+      ['[seed002_gpu](seed002_gpu/README.md)',
+       'seed 002: the dilated DS residual net under 200k parameters reaches 85.84%?',
+       f'{pct(s002["test_accuracy"], 2)}% at {s002["overrides"]["num_epochs"]} epochs '
+       '(one run)', h200],
+      ['[isovolnet_equal_time](isovolnet_equal_time/README.md)',
+       'seed 000: does a constant H·W·C help, at equal training time?',
+       f'no at equal parameters: the doubling net leads by {d1:.2f} points '
+       f'({pm(g["doubling_s61"])}% vs {pm(g["iso5"])}%, {d1 / s1:.1f} SE); at the '
+       f'default\'s size IsoVolNet leads by {d2:.2f} ({d2 / s2:.1f} SE)', cpu],
+      ['[isovolnet_variants](isovolnet_variants/README.md)',
+       'the best IsoVolNet within the design, same time',
+       f'average pooling + swish: {pm(v["iso4_avg_swish"])}% '
+       f'(4-block base {pm(g["iso4"])}%)', cpu],
+      ['[dense_ds_gpu](dense_ds_gpu/README.md)',
+       f'seed 003: the dense DS net, separable vs standard '
+       f'({sep["overrides"]["num_epochs"]} epochs)',
+       f'{pct(sep["test_accuracy"], 2)}% vs {pct(std["test_accuracy"], 2)}% '
+       '(one run each)', h200],
+      ['[efficiency_dense_ds](efficiency_dense_ds/README.md)',
+       'the same two nets: parameters, FLOPs, CPU speed, memory',
+       f'separable: {eff["standard"]["params"] / eff["separable"]["params"]:.1f}× '
+       f'smaller, {eff["standard"]["flops_analytic"] / eff["separable"]["flops_analytic"]:.1f}× '
+       f'fewer FLOPs, {eff["separable"]["train_img_s"]:.0f} vs '
+       f'{eff["standard"]["train_img_s"]:.0f} train img/s', cpu],
+      ['[learning_rate](learning_rate/README.md)', 'seed 003: AdamW peak rate at 10 epochs',
+       f'{pm(lr_best)}% at {lr_best["overrides"]["optimizer.learning_rate"]:g} '
+       f'(base 0.002: {pm(lr["learning_rate=0.002"])}%)', cpu],
+      ['[batch_size](batch_size/README.md)', 'seed 003: batch size at 10 epochs',
+       f'{pm(bs_best)}% at {bs_best["overrides"]["batch_size"]}', cpu],
+      ['[dropout](dropout/README.md)', 'seed 003: dropout at 10 epochs',
+       f'{"none" if do_best["name"] == "dropout=0.0" else do_best["name"]} is best; '
+       f'0.5 costs {do_cost:.1f} points', cpu],
+      ['[activation](activation/README.md)', 'seed 003: activation at 10 epochs',
+       ', '.join(f'{n.split("=")[1]} {pm(x)}%' for n, x in act.items()), cpu],
+      ['[optimizer](optimizer/README.md)', 'seed 003: SGD, Adam, RMSprop at 10 epochs',
+       ', '.join(f'{short(n)} {pm(x)}%' for n, x in opt.items()), cpu],
+      ['[zoo_equal_time](zoo_equal_time/README.md)',
+       'SimpleCNN and MobileNetV2 at the equal training time',
+       ', '.join(f'{n} {pm(x)}%' for n, x in zet.items()), cpu],
+      ['[onednn](onednn/README.md)',
+       'oneDNN convolutions in JAX: training and inference speed against PyTorch\'s '
+       'fastest, per-op profile, a step\'s memory',
+       'training, best JAX / best PyTorch: ' + ', '.join(
+           f'{names[f].split(",")[0] if f != "isovolnet_seed" else "seed IsoVolNet"} '
+           f'{ratio(o[f]["train"])}' for f in sorted(o, key=lambda f: -o[f]['train'])),
+       epyc],
+      ['[bf16](bf16/README.md)', 'bfloat16 training: the float32 accuracy?',
+       f'IsoVolNet {pm(stats([x["test_accuracy"] for x in b["iso_bf16"]]), digits=2)}% '
+       f'bf16 (EPYC) vs {pm(stats([x["test_accuracy"] for x in b["iso_f32"]]), digits=2)}% '
+       'f32 (Xeon): cross-machine', epyc],
+      ['[airbench](airbench/README.md)',
+       'airbench94 ported: its accuracy at 9.9 epochs, time to accuracy, each trick\'s worth',
+       f'{pm(a["bf16"], digits=2)}% bf16 ({a["bf16"]["n"]} seeds) / '
+       f'{pct(a["f32"]["final_test_accuracy_6view"], 2)}% f32; this repository\'s PyTorch '
+       f'rewrite on the same images {pct(a["torch"]["tta_accuracy"], 2)}% (one seed)', epyc],
+      ['[isovolnet_full_budget](isovolnet_full_budget/README.md)',
+       'the default IsoVolNet at 100 epochs',
+       f'{pm(stats(fb["test"]), digits=2)}% (6 views, {len(fb["test"])} seeds)', epyc],
+      ['[airbench/zoo](airbench/zoo/README.md)',
+       'airbench\'s tricks (label smoothing, lookahead, 6-view TTA, whitening stem) on '
+       'IsoVolNet, FastCNN and the dilated DS net at equal time',
+       f'the TTA transfers; IsoVolNet {pm(zg["isovolnet_tricks"], digits=2)}% at '
+       f'{EQUAL_TIME_S} s, now the default; the training tricks and the whitening stem: '
+       'the study', epyc],
+      ['[zoo](zoo/README.md)', 'every model: accuracy vs parameters and vs CPU time',
+       'the picture', '(reads the others)'],
+      ['[speed](speed/README.md)', 'JAX vs PyTorch training and inference speed, before '
+       'oneDNN', 'superseded by [onednn](onednn/README.md)', cpu],
+  ]
+  return table(['study', 'question', 'headline', 'machine'], rows)
+
+
 # ---------------------------------------------------------------- registry
 
 
 TABLES: dict[str, Callable[[Path], str]] = {
     'headline': headline,
+    'index': index,
     'isovolnet_equal_time': equal_time_main,
     'isovolnet_equal_time.default': equal_time_default,
     'isovolnet_equal_time.verdict': equal_time_verdict,
