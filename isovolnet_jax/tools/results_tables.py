@@ -267,8 +267,8 @@ def airbench_full_budget(root=ROOT) -> str:
   rows.append(['published (official CIFAR-10, A100, fp16)',
                f'{PUBLISHED_AIRBENCH94}% (mean of 1,000)', '', '', '', '', ''])
   mean = (f'\nbfloat16 over the {a["bf16"]["n"]} seeds: '
-          f'**{pm(a["bf16"], digits=2)}%**; float32 over bfloat16 train img/s, epochs '
-          f'1-6 of seed 0 (alone): '
+          f'**{pm(a["bf16"], digits=2)}%**; bfloat16 over float32 train img/s, epochs '
+          f'1-6 of seed 0: '
           f'{_img_s(bf0, slice(0, 6)) / _img_s(f32, slice(0, 6)):.2f}×.\n')
   return table(['run', 'test accuracy, 6 views', 'launch to exit', 'to 80%', 'to 85%',
                 'to 90%', 'train img/s'], rows) + '\n' + mean
