@@ -378,6 +378,17 @@ def onednn_table(root=ROOT) -> str:
           f'channels_last or compiled): {f32}.\n')
 
 
+def onednn_threads(root=ROOT) -> str:
+  rows = []
+  for f, label in (('cifar10_fast_cpu', 'FastCNN'), ('cifar10', 'IsoVolNet, 4 blocks')):
+    one = _json_last_line(root / f'results/onednn/{f}_1device.txt')['jax_variants']
+    two = _json_last_line(root / f'results/onednn/{f}.txt')['jax_variants']
+    for v in ('float32:onednn', 'bfloat16:onednn'):
+      rows.append([label, v.split(':')[0], f'{one[v]["train"]:,.0f}', f'{two[v]["train"]:,.0f}'])
+  return table(['config', 'dtype', 'train img/s, 1 device, 2 oneDNN threads',
+                'train img/s, 2 devices, 1 thread each'], rows)
+
+
 # ---------------------------------------------------------------- bf16
 
 
@@ -680,6 +691,7 @@ TABLES: dict[str, Callable[[Path], str]] = {
     'airbench.per_epoch': airbench_per_epoch,
     'airbench.ablation': airbench_ablation,
     'onednn': onednn_table,
+    'onednn.threads': onednn_threads,
     'bf16': bf16_table,
     'isovolnet_full_budget': full_budget_table,
 }
