@@ -292,8 +292,6 @@ def airbench_ablation(root=ROOT) -> str:
                           for r in sweep_rows(d) if r['name'].startswith(name + ',')}
   base_s = by_seed('airbench94')
   no_tta = {s: json.loads((d / f'no_tta,seed={s}.json').read_text()) for s in (0, 1, 2)}
-  key = next(k for k in no_tta[0] if 'accuracy' in k and 'none' in k) if any(
-      'none' in k for k in no_tta[0]) else 'test_accuracy'
   arms = [('no_dirac_init', 'no Dirac (identity) init'),
           ('no_whitening', 'no whitening stem (the 2×2 conv trains from its default init)'),
           ('no_label_smoothing', 'no label smoothing'),
@@ -303,7 +301,7 @@ def airbench_ablation(root=ROOT) -> str:
           ('no_translate', 'no translation'), ('no_lookahead', 'no lookahead')]
   rows = [['airbench94, every trick on', pm(base, digits=2) + '%', '', '']]
   for name, label in arms:
-    acc = {s: no_tta[s][key] for s in no_tta} if name == 'no_tta' else by_seed(name)
+    acc = {s: no_tta[s]['test_accuracy'] for s in no_tta} if name == 'no_tta' else by_seed(name)
     ch = [100 * (acc[s] - base_s[s]) for s in sorted(base_s)]
     g = stats([acc[s] for s in sorted(acc)])
     agree = all(c < 0 for c in ch) or all(c > 0 for c in ch)
