@@ -1,0 +1,752 @@
+"""Every results table, rendered from the committed run files.
+
+    python -m isovolnet_jax.tools.results_tables           # rewrite the tables
+    python -m isovolnet_jax.tools.results_tables --check   # exit 1 and print the diff
+                                                           # where a table is stale
+
+A generated table sits in a Markdown file between two markers,
+
+    <!-- table:NAME begin -->
+    ...
+    <!-- table:NAME end -->
+
+and everything outside the markers is hand-written prose. NAME is a key of
+TABLES below; each entry reads the run files of its study (sweep points'
+result.json, metrics.jsonl, the JSON last line of a benchmark's text output)
+and returns the Markdown between the markers. Grouping and means are
+`sweep_report.group_rows`'s (mean +- sample std over seeds, ddof=1).
+
+A figure that has no committed run file has no place in a table; where the
+prose once quoted one, the table says "no committed runs".
+"""
+
+import argparse
+import difflib
+import json
+import math
+import re
+import sys
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from isovolnet_jax.tools import sweep_report
+
+ROOT = Path(__file__).resolve().parents[2]
+MARKER = re.compile(r'(<!-- table:(?P<name>[\w.-]+) begin -->\n)(?P<body>.*?)'
+                    r'(<!-- table:(?P=name) end -->)', re.S)
+# The Markdown files that may hold tables, relative to the repository root.
+DOCS = ('README.md', 'docs/performance.md', 'results/**/README.md')
+
+# Figures that are not this repository's runs, each with where it comes from.
+PUBLISHED_AIRBENCH94 = 94.01  # Keller Jordan's airbench94: mean of 1,000 runs,
+                              # official CIFAR-10, one A100, fp16.
+ISSUE_AIRBENCH94_H200 = '90.64 ± 0.17% (6 runs)'  # The original airbench94
+# script on this JPEG copy, one H200, reported in the issue tracker by a user:
+# no committed run.
+EQUAL_TIME_S = 315  # Seed 000's budget: configs/sweeps/isovolnet_equal_time.py.
+
+
+# ---------------------------------------------------------------- reading
+
+
+def _json_last_line(path: Path) -> dict:
+  """The JSON object on the last line of a benchmark's text output."""
+  return json.loads(path.read_text().strip().splitlines()[-1])
+
+
+def sweep_rows(study: Path) -> list[dict]:
+  """Every point of a sweep study: its result.json, with 'epochs' added."""
+  rows = []
+  for f in sorted(study.glob('*/result.json')):
+    row = json.loads(f.read_text())
+    dataset = f.parent / 'dataset.json'
+    if dataset.exists() and row.get('step'):
+      num_train = json.loads(dataset.read_text())['num_train']
+      row['epochs'] = row['step'] * row['config']['batch_size'] / num_train
+    rows.append(row)
+  return rows
+
+
+def sweep_groups(study: Path) -> dict[str, dict]:
+  """A study's groups by name (sweep_report.group_rows), with mean epochs."""
+  rows = sweep_rows(study)
+  out = {}
+  for g in sweep_report.group_rows(rows):
+    eps = [r['epochs'] for r in rows if r['name'] in g['points'] and 'epochs' in r]
+    g['epochs'] = float(np.mean(eps)) if eps else None
+    out[g['name']] = g
+  return out
+
+
+def test_accuracy(metrics: Path) -> float:
+  """The last test evaluation of a run's metrics.jsonl."""
+  rows = [json.loads(l) for l in metrics.open()]
+  return [r for r in rows if r['split'] == 'test'][-1]['accuracy']
+
+
+# ---------------------------------------------------------------- formatting
+
+
+def pct(x: float | None, digits: int = 1) -> str:
+  return '' if x is None else f'{100 * x:.{digits}f}'
+
+
+def pm(g: dict, key: str = 'test_accuracy', digits: int = 1) -> str:
+  """'mean ± std' in percent; the mean alone for one seed."""
+  if g.get(key) is None:
+    return ''
+  s = pct(g[key], digits)
+  return s + (f' ± {pct(g[key + "_std"], digits)}' if g['n'] > 1 else '')
+
+
+def stats(values) -> dict:
+  v = np.asarray(values, float)
+  return {'test_accuracy': float(v.mean()), 'n': len(v),
+          'test_accuracy_std': float(v.std(ddof=1)) if len(v) > 1 else 0.0}
+
+
+def diff_se(a: dict, b: dict, key: str = 'test_accuracy') -> tuple[float, float]:
+  """a - b and its standard error, sqrt(s_a^2/n_a + s_b^2/n_b), in points."""
+  d = a[key] - b[key]
+  se = math.sqrt(a[key + '_std'] ** 2 / a['n'] + b[key + '_std'] ** 2 / b['n'])
+  return 100 * d, 100 * se
+
+
+def bold(text: str, on: bool) -> str:
+  return f'**{text}**' if on and text else text
+
+
+def table(header: list[str], rows: list[list[str]]) -> str:
+  return sweep_report._md_table(header, rows)  # pylint: disable=protected-access
+
+
+def minutes(seconds: float | None) -> str:
+  return 'never' if seconds is None else f'{seconds / 60:.1f} min'
+
+
+def ratio(x: float) -> str:
+  return f'{x:.2f}×'
+
+
+# ---------------------------------------------------------------- sweep tables
+
+
+def sweep_table(study: str, arms: list[tuple[str, str]], columns=('params', 'epochs',
+                'seeds', 'test', 'val'), bold_best: str | None = None, root=ROOT,
+                digits: int = 1) -> str:
+  """One row per (group, label) of a sweep study; bold_best: 'test' or 'val'."""
+  groups = sweep_groups(root / 'results' / study)
+  key = {'test': 'test_accuracy', 'val': 'val_accuracy'}
+  best = None
+  if bold_best:
+    best = max((groups[n] for n, _ in arms), key=lambda g: g[key[bold_best]])['name']
+  head = {'params': 'params', 'epochs': f'epochs at {EQUAL_TIME_S} s', 'seeds': 'seeds',
+          'test': 'test acc. (%)', 'val': 'val acc. (%)', 'epochs10': 'epochs'}
+  out = []
+  for name, label in arms:
+    g = groups[name]
+    cells = [label]
+    for c in columns:
+      if c == 'params':
+        cells.append(f'{int(g["params"]):,}')
+      elif c in ('epochs', 'epochs10'):
+        cells.append(f'{g["epochs"]:.1f}')
+      elif c == 'seeds':
+        cells.append(str(g['n']))
+      else:
+        cells.append(bold(pm(g, key[c], digits), c == bold_best and name == best))
+    out.append(cells)
+  return table(['arm', *[head[c] for c in columns]], out)
+
+
+# ---------------------------------------------------------------- seed 000
+
+
+def equal_time(root=ROOT) -> dict:
+  """Seed 000's two comparisons, each as (difference, SE) in points."""
+  g = sweep_groups(root / 'results/isovolnet_equal_time')
+  return {'g': g,
+          'params': diff_se(g['doubling_s61'], g['iso5']),  # doubling - IsoVolNet
+          'default': diff_se(g['iso4_avg_swish'], g['dbl4_s30_avg_swish']),
+          'default_val': diff_se(g['iso4_avg_swish'], g['dbl4_s30_avg_swish'],
+                                 'val_accuracy')}
+
+
+def equal_time_verdict(root=ROOT) -> str:
+  e = equal_time(root)
+  g = e['g']
+  (d1, s1), (d2, s2), (d3, s3) = e['params'], e['default'], e['default_val']
+  return (
+      f'**The answer: no, at equal parameters; at the default\'s size, a small '
+      f'lead.** At {EQUAL_TIME_S} s and equal parameters the channel-doubling net '
+      f'leads the seed\'s IsoVolNet by {d1:.2f} points of test accuracy '
+      f'({pm(g["doubling_s61"], digits=2)}% against {pm(g["iso5"], digits=2)}%, '
+      f'{g["iso5"]["n"]} seeds each; standard error of the difference {s1:.2f}, '
+      f'so {d1 / s1:.1f} SE). At the default\'s size and knobs (4 blocks, average '
+      f'pooling, swish, about {g["iso4_avg_swish"]["params"] / 1e3:.0f}k '
+      f'parameters) IsoVolNet leads by {d2:.2f} points '
+      f'({pm(g["iso4_avg_swish"], digits=2)}% against '
+      f'{pm(g["dbl4_s30_avg_swish"], digits=2)}%; SE {s2:.2f}, so {d2 / s2:.1f} SE) '
+      f'and by {d3:.2f} points of validation accuracy ({d3 / s3:.1f} SE).\n')
+
+
+def equal_time_main(root=ROOT) -> str:
+  g = sweep_groups(root / 'results/isovolnet_equal_time')
+  arms = [('iso5', 'IsoVolNet, the seed\'s design (5 blocks, no stem)'),
+          ('doubling_s61', 'channel doubling, stem 61 (equal params)'),
+          ('iso4', 'IsoVolNet, 4 blocks'),
+          ('fast_cnn', 'FastCNN (own recipe)'),
+          ('resnet20', 'ResNet-20 (own recipe)')]
+  best3 = max(g[n + '_x3']['test_accuracy'] for n, _ in arms if n != 'fast_cnn')
+  rows = []
+  for n, label in arms:
+    x3 = g[n + '_x3']
+    rows.append([label, f'{int(g[n]["params"]):,}', f'{g[n]["epochs"]:.1f}',
+                 pm(g[n]), pm(g[n], 'val_accuracy'),
+                 bold(pct(x3['test_accuracy']), x3['test_accuracy'] == best3 and
+                      n.startswith('iso')) + f' ({x3["epochs"]:.1f})'])
+  ten = g['doubling_s61_10ep']
+  rows.append(['channel doubling, stem 61, 10 epochs', f'{int(ten["params"]):,}',
+               f'{ten["epochs"]:.1f}', pm(ten), pm(ten, 'val_accuracy'), ''])
+  return table(['arm', 'params', f'epochs at {EQUAL_TIME_S} s',
+                f'test acc., {EQUAL_TIME_S} s', f'val acc., {EQUAL_TIME_S} s',
+                f'test acc., {3 * EQUAL_TIME_S} s (epochs)'], rows)
+
+
+def equal_time_default(root=ROOT) -> str:
+  return sweep_table('isovolnet_equal_time', [
+      ('iso4_avg_swish', 'IsoVolNet, 4 blocks, avg pooling, swish (the default)'),
+      ('dbl4_s30_avg_swish', 'channel doubling, 4 blocks, stem 30, avg pooling, swish')],
+      root=root)
+
+
+# ---------------------------------------------------------------- airbench
+
+
+def airbench_runs(root=ROOT) -> dict:
+  d = root / 'results/airbench/full_budget'
+  bf0 = json.loads((d / 'airbench94_bf16_seed0.json').read_text())
+  f32 = json.loads((d / 'airbench94_f32_seed0.json').read_text())
+  seeds = [_json_last_line(d / f'time_to_accuracy_bf16_seed{s}.txt')['runs'][0]
+           for s in (1, 2)]
+  torch = _json_last_line(d / 'torch_reference_seed0.txt')
+  bf16 = [bf0['final_test_accuracy_6view'], *[r['test_accuracy'] for r in seeds]]
+  return {'bf0': bf0, 'f32': f32, 'seeds': seeds, 'torch': torch,
+          'bf16': stats(bf16)}
+
+
+def _img_s(run: dict, epochs: slice) -> float:
+  return float(np.mean([r['images_per_sec'] for r in run['train_images_per_sec']][epochs]))
+
+
+def airbench_full_budget(root=ROOT) -> str:
+  a = airbench_runs(root)
+  bf0, f32 = a['bf0'], a['f32']
+  t = lambda run, k: run['seconds_to_test_accuracy'][k]
+  rows = [['this port, bfloat16, seed 0', f'**{pct(bf0["final_test_accuracy_6view"], 2)}%**',
+           minutes(bf0['launch_to_exit_seconds']) + '*', minutes(t(bf0, '0.8')),
+           minutes(t(bf0, '0.85')), minutes(t(bf0, '0.9')) + '*',
+           f'{_img_s(bf0, slice(0, 6)):.0f} (epochs 1-6)']]
+  for r in a['seeds']:
+    rows.append([f'this port, bfloat16, seed {r["seed"]} (`bench.time_to_accuracy`, alone)',
+                 f'**{pct(r["test_accuracy"], 2)}%**', minutes(r['seconds']),
+                 *[minutes(r['to_target_seconds'][k]) for k in ('0.8', '0.85', '0.9')],
+                 ''])
+  rows.append(['this port, float32, seed 0', f'**{pct(f32["final_test_accuracy_6view"], 2)}%**',
+               minutes(f32['launch_to_exit_seconds']),
+               *[minutes(t(f32, k)) for k in ('0.8', '0.85', '0.9')],
+               f'{_img_s(f32, slice(0, 6)):.0f} (epochs 1-6)'])
+  rows.append(['this repository\'s PyTorch rewrite (`bench.torch_airbench`, this '
+               'repository\'s loader), float32, seed 0',
+               f'**{pct(a["torch"]["tta_accuracy"], 2)}%**',
+               f'({minutes(a["torch"]["seconds"])}*)', '', '', '', ''])
+  rows.append(['the original airbench94 script, one H200 (reported in the issue '
+               'tracker, no committed run)', ISSUE_AIRBENCH94_H200, '', '', '', '', ''])
+  rows.append(['published (official CIFAR-10, A100, fp16)',
+               f'{PUBLISHED_AIRBENCH94}% (mean of 1,000)', '', '', '', '', ''])
+  mean = (f'\nbfloat16 over the {a["bf16"]["n"]} seeds: '
+          f'**{pm(a["bf16"], digits=2)}%**; bfloat16 over float32 train img/s, epochs '
+          f'1-6 of seed 0: '
+          f'{_img_s(bf0, slice(0, 6)) / _img_s(f32, slice(0, 6)):.2f}×.\n')
+  return table(['run', 'test accuracy, 6 views', 'launch to exit', 'to 80%', 'to 85%',
+                'to 90%', 'train img/s'], rows) + '\n' + mean
+
+
+def airbench_per_epoch(root=ROOT) -> str:
+  a = airbench_runs(root)
+  curve = lambda run: [pct(r['accuracy']) for r in run['test_per_epoch']]
+  torch = a['torch']
+  rows = [['port bf16, seed 0', *curve(a['bf0'])], ['port f32, seed 0', *curve(a['f32'])],
+          ['PyTorch rewrite, seed 0', *[pct(x) for x in torch['curve'][:-1]],
+           f'{pct(torch["curve"][-1])} (6 views: {pct(torch["tta_accuracy"])})']]
+  return table(['epoch', *map(str, range(1, 10)), '9.9'], rows)
+
+
+def airbench_ablation(root=ROOT) -> str:
+  d = root / 'results/airbench/ablation'
+  groups = sweep_groups(d)
+  base = groups['airbench94']
+  by_seed = lambda name: {r['overrides']['seed']: r['test_accuracy']
+                          for r in sweep_rows(d) if r['name'].startswith(name + ',')}
+  base_s = by_seed('airbench94')
+  no_tta = {s: json.loads((d / f'no_tta,seed={s}.json').read_text()) for s in (0, 1, 2)}
+  arms = [('no_dirac_init', 'no Dirac (identity) init'),
+          ('no_whitening', 'no whitening stem (the 2×2 conv trains from its default init)'),
+          ('no_label_smoothing', 'no label smoothing'),
+          ('no_tta', 'no test-time augmentation (one view)'),
+          ('bn_bias_at_1x_rate', 'BatchNorm biases at 1× the rate (not 64×)'),
+          ('random_flip', 'random flip instead of alternating'),
+          ('no_translate', 'no translation'), ('no_lookahead', 'no lookahead')]
+  rows = [['airbench94, every trick on', pm(base, digits=2) + '%', '', '']]
+  for name, label in arms:
+    acc = {s: no_tta[s]['test_accuracy'] for s in no_tta} if name == 'no_tta' else by_seed(name)
+    ch = [100 * (acc[s] - base_s[s]) for s in sorted(base_s)]
+    g = stats([acc[s] for s in sorted(acc)])
+    agree = all(c < 0 for c in ch) or all(c > 0 for c in ch)
+    mean = f'{np.mean(ch):+.2f}'.replace('-', '−')
+    rows.append([label, pm(g, digits=2) + '%',
+                 ', '.join(f'{c:+.2f}'.replace('-', '−') for c in ch),
+                 bold(mean, agree and abs(np.mean(ch)) > 100 * base['test_accuracy_std'])])
+  return table(['arm (one change from airbench94)',
+                f'test accuracy, mean ± std ({base["n"]} seeds)', 'change, seeds 0, 1, 2',
+                'mean change'], rows)
+
+
+# ---------------------------------------------------------------- onednn
+
+
+ONEDNN = [('cifar10_fast_cpu', 'FastCNN'), ('resnet20', 'ResNet-20'),
+          ('cifar10', 'IsoVolNet, 4 blocks'),
+          ('isovolnet_seed', 'IsoVolNet, the seed\'s 5 blocks'),
+          ('mobilenet_v2', 'MobileNetV2'), ('dilated_ds', 'dilated DS residual net, seed 002'),
+          ('dense_ds', 'dense DS net, seed 003')]
+TORCH_NAMES = {'nchw': 'f32 eager', 'channels_last': 'f32 channels_last',
+               'compile': 'f32 compiled', 'bf16': 'bf16 eager',
+               'bf16_compile': 'bf16 compiled'}
+
+
+def onednn_runs(root=ROOT) -> dict[str, dict]:
+  return {f: _json_last_line(root / f'results/onednn/{f}.txt') for f, _ in ONEDNN}
+
+
+def onednn_summary(root=ROOT) -> dict:
+  """Per config: oneDNN's float32 speed-up, best JAX / best PyTorch, f32 leads."""
+  out = {}
+  for f, r in onednn_runs(root).items():
+    v, tv = r['jax_variants'], r['torch_variants']
+    before = v.get('float32:unrolled', {}).get('train')
+    f32_torch = max(tv[k]['train'] for k in ('nchw', 'channels_last', 'compile'))
+    out[f] = {'speedup': v['float32:onednn']['train'] / before if before else None,
+              'train': r['best_train_ratio'], 'infer': r['best_infer_ratio'],
+              'f32_ratio': v['float32:onednn']['train'] / f32_torch}
+  return out
+
+
+def onednn_table(root=ROOT) -> str:
+  rows = []
+  for f, label in ONEDNN:
+    r = _json_last_line(root / f'results/onednn/{f}.txt')
+    v, tv = r['jax_variants'], r['torch_variants']
+    fb = lambda x: f'{x:,.0f}'
+    best = lambda k: max(v, key=lambda n: v[n][k])
+    def cell(k):
+      b = v.get('float32:unrolled', {}).get(k)
+      f32 = bold(fb(v['float32:onednn'][k]), best(k) == 'float32:onednn')
+      b16 = bold(fb(v['bfloat16:onednn'][k]), best(k) == 'bfloat16:onednn')
+      return f'{fb(b) if b else "not timed†"} → {f32} / {b16}'
+    tt, ti = r['torch_train_best'], r['torch_infer_best']
+    rows.append([f'`{"cifar10_" if not f.startswith("cifar10") else ""}{f}` ({label})',
+                 str(r['batch_size']), cell('train'), cell('infer'),
+                 f'{tv[tt]["train"]:,.0f} ({TORCH_NAMES[tt]}) / '
+                 f'{tv[ti]["infer"]:,.0f} ({TORCH_NAMES[ti]})',
+                 f'{bold(ratio(r["best_train_ratio"]), r["best_train_ratio"] >= 1)}, '
+                 f'{ratio(r["best_infer_ratio"])}'])
+  s = onednn_summary(root)
+  speed = ', '.join(f'{s[f]["speedup"]:.2f}× on {label}' for f, label in ONEDNN
+                    if s[f]['speedup'])
+  f32 = ', '.join(f'{label} {ratio(s[f]["f32_ratio"])}' for f, label in ONEDNN)
+  return (table(['config', 'batch', 'JAX train img/s: before → float32 oneDNN / bf16 oneDNN',
+                 'JAX infer img/s: before → float32 / bf16',
+                 'best PyTorch train / infer', 'best JAX / best PyTorch: train, infer'],
+                rows) +
+          f'\n\noneDNN\'s float32 training step over the `\'unrolled\'` one: {speed}. '
+          f'JAX float32 (oneDNN) over PyTorch\'s best float32 training (eager, '
+          f'channels_last or compiled): {f32}.\n')
+
+
+def onednn_threads(root=ROOT) -> str:
+  rows = []
+  for f, label in (('cifar10_fast_cpu', 'FastCNN'), ('cifar10', 'IsoVolNet, 4 blocks')):
+    one = _json_last_line(root / f'results/onednn/{f}_1device.txt')['jax_variants']
+    two = _json_last_line(root / f'results/onednn/{f}.txt')['jax_variants']
+    for v in ('float32:onednn', 'bfloat16:onednn'):
+      rows.append([label, v.split(':')[0], f'{one[v]["train"]:,.0f}', f'{two[v]["train"]:,.0f}'])
+  return table(['config', 'dtype', 'train img/s, 1 device, 2 oneDNN threads',
+                'train img/s, 2 devices, 1 thread each'], rows)
+
+
+# ---------------------------------------------------------------- bf16
+
+
+def bf16_runs(root=ROOT) -> dict:
+  d = root / 'results/bf16'
+  fast = _json_last_line(d / 'fast_cpu_bfloat16.txt')['runs']
+  iso = _json_last_line(d / 'cifar10_bfloat16.txt')['runs']
+  lr = [r for r in sweep_rows(root / 'results/learning_rate')
+        if r['overrides'].get('optimizer.learning_rate') == 0.032]
+  lr = sorted(lr, key=lambda r: r['overrides']['seed'])
+  return {'fast_bf16': fast, 'iso_bf16': iso, 'iso_f32': lr}
+
+
+def bf16_table(root=ROOT) -> str:
+  b = bf16_runs(root)
+  def row(cfg, dtype, runs, seed_key):
+    accs = [r['test_accuracy'] for r in sorted(runs, key=seed_key)]
+    g = stats(accs)
+    return [cfg, dtype, *[pct(a, 2) for a in accs], pm(g, digits=2)]
+  rows = [['`cifar10_fast_cpu` (FastCNN)', 'float32 (Xeon, XLA)',
+           'no committed runs', '', '', ''],
+          row('', '**bfloat16** (EPYC, oneDNN)', b['fast_bf16'], lambda r: r['seed']),
+          row('`cifar10` (IsoVolNet, 4 blocks)', 'float32 (Xeon, XLA: '
+              '[learning_rate](../learning_rate/README.md)\'s 0.032 points)', b['iso_f32'],
+              lambda r: r['overrides']['seed']),
+          row('', '**bfloat16** (EPYC, oneDNN)', b['iso_bf16'], lambda r: r['seed'])]
+  return table(['config', 'dtype (machine, kernels)', 'seed 0', 'seed 1', 'seed 2',
+                'mean ± sample std'], rows)
+
+
+# ---------------------------------------------------------------- single runs
+
+
+def full_budget(root=ROOT) -> dict:
+  d = root / 'results/isovolnet_full_budget'
+  out = {'seeds': [], 'val': [], 'test': [], 'hours': []}
+  for s in sorted(d.glob('seed=*')):
+    rows = [json.loads(l) for l in (s / 'metrics.jsonl').open()]
+    out['seeds'].append(s.name.split('=')[1])
+    out['val'].append([r for r in rows if r['split'] == 'val'][-1]['accuracy'])
+    out['test'].append([r for r in rows if r['split'] == 'test'][-1]['accuracy'])
+    times = [r['unix_time'] for r in rows if 'unix_time' in r]
+    out['hours'].append(times[-1] - times[0] if times else None)
+  return out
+
+
+def full_budget_table(root=ROOT) -> str:
+  f = full_budget(root)
+  rows = [[s, f'{pct(v, 2)}%', f'{pct(t, 2)}%'] for s, v, t in zip(f['seeds'], f['val'],
+                                                                  f['test'])]
+  rows.append(['mean ± std', pm(stats(f['val']), digits=2) + '%',
+               f'**{pm(stats(f["test"]), digits=2)}%**'])
+  return table(['seed', 'val accuracy, last epoch (6 views)', 'test accuracy (6 views)'],
+               rows)
+
+
+def gpu_runs(root=ROOT) -> dict:
+  r = lambda p: json.loads((root / 'results' / p / 'result.json').read_text())
+  return {'seed002': r('seed002_gpu/unrolled_100_epochs'),
+          'separable': r('dense_ds_gpu/separable'), 'standard': r('dense_ds_gpu/standard')}
+
+
+def zoo_equal_time(root=ROOT) -> dict:
+  d = root / 'results/airbench/zoo'
+  g = sweep_groups(d / 'equal_time')
+  w = sweep_groups(d / 'whiten')
+  def evals(tta, arm):
+    return [json.loads((d / 'equal_time' / f'eval_{tta},{arm},seed={s}.json').read_text())
+            for s in (0, 1, 2)]
+  iso6 = stats([e['test_accuracy_airbench6'] for e in evals('airbench6', 'isovolnet')])
+  fast6 = stats([e['test_accuracy_airbench6'] for e in evals('airbench6', 'fast_cnn')])
+  return {'g': g, 'w': w, 'iso6': iso6, 'fast6': fast6}
+
+
+# ---------------------------------------------------------------- headline
+
+
+def headline(root=ROOT) -> str:
+  e = equal_time(root)
+  g = e['g']
+  (d1, s1), (d2, s2) = e['params'], e['default']
+  v = sweep_groups(root / 'results/isovolnet_variants')
+  lr = sweep_groups(root / 'results/learning_rate')
+  gpu = gpu_runs(root)
+  sep, std = gpu['separable'], gpu['standard']
+  s002 = gpu['seed002']
+  o = onednn_summary(root)
+  names = {'cifar10_fast_cpu': 'FastCNN', 'resnet20': 'ResNet-20', 'cifar10': 'IsoVolNet',
+           'isovolnet_seed': 'the seed\'s IsoVolNet', 'mobilenet_v2': 'MobileNetV2',
+           'dilated_ds': 'the dilated DS net', 'dense_ds': 'dense DS'}
+  ups = [x['speedup'] for x in o.values() if x['speedup']]
+  order = sorted(o, key=lambda f: -o[f]['train'])
+  leads = sum(x['f32_ratio'] > 1 for x in o.values())
+  b = bf16_runs(root)
+  fast_b = stats([r['test_accuracy'] for r in b['fast_bf16']])
+  iso_b = stats([r['test_accuracy'] for r in b['iso_bf16']])
+  iso_f = stats([r['test_accuracy'] for r in b['iso_f32']])
+  a = airbench_runs(root)
+  to90 = [r['to_target_seconds']['0.9'] / 60 for r in a['seeds']]
+  fb = full_budget(root)
+  z = zoo_equal_time(root)
+  zg, zw = z['g'], z['w']
+  lr_best = max(lr.values(), key=lambda x: x['val_accuracy'])
+  rows = [
+      ['A trained model in minutes on a CPU?',
+       'FastCNN\'s time to accuracy: **no committed runs**; the figure once quoted '
+       'here awaits a rerun with its per-run files',
+       '[time to accuracy](docs/performance.md#time-to-accuracy)'],
+      ['Seed 002: 85.84% under 200k parameters?',
+       f'the {s002["params"]:,}-parameter dilated DS residual net: '
+       f'**{pct(s002["test_accuracy"], 2)}%** ({s002["overrides"]["num_epochs"]} epochs, '
+       f'{s002["train_time_s"]:.0f} s on one H200; one run)',
+       '[results/seed002_gpu](results/seed002_gpu/README.md)'],
+      ['Seed 000: does a constant H·W·C help?',
+       f'**no** at equal parameters: at {EQUAL_TIME_S} s of CPU training the '
+       f'channel-doubling net leads the seed\'s IsoVolNet by {d1:.2f} points '
+       f'({pm(g["doubling_s61"])}% vs {pm(g["iso5"])}%, {d1 / s1:.1f} standard errors); '
+       f'at the default\'s size IsoVolNet leads by {d2:.2f} points '
+       f'({pm(g["iso4_avg_swish"])}% vs {pm(g["dbl4_s30_avg_swish"])}%, '
+       f'{d2 / s2:.1f} SE)',
+       '[results/isovolnet_equal_time](results/isovolnet_equal_time/README.md)'],
+      ['The best IsoVolNet within the design',
+       f'4 blocks, average pooling, swish: **{pm(v["iso4_avg_swish"])}%** at the same '
+       f'{EQUAL_TIME_S} s (the seed\'s 5 blocks: {pm(g["iso5"])}%)',
+       '[results/isovolnet_variants](results/isovolnet_variants/README.md)'],
+      ['Seed 003: learning rate, batch, dropout, activation, optimizer (10 epochs)',
+       f'the rate matters most: **{pm(lr_best)}%** at '
+       f'{lr_best["overrides"]["optimizer.learning_rate"]:g} (now the default) vs '
+       f'{pm(lr["learning_rate=0.002"])}% at 2e-3',
+       '[results/learning_rate](results/learning_rate/README.md) and 4 more'],
+      ['Seed 003: separable vs standard convs (dense DS net, '
+       f'{sep["overrides"]["num_epochs"]} epochs, one run)',
+       f'{pct(sep["test_accuracy"], 2)}% with {std["params"] / sep["params"]:.1f}× fewer '
+       f'parameters vs {pct(std["test_accuracy"], 2)}%',
+       '[results/dense_ds_gpu](results/dense_ds_gpu/README.md)'],
+      ['JAX vs PyTorch on a CPU',
+       f'with oneDNN\'s convolutions JAX trains the zoo {min(ups):.2f}-{max(ups):.2f}× '
+       'faster than before; against PyTorch\'s fastest (bf16 autocast or compiled): ' +
+       ', '.join(f'{names[f]} {ratio(o[f]["train"])}' for f in order) +
+       f'; against PyTorch\'s float32 best, JAX\'s float32 leads on {leads} of the '
+       f'{len(o)}; bfloat16\'s elementwise work is the main remaining gap',
+       '[results/onednn](results/onednn/README.md)'],
+      ['bfloat16 on a CPU: the same accuracy?',
+       f'IsoVolNet (10 epochs) **{pm(iso_b, digits=2)}%** in bfloat16 (EPYC, oneDNN) vs '
+       f'{pm(iso_f, digits=2)}% in float32 (Xeon, XLA: a cross-machine comparison); '
+       f'FastCNN **{pm(fast_b, digits=2)}%** in bfloat16, its float32 runs not committed',
+       '[results/bf16](results/bf16/README.md)'],
+      ['airbench94 (the fastest published recipe) ported: 94%?',
+       f'**{pm(a["bf16"], digits=2)}%** test accuracy (the JPEG copy\'s test images) '
+       f'at its 9.9 epochs in bfloat16 ({a["bf16"]["n"]} seeds; '
+       f'{pct(a["f32"]["final_test_accuracy_6view"], 2)}% float32, one), 90% after '
+       f'{min(to90):.1f}-{max(to90):.1f} min on 2 CPU cores (alone); this repository\'s '
+       f'own PyTorch rewrite of airbench94 (same loader) gets '
+       f'{pct(a["torch"]["tta_accuracy"], 2)}% on these images (one seed), and the '
+       f'original script on one H200 {ISSUE_AIRBENCH94_H200} (reported in the issue '
+       f'tracker, no committed run), against the published {PUBLISHED_AIRBENCH94}% on '
+       'official CIFAR-10: the gap is most likely the JPEG copy\'s',
+       '[results/airbench](results/airbench/README.md)'],
+      ['IsoVolNet, the default, at its full budget (100 epochs)',
+       f'**{pm(stats(fb["test"]), digits=2)}%** test accuracy (6-view TTA, '
+       f'{len(fb["test"])} seeds), {int(zg["isovolnet_tricks"]["params"]):,} parameters',
+       '[results/isovolnet_full_budget](results/isovolnet_full_budget/README.md)'],
+      ['airbench\'s tricks on the zoo, at equal time',
+       f'the 6-view TTA transfers: IsoVolNet **{pm(zg["isovolnet_tricks"], digits=2)}%** '
+       f'at {EQUAL_TIME_S} s of CPU training with the new default '
+       f'({pm(zg["isovolnet"], digits=2)}% before, one view), FastCNN '
+       f'{pm(z["fast6"], digits=2)}% with it ({pm(zg["fast_cnn"], digits=2)}% one view); '
+       'label smoothing 0.2 and lookahead within noise; the whitening stem: IsoVolNet '
+       f'{pm(zw["isovolnet_whiten3"], digits=2)}% (3 blocks) and '
+       f'{pm(zw["isovolnet_whiten2"], digits=2)}% (2 blocks), FastCNN '
+       f'{pm(zw["fast_cnn_whiten"], digits=2)}% (against '
+       f'{pm(zg["fast_cnn_tricks"], digits=2)}% without)',
+       '[results/airbench/zoo](results/airbench/zoo/README.md)'],
+      ['The zoo on one picture', 'accuracy vs parameters and vs CPU training time',
+       '[results/zoo](results/zoo/README.md)'],
+  ]
+  return table(['question', 'answer', 'study'], rows)
+
+
+# ---------------------------------------------------------------- results/README.md
+
+
+def efficiency(root=ROOT) -> dict[str, dict]:
+  import csv  # pylint: disable=g-import-not-at-top
+  with (root / 'results/efficiency_dense_ds/efficiency.csv').open() as f:
+    return {r['conv']: {k: float(v) for k, v in r.items() if k not in ('model', 'conv')}
+            for r in csv.DictReader(f)}
+
+
+def index(root=ROOT) -> str:
+  r = root / 'results'
+  e = equal_time(root)
+  g = e['g']
+  (d1, s1), (d2, s2) = e['params'], e['default']
+  v = sweep_groups(r / 'isovolnet_variants')
+  lr = sweep_groups(r / 'learning_rate')
+  bs = sweep_groups(r / 'batch_size')
+  do = sweep_groups(r / 'dropout')
+  act = sweep_groups(r / 'activation')
+  opt = sweep_groups(r / 'optimizer')
+  zet = sweep_groups(r / 'zoo_equal_time')
+  gpu = gpu_runs(root)
+  sep, std, s002 = gpu['separable'], gpu['standard'], gpu['seed002']
+  eff = efficiency(root)
+  o = onednn_summary(root)
+  names = dict(ONEDNN)
+  b = bf16_runs(root)
+  a = airbench_runs(root)
+  fb = full_budget(root)
+  z = zoo_equal_time(root)
+  zg = z['g']
+  best = lambda gs: max(gs.values(), key=lambda x: x['val_accuracy'])
+  lr_best, bs_best, do_best = best(lr), best(bs), best(do)
+  do_cost = 100 * (do['dropout=0.0']['test_accuracy'] - do['dropout=0.5']['test_accuracy'])
+  short = lambda n: n.replace('learning_rate=', '').split(',name=')[-1] if ',name=' in n else n
+  cpu, epyc, h200 = '2-core CPU (Xeon)', '2-core CPU (EPYC)', 'H200'
+  rows = [
+      ['[seed002_gpu](seed002_gpu/README.md)',
+       'seed 002: the dilated DS residual net under 200k parameters reaches 85.84%?',
+       f'{pct(s002["test_accuracy"], 2)}% at {s002["overrides"]["num_epochs"]} epochs '
+       '(one run)', h200],
+      ['[isovolnet_equal_time](isovolnet_equal_time/README.md)',
+       'seed 000: does a constant H·W·C help, at equal training time?',
+       f'no at equal parameters: the doubling net leads by {d1:.2f} points '
+       f'({pm(g["doubling_s61"])}% vs {pm(g["iso5"])}%, {d1 / s1:.1f} SE); at the '
+       f'default\'s size IsoVolNet leads by {d2:.2f} ({d2 / s2:.1f} SE)', cpu],
+      ['[isovolnet_variants](isovolnet_variants/README.md)',
+       'the best IsoVolNet within the design, same time',
+       f'average pooling + swish: {pm(v["iso4_avg_swish"])}% '
+       f'(4-block base {pm(g["iso4"])}%)', cpu],
+      ['[dense_ds_gpu](dense_ds_gpu/README.md)',
+       f'seed 003: the dense DS net, separable vs standard '
+       f'({sep["overrides"]["num_epochs"]} epochs)',
+       f'{pct(sep["test_accuracy"], 2)}% vs {pct(std["test_accuracy"], 2)}% '
+       '(one run each)', h200],
+      ['[efficiency_dense_ds](efficiency_dense_ds/README.md)',
+       'the same two nets: parameters, FLOPs, CPU speed, memory',
+       f'separable: {eff["standard"]["params"] / eff["separable"]["params"]:.1f}× '
+       f'smaller, {eff["standard"]["flops_analytic"] / eff["separable"]["flops_analytic"]:.1f}× '
+       f'fewer FLOPs, {eff["separable"]["train_img_s"]:.0f} vs '
+       f'{eff["standard"]["train_img_s"]:.0f} train img/s', cpu],
+      ['[learning_rate](learning_rate/README.md)', 'seed 003: AdamW peak rate at 10 epochs',
+       f'{pm(lr_best)}% at {lr_best["overrides"]["optimizer.learning_rate"]:g} '
+       f'(base 0.002: {pm(lr["learning_rate=0.002"])}%)', cpu],
+      ['[batch_size](batch_size/README.md)', 'seed 003: batch size at 10 epochs',
+       f'{pm(bs_best)}% at {bs_best["overrides"]["batch_size"]}', cpu],
+      ['[dropout](dropout/README.md)', 'seed 003: dropout at 10 epochs',
+       f'{"none" if do_best["name"] == "dropout=0.0" else do_best["name"]} is best; '
+       f'0.5 costs {do_cost:.1f} points', cpu],
+      ['[activation](activation/README.md)', 'seed 003: activation at 10 epochs',
+       ', '.join(f'{n.split("=")[1]} {pm(x)}%' for n, x in act.items()), cpu],
+      ['[optimizer](optimizer/README.md)', 'seed 003: SGD, Adam, RMSprop at 10 epochs',
+       ', '.join(f'{short(n)} {pm(x)}%' for n, x in opt.items()), cpu],
+      ['[zoo_equal_time](zoo_equal_time/README.md)',
+       'SimpleCNN and MobileNetV2 at the equal training time',
+       ', '.join(f'{n} {pm(x)}%' for n, x in zet.items()), cpu],
+      ['[onednn](onednn/README.md)',
+       'oneDNN convolutions in JAX: training and inference speed against PyTorch\'s '
+       'fastest, per-op profile, a step\'s memory',
+       'training, best JAX / best PyTorch: ' + ', '.join(
+           f'{names[f].split(",")[0] if f != "isovolnet_seed" else "seed IsoVolNet"} '
+           f'{ratio(o[f]["train"])}' for f in sorted(o, key=lambda f: -o[f]['train'])),
+       epyc],
+      ['[bf16](bf16/README.md)', 'bfloat16 training: the float32 accuracy?',
+       f'IsoVolNet {pm(stats([x["test_accuracy"] for x in b["iso_bf16"]]), digits=2)}% '
+       f'bf16 (EPYC) vs {pm(stats([x["test_accuracy"] for x in b["iso_f32"]]), digits=2)}% '
+       'f32 (Xeon): cross-machine', epyc],
+      ['[airbench](airbench/README.md)',
+       'airbench94 ported: its accuracy at 9.9 epochs, time to accuracy, each trick\'s worth',
+       f'{pm(a["bf16"], digits=2)}% bf16 ({a["bf16"]["n"]} seeds) / '
+       f'{pct(a["f32"]["final_test_accuracy_6view"], 2)}% f32; this repository\'s PyTorch '
+       f'rewrite on the same images {pct(a["torch"]["tta_accuracy"], 2)}% (one seed)', epyc],
+      ['[isovolnet_full_budget](isovolnet_full_budget/README.md)',
+       'the default IsoVolNet at 100 epochs',
+       f'{pm(stats(fb["test"]), digits=2)}% (6 views, {len(fb["test"])} seeds)', epyc],
+      ['[airbench/zoo](airbench/zoo/README.md)',
+       'airbench\'s tricks (label smoothing, lookahead, 6-view TTA, whitening stem) on '
+       'IsoVolNet, FastCNN and the dilated DS net at equal time',
+       f'the TTA transfers; IsoVolNet {pm(zg["isovolnet_tricks"], digits=2)}% at '
+       f'{EQUAL_TIME_S} s, now the default; the training tricks and the whitening stem: '
+       'the study', epyc],
+      ['[zoo](zoo/README.md)', 'every model: accuracy vs parameters and vs CPU time',
+       'the picture', '(reads the others)'],
+      ['[speed](speed/README.md)', 'JAX vs PyTorch training and inference speed, before '
+       'oneDNN', 'superseded by [onednn](onednn/README.md)', cpu],
+  ]
+  return table(['study', 'question', 'headline', 'machine'], rows)
+
+
+# ---------------------------------------------------------------- registry
+
+
+TABLES: dict[str, Callable[[Path], str]] = {
+    'headline': headline,
+    'index': index,
+    'isovolnet_equal_time': equal_time_main,
+    'isovolnet_equal_time.default': equal_time_default,
+    'isovolnet_equal_time.verdict': equal_time_verdict,
+    'airbench.full_budget': airbench_full_budget,
+    'airbench.per_epoch': airbench_per_epoch,
+    'airbench.ablation': airbench_ablation,
+    'onednn': onednn_table,
+    'onednn.threads': onednn_threads,
+    'bf16': bf16_table,
+    'isovolnet_full_budget': full_budget_table,
+}
+
+
+def render_text(text: str, root: Path = ROOT, cache: dict | None = None) -> str:
+  """TEXT with every marked table replaced by what the data gives."""
+  cache = {} if cache is None else cache
+  def sub(m):
+    name = m['name']
+    if name not in TABLES:
+      raise KeyError(f'no table named {name!r} (known: {", ".join(sorted(TABLES))})')
+    if name not in cache:
+      cache[name] = TABLES[name](root).rstrip('\n') + '\n'
+    return m.group(1) + cache[name] + m.group(4)
+  return MARKER.sub(sub, text)
+
+
+def markdown_files(root: Path = ROOT) -> list[Path]:
+  files = []
+  for pattern in DOCS:
+    files += sorted(p for p in root.glob(pattern) if p.is_file())
+  return files
+
+
+def main(argv=None) -> int:
+  parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+  parser.add_argument('--check', action='store_true',
+                      help='write nothing; exit 1 and print the diff where a table is stale')
+  parser.add_argument('--root', type=Path, default=ROOT,
+                      help='the repository whose run files the tables read')
+  parser.add_argument('files', nargs='*', type=Path,
+                      help='Markdown files (default: README.md, docs/performance.md, '
+                           'results/**/README.md)')
+  args = parser.parse_args(argv)
+  files = args.files or markdown_files(args.root)
+  cache, stale, used = {}, [], set()
+  for f in files:
+    old = f.read_text()
+    used |= {m['name'] for m in MARKER.finditer(old)}
+    new = render_text(old, args.root, cache)
+    if new == old:
+      continue
+    stale.append(f)
+    if args.check:
+      sys.stdout.writelines(difflib.unified_diff(
+          old.splitlines(True), new.splitlines(True), f'{f} (committed)',
+          f'{f} (from the run files)'))
+    else:
+      f.write_text(new)
+  if not args.files and (unused := sorted(set(TABLES) - used)):
+    print(f'tables placed in no file: {", ".join(unused)}', file=sys.stderr)
+  verb = 'stale' if args.check else 'rewritten'
+  print(f'{len(used)} tables in {len(files)} files; {len(stale)} {verb}'
+        + (': ' + ', '.join(map(str, stale)) if stale else ''), file=sys.stderr)
+  return 1 if args.check and stale else 0
+
+
+if __name__ == '__main__':
+  sys.exit(main())
