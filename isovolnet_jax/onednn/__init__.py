@@ -349,8 +349,10 @@ def _normalise(x, kernel, out_shape, window_strides, padding, rhs_dilation,
   for size, e, s, (lo, hi), want in zip(spatial, extent, strides, padding,
                                         out_shape[1:3]):
     out = (size + lo + hi - e) // s + 1
-    hi = (out - 1) * s + e - size - lo  # Rows past the last window are unused.
-    if lo < 0 or hi < 0 or out != want:
+    # Padding past the last window is unused: trimmed to what it reaches
+    # (0 where the input itself has rows past it, which oneDNN leaves out).
+    hi = max((out - 1) * s + e - size - lo, 0)
+    if lo < 0 or out != want:
       return None
     pads.append((int(lo), int(hi)))
   padding = (pads[0][0], pads[0][1], pads[1][0], pads[1][1])
