@@ -273,6 +273,7 @@ def test_the_cache_is_bounded_and_the_scratch_aligned():
   info = onednn.cache_info()
   assert info['cache_capacity'] == 256
   assert 0 < info['cache_size'] <= info['cache_capacity']
+  assert info['scratch_capacity'] % 64 == 0  # Rounded to the 64-byte alignment.
 
 
 def test_without_jit_and_under_vmap():
