@@ -40,6 +40,7 @@ class Mutation:
   env: tuple[tuple[str, str], ...] = ()
   no_data: bool = False         # Run without ../shared beside the checkout.
   no_torch: bool = False        # Run with `import torch` failing.
+  build: bool = False           # Rebuild the C++ extension (setup.py build_ext) first.
 
 
 MUTATIONS = (
@@ -264,7 +265,44 @@ MUTATIONS = (
              ('tests/test_lowering.py::test_without_onednn_auto_is_unrolled_on_cpu_only',),
              'isovolnet_jax/models/layers.py', '    return _unrolled_on_cpu\n',
              '    return unrolled_conv.conv_general_dilated\n'),
+    # The oneDNN kernels (isovolnet_jax/onednn): conv.cc rebuilt in the scratch
+    # checkout; CI=true so that an extension the start-up probe refuses fails
+    # the tests rather than skipping them.
+    Mutation('onednn-kh-kw', 'conv.cc swaps the kernel\'s rows and columns',
+             ('tests/test_onednn.py::test_float32_values_and_both_gradients_match_lax',),
+             'isovolnet_jax/onednn/conv.cc', 'g.kh = k[0]; g.kw = k[1];',
+             'g.kh = k[1]; g.kw = k[0];', env=(('CI', 'true'),), build=True),
+    Mutation('onednn-stride-axes', 'conv.cc swaps the row and column strides',
+             ('tests/test_onednn.py::test_float32_values_and_both_gradients_match_lax',),
+             'isovolnet_jax/onednn/conv.cc', 'g.strides = {strides[0], strides[1]};',
+             'g.strides = {strides[1], strides[0]};', env=(('CI', 'true'),), build=True),
+    Mutation('onednn-wrong-tap', "conv.cc reads a grouped kernel's tap (j, i) for (i, j)",
+             ('tests/test_onednn.py::test_float32_values_and_both_gradients_match_lax',),
+             'isovolnet_jax/onednn/conv.cc', 'memory::dims{og, 1, o, kw * i * o, i * o}',
+             'memory::dims{og, 1, o, i * o, kh * i * o}', env=(('CI', 'true'),), build=True),
+    Mutation('onednn-no-transpose', 'conv.cc leaves the kernel gradient in oneDNN\'s '
+             'layout (no reorder back to HWIO)',
+             ('tests/test_onednn.py::test_float32_values_and_both_gradients_match_lax',),
+             'isovolnet_jax/onednn/conv.cc',
+             '                                 {DNNL_ARG_SCRATCHPAD, scratch}});\n'
+             '    if (entry->reorder) run_reorder();\n',
+             '                                 {DNNL_ARG_SCRATCHPAD, scratch}});\n',
+             env=(('CI', 'true'),), build=True),
+    Mutation('onednn-out-size', 'the oneDNN call is given an output one row too tall',
+             ('tests/test_onednn.py::test_float32_values_and_both_gradients_match_lax',),
+             'isovolnet_jax/onednn/__init__.py',
+             'return tuple(int(d) for d in out_shape), (strides,',
+             'return (out_shape[0], out_shape[1] + 1, *out_shape[2:]), (strides,',
+             env=(('CI', 'true'),), build=True),
 )
+
+
+def build_ext(checkout: Path) -> None:
+  """Compiles isovolnet_jax/onednn/conv.cc in place in `checkout`."""
+  out = subprocess.run([sys.executable, 'setup.py', '-q', 'build_ext', '--inplace'],
+                       cwd=checkout, capture_output=True, text=True)
+  if out.returncode != 0 or not list((checkout / 'isovolnet_jax/onednn').glob('_conv*.so')):
+    raise RuntimeError(f'building the oneDNN extension failed:\n{out.stderr[-2000:]}')
 
 
 def stale(m: Mutation, root: Path = ROOT) -> str:
@@ -287,6 +325,8 @@ def run(m: Mutation, checkout: Path) -> tuple[bool, str]:
   try:
     if m.path:
       (checkout / m.path).write_text(original.replace(m.old, m.new))
+    if m.build:
+      build_ext(checkout)
     if m.no_data:
       shared.unlink()
     cmd = ([sys.executable, '-c', NO_TORCH] if m.no_torch
@@ -299,6 +339,8 @@ def run(m: Mutation, checkout: Path) -> tuple[bool, str]:
   finally:
     if m.path:
       (checkout / m.path).write_text(original)
+    if m.build:  # The next mutations see the unmutated extension.
+      build_ext(checkout)
     if not shared.exists():
       shared.symlink_to(ROOT.parent / 'shared')
 

@@ -114,8 +114,12 @@ def conv_impl_description(impl: str) -> str:
   chosen = resolve_conv_impl(impl)
   line = f'model.conv_impl={impl!r} runs {chosen!r}'
   if chosen == 'onednn':
+    # A dtype whose start-up probe failed on this CPU (bfloat16 without
+    # AVX-512) runs lax, and the line says so.
+    failed = ''.join(f' ({dtype} runs lax: its start-up probe failed: {why})'
+                     for dtype, why in onednn.probe_results().items() if why)
     line += (f': oneDNN on {onednn.isa()}, {onednn.threads_per_call()} '
-             f'thread(s) per call,')
+             f'thread(s) per call{failed},')
   elif impl in ('auto', 'onednn') and here == 'cpu' and not onednn.available():
     line += f' (oneDNN unavailable: {onednn.unavailable_reason()})'
   if impl in ('lax', 'unrolled'):

@@ -23,8 +23,11 @@ batch (the all-reduce jit would otherwise insert after a lax convolution).
 import ctypes
 import functools
 import glob
+import hashlib
+import importlib.metadata
 import os
 import platform
+import site
 import sys
 
 import jax
@@ -40,47 +43,114 @@ TARGET = 'isovolnet_onednn_conv'
 _FORWARD, _BACKWARD_DATA, _BACKWARD_WEIGHTS = 0, 1, 2
 _NHWC = lax.conv_dimension_numbers((1, 1, 1, 1), (1, 1, 1, 1),
                                    ('NHWC', 'HWIO', 'NHWC'))
-_DTYPES = (jnp.float32, jnp.bfloat16)
 
 
 def _find_libdnnl() -> str | None:
-  """libdnnl.so.3 as onednn-cpu-gomp installs it: in <prefix>/lib."""
-  prefixes = dict.fromkeys([sys.prefix, sys.base_prefix, sys.exec_prefix])
+  """libdnnl.so.3 wherever pip put onednn-cpu-gomp (a venv, --user, the
+  system: its RECORD names the files), else in <prefix>/lib."""
+  names = ('libdnnl.so.3', 'libdnnl.so')
+  try:
+    dist = importlib.metadata.distribution('onednn-cpu-gomp')
+    files = {f.name: f for f in dist.files or () if f.name in names}
+    for name in names:
+      if name in files:
+        path = os.path.realpath(dist.locate_file(files[name]))
+        if os.path.exists(path):
+          return path
+  except importlib.metadata.PackageNotFoundError:
+    pass
+  prefixes = dict.fromkeys([sys.prefix, sys.base_prefix, sys.exec_prefix,
+                            site.getuserbase()])
   for prefix in prefixes:
-    for name in ('libdnnl.so.3', 'libdnnl.so'):
+    for name in names:
       path = os.path.join(prefix, 'lib', name)
       if os.path.exists(path):
         return path
   return None
 
 
+REBUILD = ('pip install --no-build-isolation -e . (or python setup.py build_ext '
+           '--inplace) in the repository')
+
+
+def source_hash(path: str | None = None) -> str:
+  """What setup.py compiles into the extension: SHA-256 of conv.cc, 16 hex."""
+  path = path or os.path.join(os.path.dirname(__file__), 'conv.cc')
+  with open(path, 'rb') as f:
+    return hashlib.sha256(f.read()).hexdigest()[:16]
+
+
+def _stale(lib) -> str:
+  """Why the loaded extension must not run (built from another conv.cc or
+  against another jaxlib's FFI headers), or ''."""
+  lib.isovolnet_onednn_source_hash.restype = ctypes.c_char_p
+  lib.isovolnet_onednn_jaxlib_version.restype = ctypes.c_char_p
+  built = lib.isovolnet_onednn_source_hash().decode()
+  source = os.path.join(os.path.dirname(__file__), 'conv.cc')
+  if os.path.exists(source) and built != source_hash(source):
+    return (f'the extension is stale: built from conv.cc {built}, the source is '
+            f'{source_hash(source)}; rebuild: {REBUILD}')
+  import jaxlib  # pylint: disable=import-outside-toplevel
+  against = lib.isovolnet_onednn_jaxlib_version().decode()
+  if against != jaxlib.__version__:
+    return (f'the extension was built against jaxlib {against}\'s FFI headers, '
+            f'jaxlib {jaxlib.__version__} runs; rebuild: {REBUILD}')
+  return ''
+
+
+_PROBED = {'float32': 0, 'bfloat16': 1}
+
+
 @functools.cache
-def _load() -> tuple[ctypes.CDLL | None, str]:
-  """(the extension, '') once registered with XLA, or (None, why not)."""
+def _load_and_probe() -> tuple[ctypes.CDLL | None, str, dict[str, str]]:
+  """(the extension, '', {dtype: '' or why its probe failed}) once registered
+  with XLA, or (None, why not, {})."""
   if os.environ.get('ISOVOLNET_NO_ONEDNN', '') not in ('', '0'):
-    return None, 'ISOVOLNET_NO_ONEDNN is set'
+    return None, 'ISOVOLNET_NO_ONEDNN is set', {}
   if platform.machine().lower() not in ('x86_64', 'amd64'):
-    return None, f'oneDNN kernels are built for x86-64 only, not {platform.machine()}'
+    return None, f'oneDNN kernels are built for x86-64 only, not {platform.machine()}', {}
   here = os.path.dirname(__file__)
   built = sorted(glob.glob(os.path.join(here, '_conv*.so')))
   if not built:
     return None, ('the extension was not built (pip install -e . builds it; '
-                  'it needs g++ and the onednn-devel-cpu-gomp package)')
+                  'it needs g++ and the onednn-devel-cpu-gomp package)'), {}
   dnnl = _find_libdnnl()
   if dnnl is None:
-    return None, 'libdnnl.so.3 not found (pip install onednn-cpu-gomp)'
+    return None, 'libdnnl.so.3 not found (pip install onednn-cpu-gomp)', {}
   try:
     # Loaded first and globally, so that the extension's NEEDED entry resolves
-    # to it without an rpath into the (temporary) build environment.
+    # to it whatever its rpath says.
     ctypes.CDLL(dnnl, mode=ctypes.RTLD_GLOBAL)
     lib = ctypes.CDLL(built[-1])
-  except OSError as e:
-    return None, f'the extension did not load: {e}'
+    stale = _stale(lib)
+  except (OSError, AttributeError) as e:
+    return None, f'the extension did not load: {e} (rebuild: {REBUILD})', {}
+  if stale:
+    return None, stale, {}
   lib.isovolnet_onednn_isa.restype = ctypes.c_char_p
   lib.isovolnet_onednn_builds.restype = ctypes.c_int64
+  lib.isovolnet_onednn_calls.restype = ctypes.c_int64
+  lib.isovolnet_onednn_calls.argtypes = [ctypes.c_int64]
+  lib.isovolnet_onednn_probe.restype = ctypes.c_char_p
+  lib.isovolnet_onednn_probe.argtypes = [ctypes.c_int64]
+  for name in ('cache_size', 'cache_capacity', 'scratch_capacity'):
+    getattr(lib, f'isovolnet_onednn_{name}').restype = ctypes.c_int64
+  # A tiny conv of each kind in each dtype, against a direct loop: a CPU
+  # without AVX-512 (no bfloat16 kernels) says so here, not mid-step.
+  probes = {name: lib.isovolnet_onednn_probe(code).decode()
+            for name, code in _PROBED.items()}
+  if all(probes.values()):
+    return None, 'no dtype passed the start-up probe: ' + '; '.join(
+        f'{k}: {v}' for k, v in probes.items()), {}
   jax.ffi.register_ffi_target(TARGET, jax.ffi.pycapsule(lib.IsovolnetOnednnConv),
                               platform='cpu')
-  return lib, ''
+  return lib, '', probes
+
+
+def _load() -> tuple[ctypes.CDLL | None, str]:
+  """(the extension, '') once registered with XLA, or (None, why not)."""
+  lib, reason, _ = _load_and_probe()
+  return lib, reason
 
 
 def available() -> bool:
@@ -89,6 +159,17 @@ def available() -> bool:
 
 def unavailable_reason() -> str:
   return _load()[1]
+
+
+def probe_results() -> dict[str, str]:
+  """{'float32': '', 'bfloat16': why not, ...}: '' where the start-up probe
+  passed; {} where the extension is unavailable."""
+  return dict(_load_and_probe()[2]) if available() else {}
+
+
+def supported_dtypes() -> tuple[str, ...]:
+  """The dtypes oneDNN runs here (its probe passed); others go to the fallback."""
+  return tuple(k for k, v in probe_results().items() if not v)
 
 
 def isa() -> str:
@@ -101,6 +182,22 @@ def primitives_built() -> int:
   """How many oneDNN primitives this process built (the cache's misses)."""
   lib = _load()[0]
   return lib.isovolnet_onednn_builds() if lib else 0
+
+
+def calls() -> tuple[int, int, int]:
+  """How many (forward, input-gradient, kernel-gradient) calls ran in oneDNN
+  in this process (the start-up probe's included)."""
+  lib = _load()[0]
+  return tuple(lib.isovolnet_onednn_calls(k) for k in range(3)) if lib else (0, 0, 0)
+
+
+def cache_info() -> dict[str, int]:
+  """The primitive cache's entries and bound, and this thread's scratch bytes."""
+  lib = _load()[0]
+  if not lib:
+    return {}
+  return {name: getattr(lib, f'isovolnet_onednn_{name}')()
+          for name in ('cache_size', 'cache_capacity', 'scratch_capacity')}
 
 
 def threads_per_call() -> int:
@@ -157,12 +254,10 @@ def _partitioned(kind, out_shape, out_dtype, geometry):
 
   def partition(mesh, arg_shapes, result_shape):
     batch, arg_shardings, out_sharding = specs(mesh, arg_shapes)
-    if kind == _BACKWARD_WEIGHTS:
-      shape = out_shape
-    else:
-      shape = (out_shape[0] // _shards(mesh, batch), *out_shape[1:])
 
     def lower(a, b):
+      # Sized from the shard this device holds: its rows of `a` (x or dy).
+      shape = out_shape if kind == _BACKWARD_WEIGHTS else (a.shape[0], *out_shape[1:])
       y = _ffi(kind, a, b, shape, out_dtype, geometry)
       if kind == _BACKWARD_WEIGHTS and _as_tuple(batch):
         y = lax.psum(y, _as_tuple(batch))
@@ -176,10 +271,6 @@ def _partitioned(kind, out_shape, out_dtype, geometry):
   call.def_partition(infer_sharding_from_operands=infer, partition=partition,
                      sharding_rule=rule)
   return call
-
-
-def _shards(mesh, axes) -> int:
-  return int(np.prod([mesh.shape[a] for a in _as_tuple(axes)])) if axes else 1
 
 
 def _run(kind, a, b, out_shape, out_dtype, geometry):
@@ -221,57 +312,83 @@ def _conv_bwd(out_shape, geometry, residuals, g):
 _conv.defvjp(_conv_fwd, _conv_bwd)
 
 
-def _normalise(x, kernel, window_strides, padding, rhs_dilation, lhs_dilation,
-               dimension_numbers, feature_group_count, batch_group_count):
-  """(out_shape, geometry) if oneDNN can take this convolution, else None."""
+def _normalise(x, kernel, out_shape, window_strides, padding, rhs_dilation,
+               lhs_dilation, dimension_numbers, feature_group_count,
+               batch_group_count):
+  """(out_shape, geometry) if oneDNN can take this convolution, else None.
+
+  Only called on a call lax accepted (`out_shape` is lax's, from
+  jax.eval_shape); declines anything whose geometry it would not derive
+  the same output shape from.
+  """
   if x.ndim != 4 or kernel.ndim != 4 or batch_group_count != 1:
     return None
   if lhs_dilation is not None and tuple(lhs_dilation) != (1, 1):
     return None
   dn = lax.conv_dimension_numbers(x.shape, kernel.shape, dimension_numbers)
-  if dn != _NHWC or x.dtype != kernel.dtype or x.dtype not in _DTYPES:
+  if dn != _NHWC or x.dtype != kernel.dtype:
     return None
-  strides = tuple(window_strides)
-  dilation = tuple(rhs_dilation or (1, 1))
-  spatial, taps = x.shape[1:3], kernel.shape[:2]
+  if jnp.dtype(x.dtype).name not in supported_dtypes():
+    return None  # Not float32/bfloat16, or its start-up probe failed on this CPU.
+  if 0 in x.shape or 0 in kernel.shape or 0 in out_shape:
+    return None
+  groups = int(feature_group_count)
+  n, h, w, c = x.shape
+  kh, kw, i, o = kernel.shape
+  if groups < 1 or i * groups != c or o % groups or out_shape[0] != n or out_shape[3] != o:
+    return None
+  strides = tuple(int(s) for s in window_strides)
+  dilation = tuple(int(d) for d in (rhs_dilation or (1, 1)))
+  if len(strides) != 2 or len(dilation) != 2 or min(strides + dilation) < 1:
+    return None
+  spatial, taps = (h, w), (kh, kw)
   extent = [(k - 1) * d + 1 for k, d in zip(taps, dilation)]
   if isinstance(padding, str):
     padding = lax.padtype_to_pads(spatial, extent, strides, padding)
   pads = []
-  for size, e, s, (lo, hi) in zip(spatial, extent, strides, padding):
+  for size, e, s, (lo, hi), want in zip(spatial, extent, strides, padding,
+                                        out_shape[1:3]):
     out = (size + lo + hi - e) // s + 1
-    hi = (out - 1) * s + e - size - lo  # Rows past the last window are unused.
-    if lo < 0 or hi < 0 or out < 1:
+    # Padding past the last window is unused: trimmed to what it reaches
+    # (0 where the input itself has rows past it, which oneDNN leaves out).
+    hi = max((out - 1) * s + e - size - lo, 0)
+    if lo < 0 or out != want:
       return None
-    pads.append((lo, hi, out))
-  out_shape = (x.shape[0], pads[0][2], pads[1][2], kernel.shape[3])
+    pads.append((int(lo), int(hi)))
   padding = (pads[0][0], pads[0][1], pads[1][0], pads[1][1])
-  return out_shape, (strides, dilation, padding, feature_group_count)
+  return tuple(int(d) for d in out_shape), (strides, dilation, padding, groups)
 
 
 def make_conv_general_dilated(fallback):
   """lax.conv_general_dilated's signature: oneDNN where it can, else `fallback`.
 
-  "Where it can": a case `_normalise` takes, in a computation lowered for CPU
-  (`lax.platform_dependent`); lowered for any other platform it is `fallback`.
+  Every call is first shaped by lax (jax.eval_shape), so a call lax refuses
+  raises lax's error when traced, whichever implementation would have run.
+  "Where it can": a case `_normalise` takes, in a dtype whose start-up probe
+  passed, in a computation lowered for CPU (`lax.platform_dependent`);
+  lowered for any other platform it is `fallback`.
   """
 
   def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
                            rhs_dilation=None, dimension_numbers=None,
                            feature_group_count=1, batch_group_count=1,
                            precision=None, preferred_element_type=None):
+    kwargs = dict(lhs_dilation=lhs_dilation, rhs_dilation=rhs_dilation,
+                  dimension_numbers=dimension_numbers,
+                  feature_group_count=feature_group_count,
+                  batch_group_count=batch_group_count, precision=precision,
+                  preferred_element_type=preferred_element_type)
+    out = jax.eval_shape(
+        lambda l, r: lax.conv_general_dilated(l, r, window_strides, padding, **kwargs),
+        jax.ShapeDtypeStruct(jnp.shape(lhs), jnp.result_type(lhs)),
+        jax.ShapeDtypeStruct(jnp.shape(rhs), jnp.result_type(rhs)))
     plan = None
     if available() and (preferred_element_type is None or
                         jnp.dtype(preferred_element_type) == lhs.dtype):
-      plan = _normalise(lhs, rhs, window_strides, padding, rhs_dilation,
+      plan = _normalise(lhs, rhs, out.shape, window_strides, padding, rhs_dilation,
                         lhs_dilation, dimension_numbers, feature_group_count,
                         batch_group_count)
-    run_fallback = lambda lhs, rhs: fallback(
-        lhs, rhs, window_strides, padding, lhs_dilation=lhs_dilation,
-        rhs_dilation=rhs_dilation, dimension_numbers=dimension_numbers,
-        feature_group_count=feature_group_count,
-        batch_group_count=batch_group_count, precision=precision,
-        preferred_element_type=preferred_element_type)
+    run_fallback = lambda lhs, rhs: fallback(lhs, rhs, window_strides, padding, **kwargs)
     if plan is None:
       return run_fallback(lhs, rhs)
     # The handler is an XLA:CPU custom call: chosen when the computation is

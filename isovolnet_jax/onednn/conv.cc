@@ -3,23 +3,48 @@
 //
 // Layouts are the ones flax uses: activations NHWC, kernels HWIO with
 // I = C / groups. Activations are handed to oneDNN in place (no reorder);
-// kernels are reordered to the layout the chosen oneDNN kernel asks for,
-// once per call. Primitives are built once per shape and cached, keyed by
-// everything that defines them; concurrent calls (one per JAX CPU device)
-// share the cache and each uses its own scratchpad and stream.
+// kernels are reordered to the layout the chosen oneDNN kernel asks for by a
+// reorder primitive built (and cached) with the convolution's.
+//
+// Every call is checked before any memory is touched: the three buffers'
+// shapes must agree with each other and with the attributes (N, C = I *
+// groups, O % groups, the output size from the padded input, strides,
+// dilation), and all three dtypes must be the same float32 or bfloat16;
+// anything else is an FFI error, as is every C++ exception.
+//
+// Primitives are built once per shape and kept in a bounded LRU cache (a
+// fixed-size key; built outside the lock); concurrent calls (one per JAX CPU
+// device) share it, and each thread has its own 64-byte-aligned scratch,
+// released when it is much larger than the call needs.
 #include <omp.h>
 
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
+#include <exception>
+#include <list>
 #include <memory>
 #include <mutex>
-#include <sstream>
+#include <new>
 #include <string>
 #include <unordered_map>
 #include <vector>
 
 #include "oneapi/dnnl/dnnl.hpp"
 #include "xla/ffi/api/ffi.h"
+
+// Set by setup.py: the SHA-256 (hex, first 16) of this file, and the jaxlib
+// whose FFI headers it was compiled against; checked by __init__.py at load.
+#ifndef ISOVOLNET_SOURCE_HASH
+#define ISOVOLNET_SOURCE_HASH "unknown"
+#endif
+#ifndef ISOVOLNET_JAXLIB_VERSION
+#define ISOVOLNET_JAXLIB_VERSION "unknown"
+#endif
 
 namespace ffi = xla::ffi;
 using dnnl::memory;
@@ -34,22 +59,26 @@ dnnl::engine& Engine() {
   return engine;
 }
 
-// What defines a convolution; the three kinds share it.
+constexpr size_t kKeySize = 20;
+using Key = std::array<int64_t, kKeySize>;
+
+// What defines a convolution; the three kinds share it. Built only from
+// checked shapes (`Check`).
 struct Geometry {
   int64_t n, h, w, c;       // input
   int64_t oh, ow, o;        // output
-  int64_t kh, kw, groups;   // kernel
-  memory::dims strides, dilates, pad_l, pad_r;
-  memory::data_type weights_type, act_type;
+  int64_t kh, kw, groups;   // kernel (HWIO, I = c / groups)
+  memory::dims strides, dilates, pad_l, pad_r;  // dilates count from 0
+  memory::data_type type;
 
   memory::desc Activations(int64_t rows, int64_t cols, int64_t channels) const {
     // NHWC memory, dims in oneDNN's logical order (N, C, H, W).
-    return memory::desc({n, channels, rows, cols}, act_type, tag::nhwc);
+    return memory::desc({n, channels, rows, cols}, type, tag::nhwc);
   }
   memory::desc Src() const { return Activations(h, w, c); }
   memory::desc Dst() const { return Activations(oh, ow, o); }
   // The HWIO kernel, in oneDNN's logical (O, I, H, W) or (G, O/G, I/G, H, W).
-  memory::desc UserWeights(memory::data_type type) const {
+  memory::desc UserWeights() const {
     const int64_t i = c / groups;
     if (groups == 1)
       return memory::desc({o, i, kh, kw}, type, tag::hwio);
@@ -57,20 +86,26 @@ struct Geometry {
     return memory::desc({groups, og, i, kh, kw}, type,
                         memory::dims{og, 1, o, kw * i * o, i * o});
   }
-  memory::desc AnyWeights(memory::data_type type) const {
+  memory::desc AnyWeights() const {
     if (groups == 1)
       return memory::desc({o, c, kh, kw}, type, tag::any);
     return memory::desc({groups, o / groups, c / groups, kh, kw}, type, tag::any);
   }
-  std::string Key(int64_t kind, int64_t out_type) const {
-    std::ostringstream s;
-    s << kind << ':' << static_cast<int>(act_type) << ':'
-      << static_cast<int>(weights_type) << ':' << out_type << ':' << n << ','
-      << h << ',' << w << ',' << c << ',' << oh << ',' << ow << ',' << o << ','
-      << kh << ',' << kw << ',' << groups;
-    for (const auto* v : {&strides, &dilates, &pad_l, &pad_r})
-      for (auto x : *v) s << ',' << x;
-    return s.str();
+  Key MakeKey(int64_t kind) const {
+    return {kind, static_cast<int64_t>(type), n, h, w, c, oh, ow, o, kh, kw,
+            groups, strides[0], strides[1], dilates[0], dilates[1], pad_l[0],
+            pad_l[1], pad_r[0], pad_r[1]};
+  }
+};
+
+struct KeyHash {
+  size_t operator()(const Key& k) const {
+    uint64_t h = 1469598103934665603ull;  // FNV-1a over the words
+    for (int64_t v : k) {
+      h ^= static_cast<uint64_t>(v);
+      h *= 1099511628211ull;
+    }
+    return static_cast<size_t>(h);
   }
 };
 
@@ -83,54 +118,176 @@ dnnl::primitive_attr UserScratchpad() {
 dnnl::convolution_forward::primitive_desc ForwardDesc(const Geometry& g) {
   return dnnl::convolution_forward::primitive_desc(
       Engine(), dnnl::prop_kind::forward_training,
-      dnnl::algorithm::convolution_direct, g.Src(),
-      g.AnyWeights(g.weights_type), g.Dst(), g.strides, g.dilates, g.pad_l,
-      g.pad_r, UserScratchpad());
+      dnnl::algorithm::convolution_direct, g.Src(), g.AnyWeights(), g.Dst(),
+      g.strides, g.dilates, g.pad_l, g.pad_r, UserScratchpad());
 }
 
-// A built primitive with what a call needs besides the buffers.
+// A built primitive with what a call needs besides the buffers: the kernel
+// layout it wants and, when that is not HWIO, the reorder to (forward,
+// backward-data) or from (backward-weights) HWIO.
 struct Entry {
   dnnl::primitive prim;
-  memory::desc weights;  // the layout the primitive wants its kernel in
+  memory::desc weights;
   memory::desc scratch;
+  memory::desc user_weights;
+  bool reorder = false;
+  dnnl::reorder reorder_prim;
+  memory::desc reorder_scratch;
 };
 
-Entry Build(const Geometry& g, int64_t kind, memory::data_type out_type) {
+Entry Build(const Geometry& g, int64_t kind) {
+  Entry e;
   if (kind == kForward) {
     auto pd = ForwardDesc(g);
-    return {dnnl::convolution_forward(pd), pd.weights_desc(), pd.scratchpad_desc()};
-  }
-  auto hint = ForwardDesc(g);
-  if (kind == kBackwardData) {
+    e.prim = dnnl::convolution_forward(pd);
+    e.weights = pd.weights_desc();
+    e.scratch = pd.scratchpad_desc();
+  } else if (kind == kBackwardData) {
+    auto hint = ForwardDesc(g);
     dnnl::convolution_backward_data::primitive_desc pd(
-        Engine(), dnnl::algorithm::convolution_direct, g.Src(),
-        g.AnyWeights(g.weights_type), g.Dst(), g.strides, g.dilates, g.pad_l,
-        g.pad_r, hint, UserScratchpad());
-    return {dnnl::convolution_backward_data(pd), pd.weights_desc(),
-            pd.scratchpad_desc()};
+        Engine(), dnnl::algorithm::convolution_direct, g.Src(), g.AnyWeights(),
+        g.Dst(), g.strides, g.dilates, g.pad_l, g.pad_r, hint, UserScratchpad());
+    e.prim = dnnl::convolution_backward_data(pd);
+    e.weights = pd.weights_desc();
+    e.scratch = pd.scratchpad_desc();
+  } else {
+    auto hint = ForwardDesc(g);
+    dnnl::convolution_backward_weights::primitive_desc pd(
+        Engine(), dnnl::algorithm::convolution_direct, g.Src(), g.AnyWeights(),
+        g.Dst(), g.strides, g.dilates, g.pad_l, g.pad_r, hint, UserScratchpad());
+    e.prim = dnnl::convolution_backward_weights(pd);
+    e.weights = pd.diff_weights_desc();
+    e.scratch = pd.scratchpad_desc();
   }
-  dnnl::convolution_backward_weights::primitive_desc pd(
-      Engine(), dnnl::algorithm::convolution_direct, g.Src(),
-      g.AnyWeights(out_type), g.Dst(), g.strides, g.dilates, g.pad_l, g.pad_r,
-      hint, UserScratchpad());
-  return {dnnl::convolution_backward_weights(pd), pd.diff_weights_desc(),
-          pd.scratchpad_desc()};
+  e.user_weights = g.UserWeights();
+  e.reorder = e.weights != e.user_weights;
+  if (e.reorder) {
+    const bool to_user = kind == kBackwardWeights;
+    dnnl::reorder::primitive_desc pd(
+        Engine(), to_user ? e.weights : e.user_weights, Engine(),
+        to_user ? e.user_weights : e.weights, UserScratchpad());
+    e.reorder_prim = dnnl::reorder(pd);
+    e.reorder_scratch = pd.scratchpad_desc();
+  }
+  return e;
 }
 
-std::mutex cache_mutex;
-std::unordered_map<std::string, std::shared_ptr<Entry>> cache;
-int64_t builds = 0;
+// --- The primitive cache: LRU, bounded. -------------------------------------
 
-std::shared_ptr<Entry> Lookup(const Geometry& g, int64_t kind,
-                              memory::data_type out_type) {
-  const std::string key = g.Key(kind, static_cast<int64_t>(out_type));
-  std::lock_guard<std::mutex> lock(cache_mutex);
-  auto it = cache.find(key);
-  if (it != cache.end()) return it->second;
-  auto entry = std::make_shared<Entry>(Build(g, kind, out_type));
+constexpr size_t kCacheCapacity = 256;
+using Lru = std::list<std::pair<Key, std::shared_ptr<const Entry>>>;
+std::mutex cache_mutex;
+Lru lru;  // most recently used first
+std::unordered_map<Key, Lru::iterator, KeyHash> cache_index;
+std::atomic<int64_t> builds{0};
+std::atomic<int64_t> calls[3];
+
+std::shared_ptr<const Entry> Lookup(const Geometry& g, int64_t kind) {
+  const Key key = g.MakeKey(kind);
+  {
+    std::lock_guard<std::mutex> lock(cache_mutex);
+    auto it = cache_index.find(key);
+    if (it != cache_index.end()) {
+      lru.splice(lru.begin(), lru, it->second);
+      return it->second->second;
+    }
+  }
+  // Built outside the lock: other shapes' calls do not wait on it. Two
+  // threads may build the same entry; the first one stored wins.
+  auto entry = std::make_shared<const Entry>(Build(g, kind));
   ++builds;
-  cache.emplace(key, entry);
+  std::lock_guard<std::mutex> lock(cache_mutex);
+  auto it = cache_index.find(key);
+  if (it != cache_index.end()) {
+    lru.splice(lru.begin(), lru, it->second);
+    return it->second->second;
+  }
+  lru.emplace_front(key, entry);
+  cache_index.emplace(key, lru.begin());
+  while (lru.size() > kCacheCapacity) {
+    cache_index.erase(lru.back().first);
+    lru.pop_back();
+  }
   return entry;
+}
+
+// --- Per-thread scratch: 64-byte aligned, shrunk when far too large. -------
+
+class AlignedBuffer {
+ public:
+  ~AlignedBuffer() { std::free(data_); }
+  void* Get(size_t size) {
+    if (size == 0) return nullptr;
+    const bool too_small = size > capacity_;
+    const bool too_large = capacity_ > (size_t{1} << 20) && capacity_ > 4 * size;
+    if (too_small || too_large) {
+      std::free(data_);
+      data_ = nullptr;
+      capacity_ = 0;
+      const size_t rounded = (size + 63) / 64 * 64;
+      data_ = std::aligned_alloc(64, rounded);
+      if (data_ == nullptr) throw std::bad_alloc();
+      capacity_ = rounded;
+    }
+    return data_;
+  }
+  size_t capacity() const { return capacity_; }
+
+ private:
+  void* data_ = nullptr;
+  size_t capacity_ = 0;
+};
+
+thread_local AlignedBuffer scratch_buf, weights_buf;
+
+// Runs one checked convolution; throws on oneDNN's or the allocator's errors.
+void Execute(const Geometry& g, int64_t kind, void* a, void* b, void* out) {
+  auto entry = Lookup(g, kind);
+  auto& eng = Engine();
+  dnnl::stream stream(eng);
+  const size_t scratch_size =
+      std::max(entry->scratch.get_size(),
+               entry->reorder ? entry->reorder_scratch.get_size() : size_t{0});
+  void* scratch_ptr = scratch_buf.Get(scratch_size);
+  memory scratch(entry->scratch, eng, scratch_ptr);
+
+  void* user_ptr = kind == kBackwardWeights ? out : b;
+  void* w_ptr = entry->reorder ? weights_buf.Get(entry->weights.get_size()) : user_ptr;
+  memory weights(entry->weights, eng, w_ptr);
+  auto run_reorder = [&] {
+    memory user(entry->user_weights, eng, user_ptr);
+    memory rscratch(entry->reorder_scratch, eng, scratch_ptr);
+    const bool to_user = kind == kBackwardWeights;
+    entry->reorder_prim.execute(
+        stream, {{DNNL_ARG_FROM, to_user ? weights : user},
+                 {DNNL_ARG_TO, to_user ? user : weights},
+                 {DNNL_ARG_SCRATCHPAD, rscratch}});
+  };
+
+  if (kind == kForward) {
+    if (entry->reorder) run_reorder();
+    memory src(g.Src(), eng, a);
+    memory dst(g.Dst(), eng, out);
+    entry->prim.execute(stream, {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, weights},
+                                 {DNNL_ARG_DST, dst}, {DNNL_ARG_SCRATCHPAD, scratch}});
+  } else if (kind == kBackwardData) {
+    if (entry->reorder) run_reorder();
+    memory diff_dst(g.Dst(), eng, a);
+    memory diff_src(g.Src(), eng, out);
+    entry->prim.execute(stream, {{DNNL_ARG_DIFF_DST, diff_dst},
+                                 {DNNL_ARG_WEIGHTS, weights},
+                                 {DNNL_ARG_DIFF_SRC, diff_src},
+                                 {DNNL_ARG_SCRATCHPAD, scratch}});
+  } else {
+    memory src(g.Src(), eng, a);
+    memory diff_dst(g.Dst(), eng, b);
+    entry->prim.execute(stream, {{DNNL_ARG_SRC, src}, {DNNL_ARG_DIFF_DST, diff_dst},
+                                 {DNNL_ARG_DIFF_WEIGHTS, weights},
+                                 {DNNL_ARG_SCRATCHPAD, scratch}});
+    if (entry->reorder) run_reorder();
+  }
+  stream.wait();
+  ++calls[kind];
 }
 
 memory::data_type ToDnnl(ffi::DataType t) {
@@ -141,91 +298,188 @@ memory::data_type ToDnnl(ffi::DataType t) {
   }
 }
 
-ffi::Error Run(int64_t kind, ffi::AnyBuffer a, ffi::AnyBuffer b,
-               ffi::Result<ffi::AnyBuffer> out, ffi::Span<const int64_t> strides,
-               ffi::Span<const int64_t> dilation, ffi::Span<const int64_t> padding,
-               int64_t groups, int64_t threads) {
-  // kForward: a = x (NHWC), b = kernel (HWIO), out = y (NHWC).
-  // kBackwardData: a = dy, b = kernel, out = dx.
-  // kBackwardWeights: a = x, b = dy, out = dkernel.
-  const auto x_dims = kind == kBackwardData ? out->dimensions() : a.dimensions();
-  const auto y_dims = kind == kForward ? out->dimensions()
-                      : kind == kBackwardData ? a.dimensions() : b.dimensions();
-  const auto k_dims = kind == kBackwardWeights ? out->dimensions() : b.dimensions();
-  if (x_dims.size() != 4 || y_dims.size() != 4 || k_dims.size() != 4 ||
-      strides.size() != 2 || dilation.size() != 2 || padding.size() != 4)
-    return ffi::Error::InvalidArgument("onednn_conv: rank-4 NHWC/HWIO operands only");
-  const auto act = ToDnnl(kind == kBackwardWeights ? a.element_type()
-                                                   : out->element_type());
-  const auto wt = ToDnnl(kind == kBackwardWeights ? out->element_type()
-                                                  : b.element_type());
-  if (act == memory::data_type::undef || wt == memory::data_type::undef)
-    return ffi::Error::InvalidArgument("onednn_conv: float32 or bfloat16 only");
-
-  Geometry g;
-  g.n = x_dims[0]; g.h = x_dims[1]; g.w = x_dims[2]; g.c = x_dims[3];
-  g.oh = y_dims[1]; g.ow = y_dims[2]; g.o = y_dims[3];
-  g.kh = k_dims[0]; g.kw = k_dims[1]; g.groups = groups;
+// Dims as (x NHWC, y NHWC, kernel HWIO) of one kind's three buffers:
+// kForward: a = x, b = kernel, out = y; kBackwardData: a = dy, b = kernel,
+// out = dx; kBackwardWeights: a = x, b = dy, out = dkernel.
+// Returns '' and fills `g`, or why the call is malformed.
+std::string Check(int64_t kind, ffi::Span<const int64_t> x,
+                  ffi::Span<const int64_t> y, ffi::Span<const int64_t> k,
+                  ffi::Span<const int64_t> strides, ffi::Span<const int64_t> dilation,
+                  ffi::Span<const int64_t> padding, int64_t groups, Geometry& g) {
+  if (kind < kForward || kind > kBackwardWeights) return "unknown kind";
+  if (x.size() != 4 || y.size() != 4 || k.size() != 4)
+    return "rank-4 NHWC/HWIO operands only";
+  if (strides.size() != 2 || dilation.size() != 2 || padding.size() != 4)
+    return "strides and dilation need 2 values, padding 4";
+  constexpr int64_t kMaxDim = int64_t{1} << 31;
+  for (auto dims : {x, y, k})
+    for (int64_t d : dims)
+      if (d < 1 || d >= kMaxDim) return "every dimension must be in [1, 2^31)";
+  if (groups < 1) return "groups must be >= 1";
+  for (int i = 0; i < 2; ++i) {
+    if (strides[i] < 1 || strides[i] >= kMaxDim) return "strides must be >= 1";
+    if (dilation[i] < 1 || dilation[i] >= kMaxDim) return "dilation must be >= 1";
+  }
+  for (int i = 0; i < 4; ++i)
+    if (padding[i] < 0 || padding[i] >= kMaxDim) return "padding must be >= 0";
+  if (x[0] != y[0]) return "input and output batch sizes differ";
+  if (k[3] != y[3]) return "kernel O differs from the output's channels";
+  if (k[2] * groups != x[3]) return "kernel I * groups differs from the input's channels";
+  if (k[3] % groups != 0) return "output channels are not a multiple of groups";
+  for (int i = 0; i < 2; ++i) {
+    const int64_t extent = (k[i] - 1) * dilation[i] + 1;
+    const int64_t padded = x[1 + i] + padding[2 * i] + padding[2 * i + 1];
+    if (padded < extent) return "the dilated kernel is larger than the padded input";
+    if ((padded - extent) / strides[i] + 1 != y[1 + i])
+      return "the output size does not follow from input, kernel, strides, "
+             "dilation and padding";
+  }
+  g.n = x[0]; g.h = x[1]; g.w = x[2]; g.c = x[3];
+  g.oh = y[1]; g.ow = y[2]; g.o = y[3];
+  g.kh = k[0]; g.kw = k[1]; g.groups = groups;
   g.strides = {strides[0], strides[1]};
   g.dilates = {dilation[0] - 1, dilation[1] - 1};  // oneDNN counts from 0.
   g.pad_l = {padding[0], padding[2]};
   g.pad_r = {padding[1], padding[3]};
-  g.act_type = act;
-  g.weights_type = wt;
+  return "";
+}
 
-  if (threads > 0) omp_set_num_threads(static_cast<int>(threads));
+ffi::Error Run(int64_t kind, ffi::AnyBuffer a, ffi::AnyBuffer b,
+               ffi::Result<ffi::AnyBuffer> out, ffi::Span<const int64_t> strides,
+               ffi::Span<const int64_t> dilation, ffi::Span<const int64_t> padding,
+               int64_t groups, int64_t threads) {
   try {
-    auto entry = Lookup(g, kind, wt);
-    auto& eng = Engine();
-    dnnl::stream stream(eng);
-    thread_local std::vector<uint8_t> scratch_buf, weights_buf;
-    scratch_buf.resize(entry->scratch.get_size());
-    memory scratch(entry->scratch, eng, scratch_buf.data());
-
-    const memory::desc user_w = g.UserWeights(wt);
-    const bool reorder = entry->weights != user_w;
-    if (reorder) weights_buf.resize(entry->weights.get_size());
-    void* w_ptr = reorder ? weights_buf.data()
-                          : (kind == kBackwardWeights ? out->untyped_data()
-                                                      : b.untyped_data());
-    memory weights(entry->weights, eng, w_ptr);
-
-    if (kind == kForward) {
-      if (reorder) {
-        memory user(user_w, eng, b.untyped_data());
-        dnnl::reorder(user, weights).execute(stream, user, weights);
-      }
-      memory src(g.Src(), eng, a.untyped_data());
-      memory dst(g.Dst(), eng, out->untyped_data());
-      entry->prim.execute(stream, {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, weights},
-                                   {DNNL_ARG_DST, dst}, {DNNL_ARG_SCRATCHPAD, scratch}});
-    } else if (kind == kBackwardData) {
-      if (reorder) {
-        memory user(user_w, eng, b.untyped_data());
-        dnnl::reorder(user, weights).execute(stream, user, weights);
-      }
-      memory diff_dst(g.Dst(), eng, a.untyped_data());
-      memory diff_src(g.Src(), eng, out->untyped_data());
-      entry->prim.execute(stream, {{DNNL_ARG_DIFF_DST, diff_dst},
-                                   {DNNL_ARG_WEIGHTS, weights},
-                                   {DNNL_ARG_DIFF_SRC, diff_src},
-                                   {DNNL_ARG_SCRATCHPAD, scratch}});
-    } else {
-      memory src(g.Src(), eng, a.untyped_data());
-      memory diff_dst(g.Dst(), eng, b.untyped_data());
-      entry->prim.execute(stream, {{DNNL_ARG_SRC, src}, {DNNL_ARG_DIFF_DST, diff_dst},
-                                   {DNNL_ARG_DIFF_WEIGHTS, weights},
-                                   {DNNL_ARG_SCRATCHPAD, scratch}});
-      if (reorder) {
-        memory user(user_w, eng, out->untyped_data());
-        dnnl::reorder(weights, user).execute(stream, weights, user);
-      }
-    }
-    stream.wait();
+    const auto x_dims = kind == kBackwardData ? out->dimensions() : a.dimensions();
+    const auto y_dims = kind == kForward ? out->dimensions()
+                        : kind == kBackwardData ? a.dimensions() : b.dimensions();
+    const auto k_dims = kind == kBackwardWeights ? out->dimensions() : b.dimensions();
+    Geometry g;
+    const std::string why = Check(kind, x_dims, y_dims, k_dims, strides, dilation,
+                                  padding, groups, g);
+    if (!why.empty())
+      return ffi::Error::InvalidArgument("onednn_conv: " + why);
+    const auto type = ToDnnl(a.element_type());
+    if (type == memory::data_type::undef || a.element_type() != b.element_type() ||
+        a.element_type() != out->element_type())
+      return ffi::Error::InvalidArgument(
+          "onednn_conv: all three buffers must be float32, or all bfloat16");
+    g.type = type;
+    if (threads > 0) omp_set_num_threads(static_cast<int>(threads));
+    Execute(g, kind, a.untyped_data(), b.untyped_data(), out->untyped_data());
   } catch (const dnnl::error& e) {
+    return ffi::Error::Internal(std::string("onednn_conv: oneDNN: ") + e.what());
+  } catch (const std::bad_alloc&) {
+    return ffi::Error(ffi::ErrorCode::kResourceExhausted,
+                      "onednn_conv: out of memory");
+  } catch (const std::exception& e) {
     return ffi::Error::Internal(std::string("onednn_conv: ") + e.what());
+  } catch (...) {
+    return ffi::Error::Internal("onednn_conv: unknown C++ exception");
   }
   return ffi::Error::Success();
+}
+
+// --- The start-up probe: a tiny conv of each kind against a direct loop. ----
+
+uint16_t ToBf16(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  return static_cast<uint16_t>(u >> 16);  // exact for the small integers used
+}
+
+float FromBf16(uint16_t v) {
+  const uint32_t u = static_cast<uint32_t>(v) << 16;
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+
+std::string Probe(bool bf16) {
+  // N=2, 6x5 input, 4 channels in 2 groups, a 3x2 kernel, strides (1, 2),
+  // dilation (2, 1), padding (2, 1 | 0, 1): every asymmetry has a use.
+  const int64_t n = 2, h = 6, w = 5, c = 4, groups = 2, o = 6, kh = 3, kw = 2;
+  const int64_t sh = 1, sw = 2, dh = 2, dw = 1, pt = 2, pb = 1, pl = 0, pr = 1;
+  const int64_t i_g = c / groups, o_g = o / groups;
+  const int64_t oh = (h + pt + pb - ((kh - 1) * dh + 1)) / sh + 1;
+  const int64_t ow = (w + pl + pr - ((kw - 1) * dw + 1)) / sw + 1;
+  std::vector<float> x(n * h * w * c), k(kh * kw * i_g * o), dy(n * oh * ow * o);
+  for (size_t i = 0; i < x.size(); ++i) x[i] = static_cast<float>(i % 5) - 2;
+  for (size_t i = 0; i < k.size(); ++i) k[i] = static_cast<float>(i % 7) - 3;
+  for (size_t i = 0; i < dy.size(); ++i) dy[i] = static_cast<float>(i % 3) - 1;
+  std::vector<float> y(dy.size()), dx(x.size()), dk(k.size());
+  for (int64_t b = 0; b < n; ++b)
+    for (int64_t p = 0; p < oh; ++p)
+      for (int64_t q = 0; q < ow; ++q)
+        for (int64_t oc = 0; oc < o; ++oc)
+          for (int64_t u = 0; u < kh; ++u)
+            for (int64_t v = 0; v < kw; ++v)
+              for (int64_t ic = 0; ic < i_g; ++ic) {
+                const int64_t r = p * sh - pt + u * dh, s = q * sw - pl + v * dw;
+                if (r < 0 || r >= h || s < 0 || s >= w) continue;
+                const int64_t xc = (oc / o_g) * i_g + ic;
+                const int64_t xi = ((b * h + r) * w + s) * c + xc;
+                const int64_t ki = ((u * kw + v) * i_g + ic) * o + oc;
+                const int64_t yi = ((b * oh + p) * ow + q) * o + oc;
+                y[yi] += x[xi] * k[ki];
+                dx[xi] += dy[yi] * k[ki];
+                dk[ki] += x[xi] * dy[yi];
+              }
+  const int64_t x_dims[] = {n, h, w, c}, y_dims[] = {n, oh, ow, o},
+                k_dims[] = {kh, kw, i_g, o}, strides[] = {sh, sw},
+                dilation[] = {dh, dw}, padding[] = {pt, pb, pl, pr};
+  Geometry g;
+  const std::string why = Check(
+      kForward, ffi::Span<const int64_t>(x_dims, 4), ffi::Span<const int64_t>(y_dims, 4),
+      ffi::Span<const int64_t>(k_dims, 4), ffi::Span<const int64_t>(strides, 2),
+      ffi::Span<const int64_t>(dilation, 2), ffi::Span<const int64_t>(padding, 4),
+      groups, g);
+  if (!why.empty()) return "probe geometry: " + why;
+  g.type = bf16 ? memory::data_type::bf16 : memory::data_type::f32;
+  const size_t bytes = bf16 ? 2 : 4;
+  auto pack = [&](const std::vector<float>& v) {
+    std::vector<uint8_t> buf(v.size() * bytes);
+    for (size_t i = 0; i < v.size(); ++i) {
+      if (bf16) {
+        const uint16_t b = ToBf16(v[i]);
+        std::memcpy(&buf[2 * i], &b, 2);
+      } else {
+        std::memcpy(&buf[4 * i], &v[i], 4);
+      }
+    }
+    return buf;
+  };
+  auto matches = [&](const std::vector<uint8_t>& buf, const std::vector<float>& want) {
+    for (size_t i = 0; i < want.size(); ++i) {
+      float got;
+      if (bf16) {
+        uint16_t b;
+        std::memcpy(&b, &buf[2 * i], 2);
+        got = FromBf16(b);
+      } else {
+        std::memcpy(&got, &buf[4 * i], 4);
+      }
+      if (std::fabs(got - want[i]) > 1e-3f) return false;  // integers, exact
+    }
+    return true;
+  };
+  try {
+    auto xb = pack(x), kb = pack(k), dyb = pack(dy);
+    std::vector<uint8_t> yb(y.size() * bytes), dxb(dx.size() * bytes),
+        dkb(dk.size() * bytes);
+    Execute(g, kForward, xb.data(), kb.data(), yb.data());
+    if (!matches(yb, y)) return "the forward pass gave wrong values";
+    Execute(g, kBackwardData, dyb.data(), kb.data(), dxb.data());
+    if (!matches(dxb, dx)) return "the input gradient gave wrong values";
+    Execute(g, kBackwardWeights, xb.data(), dyb.data(), dkb.data());
+    if (!matches(dkb, dk)) return "the kernel gradient gave wrong values";
+  } catch (const dnnl::error& e) {
+    return std::string("oneDNN: ") + e.what();
+  } catch (const std::exception& e) {
+    return e.what();
+  } catch (...) {
+    return "unknown C++ exception";
+  }
+  return "";
 }
 
 }  // namespace
@@ -264,9 +518,36 @@ const char* isovolnet_onednn_isa() {
 }
 
 // How many primitives have been built (the cache's misses), for the tests.
-int64_t isovolnet_onednn_builds() {
-  std::lock_guard<std::mutex> lock(cache_mutex);
-  return builds;
+int64_t isovolnet_onednn_builds() { return builds.load(); }
+
+// How many calls of `kind` (0 forward, 1 input, 2 kernel gradient) ran.
+int64_t isovolnet_onednn_calls(int64_t kind) {
+  return kind >= 0 && kind < 3 ? calls[kind].load() : -1;
 }
+
+// Entries in the primitive cache, and its bound.
+int64_t isovolnet_onednn_cache_size() {
+  std::lock_guard<std::mutex> lock(cache_mutex);
+  return static_cast<int64_t>(lru.size());
+}
+int64_t isovolnet_onednn_cache_capacity() { return kCacheCapacity; }
+
+// This thread's scratch capacity in bytes (for the tests).
+int64_t isovolnet_onednn_scratch_capacity() {
+  return static_cast<int64_t>(scratch_buf.capacity());
+}
+
+// '' where a tiny conv of every kind ran and matched a direct loop in this
+// dtype (0 float32, 1 bfloat16) on this CPU, else why not. Not thread-safe
+// for the returned text: called once per dtype at load.
+const char* isovolnet_onednn_probe(int64_t dtype) {
+  static std::string result[2];
+  if (dtype != 0 && dtype != 1) return "unknown dtype";
+  result[dtype] = Probe(dtype == 1);
+  return result[dtype].c_str();
+}
+
+const char* isovolnet_onednn_source_hash() { return ISOVOLNET_SOURCE_HASH; }
+const char* isovolnet_onednn_jaxlib_version() { return ISOVOLNET_JAXLIB_VERSION; }
 
 }  // extern "C"
