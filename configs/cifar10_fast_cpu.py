@@ -4,9 +4,6 @@ r"""CIFAR-10 to ~85% on 2 CPU cores in under 10 minutes: FastCNN, 177k params.
     --config=configs/cifar10_fast_cpu.py --workdir=runs/fast_cpu \
     --config.data.source=folder --config.data.path=../shared/data/cifar10_jpeg
 
-Measured here: 85.03 +- 0.10% test accuracy on the JPEG copy of CIFAR-10 in
-9.76 +- 0.12 minutes, launch to exit, over seeds 0-2 (one seed at 84.91%).
-
 (The commands preload tcmalloc when it is installed, `apt-get install
 libgoogle-perftools4`; without it this net trains about a third slower.)
 docs/performance.md, "Time to accuracy", has the measured minutes and

@@ -306,8 +306,7 @@ def load_run(workdir: str | Path, checkpoint: str | int = 'latest') -> Run:
   except CorruptCheckpoint as e:
     raise InputError(f'checkpoint {Path(mngr.directory, str(step))} cannot be used '
                      f'({str(e).splitlines()[0][:200]}); pick another step') from e
-  model = models.create_model(config.model, len(info['class_names']),
-                              models.DTYPES[config.dtype])
+  model = models.from_config(config, len(info['class_names']))
   variables = {'params': restored['params']}
   if restored.get('batch_stats'):
     variables['batch_stats'] = restored['batch_stats']

@@ -47,9 +47,9 @@ from isovolnet_jax import config_defaults
 from isovolnet_jax import inference
 from isovolnet_jax.data import memory
 from isovolnet_jax import logs
+from isovolnet_jax import losses as losses_lib
 from isovolnet_jax import metrics
 from isovolnet_jax import models
-from isovolnet_jax import train
 from isovolnet_jax.errors import InputError
 
 SPLITS = ('test', 'val')
@@ -163,11 +163,8 @@ def predict_split(workdir: str | Path, split: str = 'test',
     # small other folder (--config.data.path) need not have val_size images.
     config.data.val_size = 0
   run = checkpointing.load_run(workdir, checkpoint)
-  if config.dtype not in models.DTYPES:
-    raise InputError(f"unknown dtype={config.dtype!r}; choose 'float32' or 'bfloat16'")
   # Built from the overridden config (e.g. dtype=bfloat16); the weights are the run's.
-  model = models.create_model(config.model, len(run.class_names),
-                              models.DTYPES[config.dtype])
+  model = models.from_config(config, len(run.class_names))
   data = memory.load(config)
   images, labels = data.split(split)
   if not len(images):
@@ -179,7 +176,7 @@ def predict_split(workdir: str | Path, split: str = 'test',
                      f'{run.image_shape}; set --config.data.image_size='
                      f'{run.image_shape[0]}')
   logits = inference.logits(model, run.variables, images, config)
-  losses = train.cross_entropy(logits, labels, len(run.class_names), 0.0)
+  losses = losses_lib.cross_entropy(logits, labels, len(run.class_names), 0.0)
   return SplitPredictions(Path(workdir), split, run.step, run.class_names, images,
                           labels, np.asarray(jax.nn.softmax(logits)),
                           np.asarray(losses, np.float64))

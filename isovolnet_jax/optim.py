@@ -1,6 +1,5 @@
 """Optimizer and learning-rate schedule from `config.optimizer`."""
 
-import jax
 import ml_collections
 import optax
 
@@ -32,11 +31,6 @@ def create_learning_rate_schedule(opt: ml_collections.ConfigDict,
     return optax.linear_schedule(lr, 0.0, total_steps)
   raise InputError(f'unknown optimizer.schedule={opt.schedule!r}; choose one of '
                    f"constant, cosine, warmup_cosine, onecycle, piecewise, triangular, linear")
-
-
-def _kernels_only(params):
-  """Weight decay on conv/dense kernels, not on biases or BatchNorm scales."""
-  return jax.tree.map(lambda p: p.ndim > 1, params)
 
 
 # optimizer keys of airbench's tricks, and the values that leave them off.
@@ -165,28 +159,16 @@ def _whiten_bias_steps(opt, steps_per_epoch) -> int | None:
 
 def _with_whitening_freezes(opt, schedule, steps_per_epoch):
   """`_plain_optimizer` (AdamW for IsoVolNet) with the whitening stem's
-  freezes: its kernel untrained (freeze_whiten_kernel), its bias trained for
-  whiten_bias_epochs, then frozen. The other leaves are `_plain_optimizer`'s
-  exactly, in their own group."""
-  bias = _plain_optimizer(opt, schedule)
-  bias_steps = _whiten_bias_steps(opt, steps_per_epoch)
-  transforms = {
-      'other': _plain_optimizer(opt, schedule),
-      'whiten_kernel': (optax.set_to_zero() if opt.freeze_whiten_kernel
-                        else _plain_optimizer(opt, schedule)),
-      'whiten_bias': bias if bias_steps is None else optim_airbench.freeze_after(bias, bias_steps),
-  }
-
-  def labels(params):
-    return jax.tree.map(lambda g: g if g.startswith('whiten') else 'other',
-                        optim_airbench.param_labels(params))
-  return optax.multi_transform(transforms, labels)
+  freezes (optim_airbench.with_whitening_freezes, as grouped_sgd's)."""
+  return optim_airbench.with_whitening_freezes(
+      lambda: _plain_optimizer(opt, schedule), opt.freeze_whiten_kernel,
+      _whiten_bias_steps(opt, steps_per_epoch))
 
 
 def _plain_optimizer(opt, schedule):
   if opt.name == 'adamw':
     return optax.adamw(schedule, b1=opt.b1, b2=opt.b2, eps=opt.eps,
-                       weight_decay=opt.weight_decay, mask=_kernels_only)
+                       weight_decay=opt.weight_decay, mask=optim_airbench.kernels_only)
   if opt.name == 'sgd':
     base = optax.sgd(schedule, momentum=opt.momentum or None, nesterov=opt.nesterov)
   elif opt.name == 'adam':
@@ -198,5 +180,6 @@ def _plain_optimizer(opt, schedule):
     raise InputError(f'unknown optimizer.name={opt.name!r}; choose one of '
                      f'sgd, adam, adamw, rmsprop, muon')
   # L2 added to the gradient, as PyTorch's `weight_decay` does for these.
-  return optax.chain(optax.add_decayed_weights(opt.weight_decay, _kernels_only),
+  return optax.chain(optax.add_decayed_weights(opt.weight_decay,
+                                                 optim_airbench.kernels_only),
                      base)

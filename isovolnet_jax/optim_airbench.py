@@ -92,10 +92,16 @@ def scaled(learning_rate, factor: float):
   return learning_rate * factor
 
 
+def kernels_only(params):
+  """The weight-decay mask: conv/dense kernels, not biases or BatchNorm scales.
+  Every optimizer's decay (optim.py's, `grouped_sgd`'s) masks with this."""
+  return jax.tree.map(lambda p: p.ndim > 1, params)
+
+
 def _sgd(learning_rate, momentum, nesterov, l2, decay_all):
   """L2 added to the gradient (inside the momentum, as torch SGD's
   weight_decay), then (Nesterov) momentum, then the rate."""
-  mask = None if decay_all else (lambda p: jax.tree.map(lambda x: x.ndim > 1, p))
+  mask = None if decay_all else kernels_only
   return optax.chain(
       optax.add_decayed_weights(l2, mask) if l2 else optax.identity(),
       optax.trace(decay=momentum, nesterov=nesterov) if momentum else optax.identity(),
@@ -137,15 +143,41 @@ def grouped_sgd(learning_rate, *, momentum: float = 0.85, nesterov: bool = True,
   def group(lr_factor=1.0):
     return _sgd(scaled(learning_rate, lr_factor), momentum, nesterov,
                 weight_decay / lr_factor, decay_all)
-  whiten_bias = group() if whiten_bias_steps is None else freeze_after(group(), whiten_bias_steps)
   transforms = {
       'other': group(),
       'bn_bias': group(bn_bias_lr_scale),
       'bn_scale': optax.set_to_zero() if freeze_bn_scale else group(),
-      'whiten_kernel': optax.set_to_zero() if freeze_whiten_kernel else group(),
-      'whiten_bias': whiten_bias,
+      **whitening_freezes(group, freeze_whiten_kernel, whiten_bias_steps),
   }
   return optax.multi_transform(transforms, lambda p: param_labels(p, whiten_layer))
+
+
+def whitening_freezes(group, freeze_whiten_kernel: bool,
+                      whiten_bias_steps: int | None) -> dict[str, optax.GradientTransformation]:
+  """The whitening layer's two groups (`param_labels`' 'whiten_kernel' and
+  'whiten_bias'), each otherwise `group()`: its kernel untrained if
+  `freeze_whiten_kernel`, its bias trained for `whiten_bias_steps` steps, then
+  frozen (None: never)."""
+  bias = group()
+  return {
+      'whiten_kernel': optax.set_to_zero() if freeze_whiten_kernel else group(),
+      'whiten_bias': bias if whiten_bias_steps is None else freeze_after(bias, whiten_bias_steps),
+  }
+
+
+def with_whitening_freezes(group, freeze_whiten_kernel: bool, whiten_bias_steps: int | None,
+                           whiten_layer: str = WHITEN_LAYER) -> optax.GradientTransformation:
+  """`group()` on every leaf but the whitening layer's, which get
+  `whitening_freezes`: any optimizer with the whitening stem's freezes (optim.py's
+  AdamW for IsoVolNet). The other leaves step exactly as `group()` alone, in
+  one group, 'other'."""
+  transforms = {'other': group(),
+                **whitening_freezes(group, freeze_whiten_kernel, whiten_bias_steps)}
+
+  def labels(params):
+    return jax.tree.map(lambda g: g if g.startswith('whiten') else 'other',
+                        param_labels(params, whiten_layer))
+  return optax.multi_transform(transforms, labels)
 
 
 # ---------------------------------------------------------------- muon

@@ -41,6 +41,9 @@ from isovolnet_jax.models.fast_cnn import PaddedConv
 DEFAULT_SHAPE = (32, 32, 3)
 # tfds names whose class count differs from CIFAR-10's 10.
 NUM_CLASSES = {'imagenet2012': 1000, 'cifar100': 100}
+# Training images of tfds names, before data.val_size is cut off; any other
+# data set (an image folder) is taken to be CIFAR-10-sized.
+NUM_TRAIN = {'cifar10': 50_000, 'cifar100': 50_000, 'imagenet2012': 1_281_167}
 
 
 def parse_shape(text: str) -> tuple[int, int, int]:
@@ -60,6 +63,14 @@ def default_input_shape(config: ml_collections.ConfigDict) -> tuple[int, int, in
 
 def default_num_classes(config: ml_collections.ConfigDict) -> int:
   return NUM_CLASSES.get(config.data.name, 10)
+
+
+def default_num_train(config: ml_collections.ConfigDict) -> int:
+  """The training examples the config's data would give (its train split
+  less data.val_size): what a benchmark on random images plans its epochs
+  and schedule with."""
+  total = NUM_TRAIN.get(config.data.name, NUM_TRAIN['cifar10'])
+  return max(1, total - config.data.val_size)
 
 
 def _layer_flops(module: nn.Module, in_shape, out_shape) -> int:

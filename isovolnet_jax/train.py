@@ -29,6 +29,7 @@ from isovolnet_jax import checkpointing
 from isovolnet_jax import data
 from isovolnet_jax import inference
 from isovolnet_jax import logs
+from isovolnet_jax.losses import cross_entropy
 from isovolnet_jax import models
 from isovolnet_jax import optim
 from isovolnet_jax import plots
@@ -49,11 +50,6 @@ FINITE = 'params_finite'  # The train step's metric: all parameters are finite.
 
 def params_finite(params) -> jax.Array:
   return jnp.all(jnp.array([jnp.all(jnp.isfinite(p)) for p in jax.tree.leaves(params)]))
-
-
-def cross_entropy(logits, labels, num_classes: int, label_smoothing: float):
-  targets = optax.smooth_labels(jax.nn.one_hot(labels, num_classes), label_smoothing)
-  return optax.softmax_cross_entropy(logits, targets)
 
 
 def split_micro_batches(x, k: int, mesh=None):
@@ -323,16 +319,36 @@ class SetUp:
   manager: Any  # checkpointing.manager
 
 
-def _set_up(config, workdir: Path) -> tuple[SetUp, TrainState]:
-  """The mesh, data, model and plan; the state restored from the newest checkpoint."""
-  if config.dtype not in models.DTYPES:
-    raise InputError(f"unknown dtype={config.dtype!r}; choose 'float32' or 'bfloat16'")
-  mesh = sharding.make_mesh(config.batch_size, config.mesh_shape, config.mesh_axes,
+@dataclasses.dataclass(frozen=True)
+class Built:
+  """A config's model, plan, optimizer and initial state: all of training's
+  set-up that needs no data, only its sizes (`build`)."""
+  mesh: jax.sharding.Mesh
+  model: Any
+  plan: Plan
+  schedule: optax.Schedule
+  state: TrainState
+  step_key: jax.Array
+
+
+def make_mesh(config: ml_collections.ConfigDict) -> jax.sharding.Mesh:
+  """The config's device mesh (`sharding.make_mesh`)."""
+  return sharding.make_mesh(config.batch_size, config.mesh_shape, config.mesh_axes,
                             config.grad_accum_steps)
-  dataset = data.dataset(config)
-  model = models.create_model(config.model, dataset.num_classes, models.DTYPES[config.dtype])
-  num = {split: dataset.num_examples(split) for split in ('train', 'val', 'test')}
-  plan = Plan.of(config, num['train'], mesh.shape['data'])
+
+
+def build(config: ml_collections.ConfigDict, num_classes: int, image_shape,
+          num_train: int, mesh: jax.sharding.Mesh | None = None) -> Built:
+  """The model (`models.from_config`), the plan for `num_train` training
+  examples, the schedule, the optimizer and the initial state (replicated
+  over `mesh`, by default the config's) as training builds them; `_set_up`
+  adds the data, the whitening and the checkpoint. The benchmarks and the
+  efficiency report call this with random images (`num_train`:
+  `summary.default_num_train`). The train step is `make_train_step(config,
+  num_classes, built.mesh)`."""
+  mesh = make_mesh(config) if mesh is None else mesh
+  model = models.from_config(config, num_classes)
+  plan = Plan.of(config, num_train, mesh.shape['data'])
   schedule = optim.create_learning_rate_schedule(config.optimizer, plan.total_steps,
                                                  plan.steps_per_epoch)
   init_key, step_key = jax.random.split(jax.random.key(config.seed))
@@ -342,9 +358,20 @@ def _set_up(config, workdir: Path) -> tuple[SetUp, TrainState]:
   if warning := optim.lookahead_warning(config.optimizer, plan.steps_per_epoch,
                                         plan.total_steps):
     logging.warning(warning)
-  state = create_train_state(model, dataset.image_shape, tx, init_key,
+  state = create_train_state(model, tuple(image_shape), tx, init_key,
                              NamedSharding(mesh, P()))
-  state = _whitened(config, state, dataset, NamedSharding(mesh, P()))
+  return Built(mesh, model, plan, schedule, state, step_key)
+
+
+def _set_up(config, workdir: Path) -> tuple[SetUp, TrainState]:
+  """The mesh, data, model and plan; the state restored from the newest checkpoint."""
+  models.from_config(config, 1)  # A bad dtype or model is refused before the data loads.
+  mesh = make_mesh(config)
+  dataset = data.dataset(config)
+  num = {split: dataset.num_examples(split) for split in ('train', 'val', 'test')}
+  built = build(config, dataset.num_classes, dataset.image_shape, num['train'], mesh)
+  plan = built.plan
+  state = _whitened(config, built.state, dataset, NamedSharding(mesh, P()))
   shard = sharding.DataShard(mesh)
   logging.info('%s: %d parameters, input %s, %d classes, %d devices, %d steps '
                '(%d per epoch).', config.model.name,
@@ -360,7 +387,7 @@ def _set_up(config, workdir: Path) -> tuple[SetUp, TrainState]:
   state, resumed = checkpointing.restore_newest_readable(manager, state)
   if resumed is not None:
     logging.info('Resumed from the checkpoint at step %d.', resumed)
-  return SetUp(mesh, dataset, num, plan, schedule, step_key, manager), state
+  return SetUp(mesh, dataset, num, plan, built.schedule, built.step_key, manager), state
 
 
 def _whitened(config, state: TrainState, dataset, replicated) -> TrainState:

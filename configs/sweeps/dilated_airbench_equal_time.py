@@ -6,28 +6,21 @@ r"""Seed 002's dilated DS net before and after airbench's tricks, at seed 000's 
     --results=results/airbench/zoo/dilated \
     --config.data.source=folder --config.data.path=../shared/data/cifar10_jpeg
 
-The third net of issue 25's zoo part. Budget: the 315 s of training steps the
-IsoVolNet and FastCNN arms had (zoo_airbench_equal_time.py), here the
-default IsoVolNet's 2,819 steps of 256 times the ratio of the two configs'
-bare-step img/s (mean of two rounds' ratios; the stem's arm: the dilated
-net's steps times its own ratio, 0.933), measured alone one after the other,
-twice, on 2026-12-03 (results/airbench/zoo/whiten/speed/):
-
-| arm | params | train img/s (round 1, 2) | ratio to IsoVolNet | steps of 256 | epochs |
-|---|---|---|---|---|---|
-| IsoVolNet (configs/cifar10.py) | 169,819 | 3,644, 3,460 | 1 | 2,819 | 16.0 |
-| dilated DS (configs/cifar10_dilated_ds.py) | 100,416 | 66, 68 | 0.0189 | 53 | 0.30 |
-| + whitening stem | 112,824 | 64, 62 | 0.0177 | 50 | 0.28 |
-
-At 64 img/s, a third of an epoch: this measures what the tricks do to the
-start of training, not to the net's 100-epoch accuracy (87.05% on an H200,
-results/seed002_gpu/). The arms:
+The third net, after IsoVolNet and FastCNN, on which airbench's tricks are
+tried at equal time. Budget: the 315 s of training steps the IsoVolNet and
+FastCNN arms had (zoo_airbench_equal_time.py), here the default IsoVolNet's
+2,819 steps of 256 times the ratio of the two configs' bare-step img/s
+(mean of two rounds' ratios; the stem's arm: the dilated net's steps times
+its own ratio), measured alone one after the other, twice. The img/s, ratios
+and steps: results/airbench/zoo/README.md. At this net's speed the budget is
+a fraction of an epoch: this measures what the tricks do to the start of
+training, not to the net's 100-epoch accuracy (results/seed002_gpu/). The arms:
 - `dilated`: the config as it is (label smoothing 0.1, one view);
 - `dilated_tricks`: every trick of airbench that applies to it: label
   smoothing 0.2, lookahead every 5 steps from 30% of the run, the 6-view TTA,
   and the whitening stem (kernel from 5,000 training images, frozen; bias
-  trained for the first 30% of the run), which costs it 7% of its step
-  time, hence fewer steps. Not here: BatchNorm biases at 64x the rate (tuned
+  trained for the first 30% of the run), which costs it step time, hence
+  fewer steps. Not here: BatchNorm biases at 64x the rate (tuned
   for airbench's SGD rates, not this net's 0.1).
 The reference arm's final checkpoint is also evaluated with 6 views
 (`python -m isovolnet_jax.evaluate --config.eval_tta=airbench6`), which splits

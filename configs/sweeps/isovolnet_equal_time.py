@@ -8,45 +8,18 @@ r"""Seed 000's question: does keeping H*W*C constant help? Equal training time.
 
 Every arm gets the same training time on this machine's 2 CPU cores: the time
 IsoVolNet (the seed's design) takes for 10 epochs of the 45,000-image training
-split, 450,000 images / 1,430 img/s = 315 s of training steps. Each arm's
-steps = 315 s x its img/s / its batch. The img/s are the bare training step's,
-measured alone on the machine with tcmalloc (`python -m isovolnet_jax.bench.benchmark
---skip_torch --json --config=...`, raw output in results/isovolnet_equal_time/speed/,
-2026-11-26); evaluation and compilation are not counted, so the budget is the
-same whatever else shares the machine when the sweep runs.
+split. Each arm's steps = that time x its bare training step's img/s / its
+batch (`python -m isovolnet_jax.bench.benchmark --skip_torch --json
+--config=...`, measured alone with tcmalloc); evaluation and compilation are
+not counted. Each arm keeps its config's recipe, its schedule spread over its
+steps, and all are evaluated alike, without test-time flips. Seeds 0, 1, 2,
+seed-major; then the equal-epoch point for the doubling net, the budget x3
+points (seed 0), and the same question at the default's size and knobs (4
+blocks, average pooling, swish; the default's points reused from
+isovolnet_variants).
 
-| arm | params | batch | train img/s | steps | epochs |
-|---|---|---|---|---|---|
-| IsoVolNet, the seed's design (configs/cifar10_isovolnet_seed.py) | 2,566,747 | 256 | 1,430 | 1,750 | 10.0 |
-| channel doubling widened to equal params (3x3 stem of 61) | 2,587,386 | 256 | 261 | 321 | 1.8 |
-| IsoVolNet, 4 blocks (the zoo's small-net size) | 169,819 | 256 | 2,548 | 3,133 | 17.8 |
-| FastCNN, its own recipe (configs/cifar10_fast_cpu.py) | 177,314 | 64 | 990 | 4,872 | 6.9 |
-| ResNet-20, its own recipe (configs/cifar10_resnet20.py) | 269,722 | 128 | 343 | 844 | 2.4 |
-
-Each arm keeps its config's recipe, its schedule spread over its steps. All
-train on the same 45,000 images and are evaluated on the same 5,000-image
-validation split (every epoch: the learning curves) and the 10,000 test
-images, without test-time flips (FastCNN's config turns them on; off here so
-every arm is evaluated alike). Seeds 0, 1, 2, seed-major: a sweep stopped
-early has whole comparisons. Then the equal-epoch point for the doubling net
-(10 epochs, 5.5x IsoVolNet's time) and the budget x3 points (seed 0) that show
-whether the ranking holds with more training.
-
-Last, the same question at the default's size and knobs (added 2026-11-26,
-after the variant search, configs/sweeps/isovolnet_variants.py, made 4 blocks
-with average pooling and swish the default): the default IsoVolNet against a
-4-block channel-doubling net with the same knobs and its stem widened to about
-the same parameters, 3 seeds each at the same 315 s. The default's points are
-the variant sweep's, taken with --reuse=results/isovolnet_variants (in the
-command above). The doubling net's steps are scaled like the variant's:
-315 s at its img/s, against the default's img/s measured right after it
-(speed/dbl4_s30_avg_swish.txt, speed/iso4_avg_swish_rerun_2026-11-26.txt,
-alone), times the default's 2,819 steps: 2,819 x 534 / 2,112 = 713.
-
-| arm | params | MFLOPs / image | train img/s | steps | epochs |
-|---|---|---|---|---|---|
-| IsoVolNet, 4 blocks, avg pooling, swish (configs/cifar10.py) | 169,819 | 6.5 | 2,112 | 2,819 | 16.0 |
-| channel doubling, 4 blocks, stem 30, avg pooling, swish | 165,430 | 17.5 | 534 | 713 | 4.1 |
+The measured img/s, the steps computed from them and the results:
+results/isovolnet_equal_time/README.md.
 """
 
 SEEDS = (0, 1, 2)

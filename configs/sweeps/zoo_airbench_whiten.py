@@ -5,24 +5,16 @@ r"""airbench's whitening stem on IsoVolNet and FastCNN, at seed 000's equal trai
     --workdir=runs/sweeps/zoo_airbench_whiten --results=results/airbench/zoo/whiten \
     --config.data.source=folder --config.data.path=../shared/data/cifar10_jpeg
 
-The last of airbench's tricks that issue 25 asks the zoo to try, and the one
-that costs step time: the 2x2 whitening conv (3 -> 24, kernel from the patch
-covariance of 5,000 training images, frozen; bias trained for the first 30% of
-the run, as airbench's 3 of 9.9 epochs), then GELU (model.whiten_stem). Each
-arm is zoo_airbench_equal_time.py's tricks arm of the same net (label smoothing
-0.2, lookahead from 30% of the run, 6-view TTA) plus the stem, trained for the
-same 315 s of training steps: its steps are that arm's times the ratio of
-the two configs' bare-step img/s (mean of two rounds' ratios), measured alone
-one after the other, twice, on 2026-12-03 (results/airbench/zoo/whiten/speed/;
-the machine's speed drifted by up to 35% between runs that day, hence ratios):
-
-| arm | params | train img/s (round 1, 2) | ratio | steps | epochs |
-|---|---|---|---|---|---|
-| IsoVolNet (configs/cifar10.py) | 169,819 | 3,644, 3,460 | 1 | 2,819 | 16.0 |
-| + whitening stem, 3 blocks | 654,250 | 536, 531 | 0.150 | 424 | 2.4 |
-| + whitening stem, 2 blocks | 45,610 | 1,022, 892 | 0.269 | 758 | 4.3 |
-| FastCNN (configs/cifar10_fast_cpu.py) | 177,314 | 1,463, 1,658 | 1 | 4,872 | 6.9 |
-| + whitening stem | 182,162 | 1,361, 1,238 | 0.838 | 4,085 | 5.8 |
+The last of airbench's tricks the zoo tries, and the one that costs step
+time: the 2x2 whitening conv (3 -> 24, kernel from the patch covariance of
+5,000 training images, frozen; bias trained for the first 30% of the run, as
+airbench's 3 of 9.9 epochs), then GELU (model.whiten_stem). Each arm is
+zoo_airbench_equal_time.py's tricks arm of the same net (label smoothing 0.2,
+lookahead from 30% of the run, 6-view TTA) plus the stem, trained for the
+same 315 s of training steps: its steps are that arm's times the ratio of the
+two configs' bare-step img/s (mean of two rounds' ratios), measured alone one
+after the other, twice (ratios, as the machine's speed drifts between runs).
+The img/s, ratios and steps: results/airbench/zoo/README.md.
 
 IsoVolNet keeps H*W*C constant from its first block's input, which the stem
 makes 32x32x24, 8 times the image's volume: with the default 4 blocks the last

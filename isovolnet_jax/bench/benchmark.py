@@ -45,9 +45,10 @@ it, labelled as such: /proc/cpuinfo gives the base clock, while the cores run
 at turbo clocks, so the measured matmul can exceed it (PyTorch inference once
 showed as 107% of it). With --json the last stdout line is one JSON object.
 
-The model, state and step are built here (`jax_training`), not by
-`train._set_up`, which needs the data set, a workdir and restores
-checkpoints; its learning-rate schedule assumes CIFAR-10's 50,000 images.
+The model, state and step are training's own (`train.build`: `_set_up`
+without the data set, the workdir or the checkpoints), on random images; the
+plan and schedule count the config's data set's training images
+(`summary.default_num_train`).
 """
 
 import json
@@ -219,38 +220,33 @@ def variant_name(config) -> str:
   return f'{config.dtype}:{layers.resolve_conv_impl(config.model.get("conv_impl", "auto"))}'
 
 
-def jax_training(config, image_shape, num_classes, augment: bool = False) -> dict:
+def jax_training(config, image_shape, num_classes, augment: bool = False,
+                 num_train: int | None = None) -> dict:
   """The config's training step as training runs it (augmentation off unless
-  `augment`), its state and a random batch: what `time_jax` and
-  `step_memory` measure."""
+  `augment`), its state (`train.build`, for `num_train` training images, by
+  default the config's data set's: `summary.default_num_train`) and a random
+  batch: what `time_jax` and `step_memory` measure."""
   import jax
   import numpy as np
-  from jax.sharding import NamedSharding, PartitionSpec as P
 
-  from isovolnet_jax import models, optim, sharding, train
+  from isovolnet_jax import sharding, summary, train
 
   config = config.copy_and_resolve_references()
   if not augment:
     with config.unlocked():
       config.augment.crop_padding, config.augment.flip = 0, False
       config.augment.translate = 0
+  if num_train is None:
+    num_train = summary.default_num_train(config)
+  built = train.build(config, num_classes, image_shape, num_train)
   bs = config.batch_size
-  mesh = sharding.make_mesh(bs, config.mesh_shape, config.mesh_axes,
-                            config.grad_accum_steps)
-  model = models.create_model(config.model, num_classes, models.DTYPES[config.dtype])
-  # CIFAR-10's epoch (what airbench's per-epoch knobs need); a constant rate.
-  per_epoch = max(1, 50_000 // bs)
-  tx = optim.create_optimizer(config.optimizer, config.optimizer.learning_rate,
-                              batch_size=bs, steps_per_epoch=per_epoch,
-                              total_steps=10 * per_epoch)
-  state = train.create_train_state(model, image_shape, tx,
-                                   jax.random.key(0), NamedSharding(mesh, P()))
   rng = np.random.default_rng(0)
   images = rng.integers(0, 256, (bs, *image_shape), dtype=np.uint8)
   labels = rng.integers(0, num_classes, (bs,), dtype=np.int32)
-  images, labels = sharding.to_global(mesh, images, labels)
-  return {'model': model, 'state': state, 'images': images, 'labels': labels,
-          'key': jax.random.key(1), 'step': train.make_train_step(config, num_classes, mesh)}
+  images, labels = sharding.to_global(built.mesh, images, labels)
+  return {'model': built.model, 'state': built.state, 'images': images, 'labels': labels,
+          'key': built.step_key, 'plan': built.plan,
+          'step': train.make_train_step(config, num_classes, built.mesh)}
 
 
 def time_jax(config, image_shape, num_classes, args) -> dict:

@@ -41,7 +41,6 @@ from matplotlib.figure import Figure
 
 from isovolnet_jax import config_defaults
 from isovolnet_jax import models
-from isovolnet_jax import optim
 from isovolnet_jax import sharding
 from isovolnet_jax import summary
 from isovolnet_jax import train
@@ -67,15 +66,15 @@ def measure(config, batch_size: int, steps: int) -> dict:
   shape = summary.default_input_shape(config)
   classes = summary.default_num_classes(config)
   counted = summary.summarize(config, shape, classes)
-  model = models.create_model(config.model, classes)
+  model = models.from_config(config, classes)
   variables = model.init(jax.random.key(0), jnp.zeros((1, *shape)))
   infer = jax.jit(lambda v, x: model.apply(v, x, train=False))
 
   one = jnp.zeros((1, *shape))
   # XLA counts no FLOPs inside a custom call (the oneDNN convs): count the
   # same model with lax's convolutions.
-  lax_model = models.create_model(
-      config_defaults.apply_overrides(config, {'model.conv_impl': 'lax'}).model, classes)
+  lax_model = models.from_config(
+      config_defaults.apply_overrides(config, {'model.conv_impl': 'lax'}), classes)
   xla_flops = jax.jit(lambda v, x: lax_model.apply(v, x, train=False)).lower(
       variables, one).compile().cost_analysis()['flops']
   infer(variables, one)  # Compile.
@@ -91,12 +90,9 @@ def measure(config, batch_size: int, steps: int) -> dict:
   infer(variables, batch)
   infer_s = _median_seconds(lambda: infer(variables, batch), steps)
 
-  per_epoch = max(1, 50_000 // batch_size)  # CIFAR-10's, for airbench's per-epoch knobs.
-  tx = optim.create_optimizer(config.optimizer, lambda _: config.optimizer.learning_rate,
-                              batch_size=batch_size, steps_per_epoch=per_epoch,
-                              total_steps=10 * per_epoch)
-  state = train.create_train_state(model, shape, tx, jax.random.key(0), replicated)
-  key = jax.random.key(1)
+  config = config_defaults.apply_overrides(config, {'batch_size': batch_size})
+  built = train.build(config, classes, shape, summary.default_num_train(config), mesh)
+  state, key = built.state, built.step_key
   step = train.make_train_step(config, classes, mesh)
   memory = step.lower(state, images, labels, key).compile().memory_analysis()
   peak = (memory.argument_size_in_bytes + memory.output_size_in_bytes

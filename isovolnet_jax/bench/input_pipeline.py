@@ -59,6 +59,15 @@ def cifar10_config(pipeline):
   return config_defaults.apply_overrides(config_defaults.load_config_file(CONFIG), overrides)
 
 
+def training(config, dataset, mesh):
+  """Training's state and step for `dataset` (`train.build` with its class
+  count, image shape and training-split size): (`train.Built`, step)."""
+  from isovolnet_jax import train  # pylint: disable=import-outside-toplevel
+  built = train.build(config, dataset.num_classes, dataset.image_shape,
+                      dataset.num_examples('train'), mesh)
+  return built, train.make_train_step(config, dataset.num_classes, mesh)
+
+
 def rate(it, steps):
   start = time.perf_counter()
   for _ in range(steps):
@@ -109,11 +118,9 @@ def main(argv):
   del argv
   cpu_devices.configure(FLAGS.cpu_devices, FLAGS.batch_size)  # Before JAX starts.
   import jax  # pylint: disable=import-outside-toplevel
-  from isovolnet_jax import data as data_lib, models, optim, sharding, train  # pylint: disable=import-outside-toplevel
+  from isovolnet_jax import data as data_lib, sharding  # pylint: disable=import-outside-toplevel
   mesh = sharding.make_mesh(FLAGS.batch_size)
   shard = sharding.DataShard(mesh)
-  replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
-  key = jax.random.key(0)
   print(f'{jax.device_count()} devices, batch {FLAGS.batch_size}, {FLAGS.steps} timed steps')
   print(f'{"path":8s} {"first batch (s)":>16s} {"input img/s":>12s} {"train img/s":>12s}')
   results = {}
@@ -130,15 +137,10 @@ def main(argv):
 
     data, it, first = batches()
     input_rate = rate(it, FLAGS.steps)
-    model = models.create_model(config.model, data.num_classes)
-    schedule = optim.create_learning_rate_schedule(config.optimizer, 1000, 195)
-    tx = optim.create_optimizer(config.optimizer, schedule, batch_size=config.batch_size,
-                                steps_per_epoch=195, total_steps=1000)
-    state = train.create_train_state(model, data.image_shape, tx, key, replicated)
-    step = train.make_train_step(config, 10, mesh)
+    built, step = training(config, data, mesh)
     _, it, _ = batches()
 
-    def train_steps(state=state, it=it, step=step):
+    def train_steps(state=built.state, it=it, step=step, key=built.step_key):
       while True:
         _, x, y = next(it)
         state, m = step(state, x, y, key)

@@ -96,7 +96,8 @@ def torch_profile(config, batch, threads, variant, repeats) -> tuple[dict, float
   config = config.copy_and_resolve_references()
   with config.unlocked():
     config.batch_size = batch
-  t = benchmark.torch_training(config, summary.default_input_shape(config), 10, threads,
+  t = benchmark.torch_training(config, summary.default_input_shape(config),
+                               summary.default_num_classes(config), threads,
                                variant)
   for _ in range(2):
     t['grad_once']()  # Warm-up: oneDNN's primitives, allocator.
@@ -129,12 +130,11 @@ def main(argv):
   import jax
   import jax.numpy as jnp
 
-  from isovolnet_jax import models
+  from isovolnet_jax import models, summary
 
   config = FLAGS.config
-  size = config.data.image_size or 32
-  x = jnp.zeros((args.batch, size, size, 3), jnp.float32)
-  model = models.create_model(config.model, 10, models.DTYPES[config.dtype])
+  x = jnp.zeros((args.batch, *summary.default_input_shape(config)), jnp.float32)
+  model = models.from_config(config, summary.default_num_classes(config))
   variables, seen = record_layers(model, x)
 
   def loss(params, x):

@@ -67,3 +67,11 @@ def create_model(model_config: ml_collections.ConfigDict, num_classes: int,
     raise InputError(f'model {name!r} has no option {unknown[0]!r}; '
                      f'its options are {sorted(fields - {"num_classes", "dtype"})}')
   return cls(num_classes=num_classes, dtype=dtype, **kwargs)
+
+
+def from_config(config: ml_collections.ConfigDict, num_classes: int) -> nn.Module:
+  """The run's model: `config.model` computing in `config.dtype` (training,
+  evaluate, predict and the benchmarks build it so)."""
+  if config.dtype not in DTYPES:
+    raise InputError(f"unknown dtype={config.dtype!r}; choose one of {', '.join(DTYPES)}")
+  return create_model(config.model, num_classes, DTYPES[config.dtype])
