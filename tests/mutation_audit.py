@@ -58,7 +58,7 @@ MUTATIONS = (
               'training_and_evaluation',
               'tests/test_predict.py::test_predict_with_eval_flip_averages_with_the_mirror'),
              'isovolnet_jax/inference.py',
-             "('flip' if config.get('eval_flip', False) else 'none')", "'none'"),
+             "('flip' if config.eval_flip else 'none')", "'none'"),
     Mutation('pad-mask', 'inference.logits keeps the padding rows of the last batch',
              ('tests/test_predict.py::test_predict_matches_model_apply',),
              'isovolnet_jax/inference.py', '(model, variables, x, tta))[mask > 0])',
@@ -225,7 +225,7 @@ MUTATIONS = (
     Mutation('step-translate', 'the step ignores augment.translate',
              ('tests/test_airbench_training.py::'
               'test_the_step_translates_by_reflection_in_place_of_the_zero_padded_crop',),
-             'isovolnet_jax/data/__init__.py', "aug.flip, aug.get('translate', 0))",
+             'isovolnet_jax/data/__init__.py', "aug.flip, aug.translate)",
              'aug.flip, 0)'),
     Mutation('whiten-stem-skip', "IsoVolNet's model.whiten_stem not applied",
              ('tests/test_whiten_stem.py::'
