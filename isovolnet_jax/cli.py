@@ -201,9 +201,10 @@ class CacheEvents:
   """Persistent-cache hits and misses (JAX's monitoring events
   '/jax/compilation_cache/cache_hits' and '.../cache_misses'; a miss is
   recorded when the compiled program is written), with the names of the
-  programs they were for ('jit_train_step': the training step)."""
+  programs they were for (the training step: 'jit_train_step', or
+  'jit_resident_train_step' when the training split is on the devices)."""
 
-  TRAIN_STEP = 'jit_train_step'
+  TRAIN_STEPS = frozenset({'jit_train_step', 'jit_resident_train_step'})
 
   def __init__(self):
     self.hits: list[str] = []
@@ -218,15 +219,15 @@ class CacheEvents:
       self._announce('missed', self.misses[-1])
 
   def _announce(self, what: str, module: str) -> None:
-    if module == self.TRAIN_STEP:
+    if module in self.TRAIN_STEPS:
       from absl import logging  # pylint: disable=import-outside-toplevel
       logging.info('Compilation cache %s for the train step (%s).', what, module)
 
   def train_step(self) -> str:
     """'hit', 'miss' or 'not compiled' (the train step's first compilation)."""
-    if self.TRAIN_STEP in self.hits:
+    if self.TRAIN_STEPS & set(self.hits):
       return 'hit'
-    if self.TRAIN_STEP in self.misses:
+    if self.TRAIN_STEPS & set(self.misses):
       return 'miss'
     return 'not compiled'
 

@@ -183,14 +183,15 @@ def make_resident_train_step(config: ml_collections.ConfigDict, num_classes: int
   as the host pipeline gives for it."""
   replicated = NamedSharding(mesh, P())
 
-  def step(state, split, rows, base_key):
+  def resident_train_step(state, split, rows, base_key):
     images, labels = data.resident.batch(split, rows, state.step,
                                          config.augment.alternating_flip)
     images, labels = (jax.lax.with_sharding_constraint(a, NamedSharding(mesh, P('data')))
                       for a in (images, labels))
     return train_step(state, images, labels, base_key, config=config,
                       num_classes=num_classes, mesh=mesh)
-  return jax.jit(step, out_shardings=(replicated, replicated), donate_argnums=0)
+  return jax.jit(resident_train_step, out_shardings=(replicated, replicated),
+                 donate_argnums=0)
 
 
 def make_eval_step(config: ml_collections.ConfigDict, num_classes: int):
