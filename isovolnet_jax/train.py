@@ -213,8 +213,6 @@ def evaluate(state, eval_fn, mesh, dataset, split, batch_size) -> dict:
           'accuracy': totals['correct'] / totals['count']}
 
 
-
-
 # ---------------------------------------------------------------- the loop
 
 

@@ -16,7 +16,7 @@ from isovolnet_jax import train
 from isovolnet_jax.data import memory, resident
 from isovolnet_jax.errors import InputError
 
-from helpers import metrics, smoke_config
+from helpers import metrics, run_main, smoke_config
 
 
 def images_and_labels(n=103, seed=0):
@@ -93,21 +93,52 @@ def test_resident_training_equals_host_fed_training_bit_for_bit(small_cifar, tmp
   assert runs['on'] == runs['off']
 
 
-def test_auto_is_resident_for_cifar_sized_memory_data_only():
+def test_on_eight_devices_resident_training_equals_host_fed(small_cifar, tmp_path):
+  """Through `main`, data parallel over 8 CPU devices: the split replicated
+  on each, each device gathering its block of the batch: the same losses, bit
+  for bit, as the host-fed run on the same devices."""
+  losses = {}
+  for mode in ('on', 'off'):
+    out = run_main(tmp_path / mode, '--config.num_train_steps=20', '--config.log_every_steps=5',
+                   f'--config.data.device_resident={mode}',
+                   env={'XLA_FLAGS': '--xla_force_host_platform_device_count=8'},
+                   data_path=small_cifar, cache_dir=tmp_path / 'cache')
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert '8 devices' in out.stderr
+    assert ('Training split on the devices' in out.stderr) == (mode == 'on')
+    losses[mode] = [(r['step'], r['loss'], r['accuracy']) for r in metrics(tmp_path / mode)]
+  assert len(losses['on']) > 4 and losses['on'] == losses['off']
+
+
+class Accelerator:
+  platform = 'gpu'
+
+  def __init__(self, limit=1000):
+    self.limit = limit
+
+  def memory_stats(self):
+    return {'bytes_limit': self.limit}
+
+
+def test_auto_is_resident_on_accelerators_for_memory_data_that_fits(monkeypatch):
+  monkeypatch.setattr(jax, 'local_devices', lambda: [Accelerator(80 << 30)] * 2)
   assert resident.wanted('auto', 'memory', 150 << 20)
-  assert not resident.wanted('auto', 'memory', 64 << 30)  # Larger than a CPU's share.
+  assert not resident.wanted('auto', 'memory', 64 << 30)  # Over a quarter of it.
   assert not resident.wanted('auto', 'stream', 1)
   assert not resident.wanted('off', 'memory', 1)
   assert resident.wanted('on', 'memory', 64 << 30)
 
 
+def test_auto_keeps_the_split_on_the_host_on_cpu():
+  assert jax.local_devices()[0].platform == 'cpu'
+  assert not resident.wanted('auto', 'memory', 150 << 20)
+  assert resident.wanted('on', 'memory', 150 << 20)
+
+
 def test_fits_reads_an_accelerators_memory_limit():
-  class Device:
-    platform = 'gpu'
-    def memory_stats(self):
-      return {'bytes_limit': 1000}
-  assert resident.fits(250, [Device()])
-  assert not resident.fits(251, [Device()])
+  assert resident.fits(250, [Accelerator()])
+  assert not resident.fits(251, [Accelerator()])
+  assert not resident.fits(251, [Accelerator(), Accelerator(100)])
 
 
 def test_bad_device_resident_values_name_the_fix():

@@ -1,7 +1,7 @@
 """The training split on the devices (memory pipeline, `data.device_resident`).
 
-When the uint8 training split fits (CIFAR-10's is 138 MB), it is copied to
-every device once. Each step then receives no images at all: the jitted step
+When the uint8 training split fits on an accelerator (CIFAR-10's is 138 MB),
+it is copied to every device once. Each step then receives no images at all: the jitted step
 reads its batch's rows from the epoch's row table (uploaded once per epoch),
 gathers the images and labels on the device and applies airbench's
 alternating flip there, so the host never sits between two steps. The rows,
@@ -21,10 +21,8 @@ from isovolnet_jax.data import order
 from isovolnet_jax.errors import InputError
 
 # On an accelerator the split stays below this share of a device's memory;
-# the rest is the model's. On CPU "device memory" is the host's RAM, which
-# holds the split already: below `_CPU_MAX_BYTES` a second copy is cheap.
+# the rest is the model's.
 _DEVICE_SHARE = 0.25
-_CPU_MAX_BYTES = 2 << 30
 
 MODES = ('auto', 'on', 'off')
 
@@ -39,13 +37,17 @@ class Split:
 
 
 def fits(nbytes: int, devices=None) -> bool:
-  """Whether a split of `nbytes` may live on each of `devices` (default: the
-  local ones): a quarter of the smallest device memory, or 2 GiB on CPU."""
+  """Whether 'auto' puts a split of `nbytes` on each of `devices` (default:
+  the local ones): accelerators only, up to a quarter of the smallest one's
+  memory. On CPU the devices' memory is the host's RAM, which holds the split
+  already: there is no transfer to save, and the host-fed loop measured
+  faster there (results/loop_step), so 'auto' keeps it on the host."""
   limits = []
   for d in devices or jax.local_devices():
     stats = d.memory_stats() if d.platform != 'cpu' else None
-    limits.append(stats['bytes_limit'] * _DEVICE_SHARE if stats and 'bytes_limit' in stats
-                  else _CPU_MAX_BYTES)
+    if not stats or 'bytes_limit' not in stats:
+      return False
+    limits.append(stats['bytes_limit'] * _DEVICE_SHARE)
   return nbytes <= min(limits)
 
 

@@ -679,7 +679,53 @@ def index(root=ROOT) -> str:
 # ---------------------------------------------------------------- registry
 
 
+# ---------------------------------------------------------------- the loop against the step
+
+
+LOOP_CONFIGS = (('cifar10_airbench94', 'airbench94'), ('cifar10_fast_cpu', 'FastCNN'),
+                ('cifar10', 'IsoVolNet (default)'))
+
+
+def loop_step_table(root=ROOT) -> str:
+  """One row per run (results/loop_step/CONFIG-{on,off}-ROUND.txt)."""
+  rows = []
+  for config, label in LOOP_CONFIGS:
+    for resident, how in (('on', 'on the devices (default)'), ('off', 'host-fed, prefetch thread')):
+      for f in sorted((root / 'results/loop_step').glob(f'{config}-{resident}-*.txt')):
+        loop = _json_last_line(f)['loop']
+        rows.append([label, how, f.stem.rsplit('-', 1)[1], str(loop['steps']),
+                     f'{loop["img_s"]:,.0f}', f'{loop["step_img_s"]:,.0f}',
+                     f'{100 * loop["ratio"]:.1f}%'])
+  return table(['config', 'training split', 'round', 'loop steps', 'loop img/s',
+                'step img/s', 'loop / step'], rows)
+
+
+def ab_native_table(root=ROOT) -> str:
+  d = root / 'results/onednn/ab_native'
+  rows = []
+  for config, label in (('cifar10', 'IsoVolNet (default)'), ('cifar10_fast_cpu', 'FastCNN')):
+    for variant in ('float32:onednn', 'bfloat16:onednn'):
+      cells = {}
+      for side in ('old', 'new'):
+        runs = [_json_last_line(f)['jax_variants'][variant]
+                for f in sorted(d.glob(f'{config}-{side}-*.txt'))]
+        cells[side] = runs
+      if not cells['old'] or not cells['new']:
+        continue
+      fmt = lambda runs, k: ' / '.join(f'{r[k]:,.0f}' for r in runs)
+      mean = lambda runs, k: sum(r[k] for r in runs) / len(runs)
+      rows.append([label, variant.split(':')[0],
+                   fmt(cells['old'], 'train'), fmt(cells['new'], 'train'),
+                   ratio(mean(cells['new'], 'train') / mean(cells['old'], 'train')),
+                   fmt(cells['old'], 'infer'), fmt(cells['new'], 'infer'),
+                   ratio(mean(cells['new'], 'infer') / mean(cells['old'], 'infer'))])
+  return table(['config', 'dtype', 'train img/s before', 'after', 'after/before',
+                'infer img/s before', 'after', 'after/before'], rows)
+
+
 TABLES: dict[str, Callable[[Path], str]] = {
+    'loop_step': loop_step_table,
+    'onednn.ab_native': ab_native_table,
     'headline': headline,
     'index': index,
     'isovolnet_equal_time': equal_time_main,
