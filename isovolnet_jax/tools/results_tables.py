@@ -690,7 +690,8 @@ def loop_step_table(root=ROOT) -> str:
   """One row per run (results/loop_step/CONFIG-{on,off}-ROUND.txt)."""
   rows = []
   for config, label in LOOP_CONFIGS:
-    for resident, how in (('on', 'on the devices (default)'), ('off', 'host-fed, prefetch thread')):
+    for resident, how in (('on', "on the devices ('on')"),
+                          ('off', "host-fed, prefetch thread ('off', auto on CPU)")):
       for f in sorted((root / 'results/loop_step').glob(f'{config}-{resident}-*.txt')):
         loop = _json_last_line(f)['loop']
         rows.append([label, how, f.stem.rsplit('-', 1)[1], str(loop['steps']),
