@@ -221,7 +221,9 @@ class CacheEvents:
   def _announce(self, what: str, module: str) -> None:
     if module in self.TRAIN_STEPS:
       from absl import logging  # pylint: disable=import-outside-toplevel
-      logging.info('Compilation cache %s for the train step (%s).', what, module)
+      import jax  # pylint: disable=import-outside-toplevel
+      logging.info('Compilation cache %s for the train step (%s) in %s.', what, module,
+                   jax.config.jax_compilation_cache_dir)
 
   def train_step(self) -> str:
     """'hit', 'miss' or 'not compiled' (the train step's first compilation)."""
@@ -259,14 +261,13 @@ def setup_compilation_cache(data_cache_dir: str | None = None) -> str | None:
   `compilation_cache_dir(data_cache_dir)` (by default the --config's
   `data.cache_dir`), unless JAX_COMPILATION_CACHE_DIR names one. Every program is
   cached, however small or quick to compile (both thresholds 0): launch time
-  is what is saved. Logs the dir now and, at the end (`log_compilation_cache`),
-  whether the train step's compilation hit or missed.
+  is what is saved. Logs the dir with the train step's hit or miss when it
+  compiles and, at the end (`log_compilation_cache`), the process's counts.
   """
   global _cache_events
   if not compilation_cache_wanted():
     return None
   import jax  # pylint: disable=import-outside-toplevel
-  from absl import logging  # pylint: disable=import-outside-toplevel
   if data_cache_dir is None:
     config = FLAGS['config'].value if 'config' in FLAGS else None
     data = getattr(config, 'data', None)  # A ConfigDict (a tool's --config may be a path).
@@ -279,8 +280,8 @@ def setup_compilation_cache(data_cache_dir: str | None = None) -> str | None:
   if _cache_events is None:
     _cache_events = CacheEvents()
     jax.monitoring.register_event_listener(_cache_events)
-  logging.info('Compilation cache: %s (--compilation_cache=false or %s=0 turn it off).',
-               path, COMPILATION_CACHE)
+  # No start-up line: a command's stderr may be one error line (predict,
+  # summary); the train step's hit or miss names the dir.
   return path
 
 

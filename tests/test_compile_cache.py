@@ -26,7 +26,8 @@ def test_second_launch_hits_the_cache_and_the_first_misses(small_cifar, cache_di
   first = run_main(tmp_path / 'a', LAX, '--config.num_train_steps=2',
                    data_path=small_cifar, cache_dir=cache_dir)
   assert 'train step miss' in _train_step_line(first)
-  assert f'Compilation cache: {cache_dir / "jax_cache"}' in first.stderr
+  assert f'Compilation cache missed for the train step (jit_train_step) in {cache_dir / "jax_cache"}' \
+      in first.stderr
   entries = os.listdir(cache_dir / 'jax_cache')
   assert any(e.startswith(('jit_train_step-', 'jit_resident_train_step-')) for e in entries), entries
   second = run_main(tmp_path / 'b', LAX, '--config.num_train_steps=2',

@@ -30,7 +30,7 @@ def test_both_pipelines_give_the_interface_train_reads(tmp_path, pipeline):
   assert y.dtype == np.int32
   x, y, mask = next(ds.eval_batches('test', 4))
   assert x.shape == (4, 32, 32, 3) and mask.tolist() == [1, 1, 1, 1]
-  assert ds.device_prefetch == (0 if pipeline == 'memory' else 2)
+  assert ds.device_prefetch == 2  # config.data.prefetch: a thread sends batches ahead.
 
 
 def test_the_step_augments_only_what_the_pipeline_did_not():
