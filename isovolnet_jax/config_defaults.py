@@ -58,8 +58,9 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.data.eval_resize = 0    # stream eval: shorter side before the centre crop; 0 = image_size / 0.875.
   config.data.shuffle_window = 10000  # stream, tfds: examples shuffled together (encoded bytes in RAM).
   config.data.prefetch = 2       # Batches a thread sends to the devices ahead of the step.
-  # 'auto': the memory pipeline's training split lives on the devices when it
-  # fits (data/resident.py), each step's batch gathered inside the step; 'on', 'off'.
+  # 'auto': the memory pipeline's training split lives on the devices when they
+  # are accelerators and it fits (data/resident.py), each step's batch gathered
+  # inside the step; on CPU it stays on the host. 'on', 'off' force either.
   config.data.device_resident = 'auto'
 
   config.augment = ml_collections.ConfigDict()
