@@ -476,6 +476,7 @@ def _stepper(config, setup: 'SetUp', start_step: int):
     at, images, labels = next(batches)
     assert at == step, (at, step)
     return step_fn(state, images, labels, setup.step_key)
+  advance.close = batches.close  # Stops the prefetch thread.
   return advance
 
 
@@ -585,6 +586,7 @@ def _train(config, workdir: Path, signals: preemption.Signals) -> dict:
                               jitted_eval_step, setup)
     _draw_curves(workdir, setup.plan)
   finally:
+    getattr(advance, 'close', lambda: None)()
     setup.manager.wait_until_finished()
     setup.manager.close()
     log.close()

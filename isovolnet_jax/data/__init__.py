@@ -101,4 +101,7 @@ def prefetch(iterator, size: int):
         raise item.error
       yield item
   finally:
+    # Wait for the producer: a thread still inside tf.data or a transfer when
+    # the interpreter exits can abort the process.
     stop.set()
+    thread.join(timeout=30)
