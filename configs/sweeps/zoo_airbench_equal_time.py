@@ -6,7 +6,7 @@ r"""airbench's free tricks on IsoVolNet and FastCNN, at seed 000's equal trainin
     --results=results/airbench/zoo/equal_time \
     --config.data.source=folder --config.data.path=../shared/data/cifar10_jpeg
 
-Issue 25's goal: IsoVolNet closes half its gap to FastCNN at equal time. The
+The question: does IsoVolNet close half its gap to FastCNN at equal time? The
 budget and each net's steps are configs/sweeps/isovolnet_equal_time.py's: 315 s
 of training steps on the project's 2-core CPU, from each net's measured img/s
 (2026-11-26): the default IsoVolNet (configs/cifar10.py) 2,819 steps of 256
