@@ -117,8 +117,16 @@ def test_time_to_accuracy_times_each_seed_and_reads_the_test_accuracy(small_cifa
       capture_output=True, text=True, cwd=ROOT, timeout=600)
   elapsed = time.perf_counter() - start
   assert out.returncode == 0, out.stderr[-2000:]
-  runs = json.loads(out.stdout.strip().splitlines()[-1])['runs']
+  result = json.loads(out.stdout.strip().splitlines()[-1])
+  runs = result['runs']
   assert [r['seed'] for r in runs] == [0, 1] and all(r['steps'] == 4 for r in runs)
+  # Where and when, for a results README: the CPU, the commit, the date, the overrides.
+  head = subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], cwd=ROOT,
+                        capture_output=True, text=True).stdout.strip()
+  assert result['commit'].startswith(head) and result['cores'] >= 1
+  assert result['machine'].startswith('CPU: ') and result['date'].endswith('UTC')
+  assert all(r['date'].endswith('UTC') for r in runs)
+  assert '--config.num_train_steps=4' in result['overrides']
   # Each figure is its run's: the test line of its metrics.jsonl, the seed of
   # its config.json, and seconds that fit in this test's own wall time.
   for r in runs:

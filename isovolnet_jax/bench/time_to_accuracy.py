@@ -17,6 +17,7 @@ the first evaluation at or above each accuracy, less the seconds the earlier
 evaluations took: the launch-to-exit time of a run stopped there.
 """
 
+import datetime
 import json
 import os
 import statistics
@@ -54,6 +55,21 @@ def run_seed(config: str, data: str, seed: int, workdir: Path, cache_dir: str,
   return {'seed': seed, 'seconds': seconds, 'test_accuracy': tests[-1]['accuracy'],
           'steps': tests[-1]['step'], 'launch': launch,
           'curve': [(r['step'], r['accuracy']) for r in tests]}
+
+
+def provenance() -> dict:
+  """Where and when: the CPU (and oneDNN's ISA), the cores, the commit (with
+  '+dirty' when the tree has uncommitted changes), the UTC date, whether tcmalloc is loaded (the runs inherit it)."""
+  from isovolnet_jax.bench import benchmark  # pylint: disable=import-outside-toplevel
+  git = lambda *a: subprocess.run(['git', *a], cwd=ROOT, capture_output=True,
+                                  text=True).stdout.strip()
+  commit = git('rev-parse', '--short', 'HEAD') or 'unknown'
+  if git('status', '--porcelain', '--untracked-files=no'):
+    commit += '+dirty'
+  return {'machine': benchmark.cpu_description(), 'cores': os.cpu_count(),
+          'commit': commit,
+          'date': datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC'),
+          'tcmalloc': cli.tcmalloc_loaded()}
 
 
 def seconds_to_targets(rows: list[dict], launch: float, targets) -> dict:
@@ -105,13 +121,17 @@ def main(argv):
   if taken:
     raise InputError(f'{taken[0]} exists; each seed needs a fresh workdir')
 
-  results = []
+  results, where = [], provenance()
+  print(f"{where['machine']}, {where['cores']} cores; commit {where['commit']}, "
+        f"{where['date']}", flush=True)
   with tempfile.TemporaryDirectory() as tmp:
     tmp = args.workdir or tmp
     for seed in seeds:
       cache = os.path.join(tmp, f'cache{seed}') if args.cold else ''
       workdir = Path(tmp, f'run{seed}')
       r = run_seed(args.config, args.data, seed, workdir, cache, _EXTRA)
+      r['date'] = datetime.datetime.fromtimestamp(
+          r['launch'], datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')
       r['to_target_seconds'] = seconds_to_targets(
           plots.read_metrics(workdir), r['launch'], [float(t) / 100 for t in args.targets])
       reached = ''.join(f', {100 * t:g}% at ' + (f'{s / 60:.2f} min' if s else 'never')
@@ -126,7 +146,8 @@ def main(argv):
         f'(max {max(minutes):.2f}), test accuracy {statistics.mean(accs):.2f} ± '
         f'{spread(accs):.2f}% (min {min(accs):.2f}%)')
   if args.json:
-    print(json.dumps({'runs': results, 'config': args.config, 'cold': args.cold}))
+    print(json.dumps({'runs': results, 'config': args.config, 'cold': args.cold,
+                      'overrides': _EXTRA, **where}))
 
 
 if __name__ == '__main__':
