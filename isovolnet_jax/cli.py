@@ -317,6 +317,18 @@ def parse_flags(argv):
     fail(e)
 
 
+def passing_config_overrides(extra: list[str]):
+  """A flags parser for a tool that launches runs: its `--config.KEY=VALUE`
+  arguments are appended to `extra` (for every run), the rest parsed as usual."""
+  def parse(argv):
+    extra.extend(a for a in argv[1:] if a.startswith('--config.'))
+    try:
+      return FLAGS([a for a in argv if not a.startswith('--config.')])
+    except flags.Error as e:
+      fail(f'{e}; only --config.KEY=VALUE pass through to the runs')
+  return parse
+
+
 def run(main, flags_parser=parse_flags, argv=None) -> None:
   """app.run(main) with InputError -> `error: ...` + exit 2, and a preempted
   training run -> `preempted: ...` + exit 128 + signal."""

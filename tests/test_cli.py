@@ -168,3 +168,16 @@ def test_configure_sets_one_device_per_core_and_respects_xla_flags():
   assert _jax_devices_after(set_.format(0, 64)) == 1
   forced = {'XLA_FLAGS': '--xla_force_host_platform_device_count=4'}
   assert _jax_devices_after(set_.format(-1, 64), forced) == 4
+
+
+@pytest.mark.parametrize('tool', ['time_to_accuracy', 'launch_time', 'gpu_check'])
+def test_run_launchers_pass_config_overrides_and_refuse_other_flags_in_one_line(tool):
+  # `cli.passing_config_overrides`: --config.KEY=VALUE is kept for the runs
+  # (time_to_accuracy's JSON lists them: tests/test_benchmark.py); any other
+  # unknown flag is one line naming what passes through.
+  out = subprocess.run([sys.executable, '-m', f'isovolnet_jax.bench.{tool}', '--bogus=1',
+                        '--config.seed=3'], capture_output=True, text=True, cwd=ROOT)
+  assert out.returncode == 2
+  assert out.stderr.strip().splitlines() == [
+      "error: Unknown command line flag 'bogus'; only --config.KEY=VALUE pass "
+      'through to the runs']

@@ -64,16 +64,6 @@ def define_flags():
                        f'with --allow_cpu on a CPU 1..{MAX_CPU_STEPS}.')
 
 
-def parse_flags(argv):
-  """cli's parser; --config.KEY=VALUE pass through to every run."""
-  _EXTRA.extend(a for a in argv[1:] if a.startswith('--config.'))
-  rest = [a for a in argv if not a.startswith('--config.')]
-  try:
-    return FLAGS(rest)
-  except flags.Error as e:
-    cli.fail(f'{e}; only --config.KEY=VALUE pass through to the runs')
-
-
 def detect_device() -> dict:
   """The first JAX device's platform and kind, and the count, from a child
   process (so that this one leaves the accelerator's memory alone)."""
@@ -212,4 +202,4 @@ def main(argv):
 
 if __name__ == '__main__':
   define_flags()
-  cli.run(main, flags_parser=parse_flags)
+  cli.run(main, flags_parser=cli.passing_config_overrides(_EXTRA))

@@ -107,16 +107,6 @@ def define_flags():
   flags.DEFINE_bool('json', False, 'Print the results as JSON on the last line.')
 
 
-def parse_flags(argv):
-  """cli's parser; --config.KEY=VALUE pass through to both runs."""
-  _EXTRA.extend(a for a in argv[1:] if a.startswith('--config.'))
-  rest = [a for a in argv if not a.startswith('--config.')]
-  try:
-    return FLAGS(rest)
-  except flags.Error as e:
-    cli.fail(f'{e}; only --config.KEY=VALUE pass through to the runs')
-
-
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
@@ -131,4 +121,4 @@ def main(argv):
 
 if __name__ == '__main__':
   define_flags()
-  cli.run(main, flags_parser=parse_flags)
+  cli.run(main, flags_parser=cli.passing_config_overrides(_EXTRA))

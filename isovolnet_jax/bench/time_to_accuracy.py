@@ -100,16 +100,6 @@ def define_flags():
                       '(default: a temporary folder, deleted at the end).')
 
 
-def parse_flags(argv):
-  """cli's parser; --config.KEY=VALUE pass through to every run."""
-  _EXTRA.extend(a for a in argv[1:] if a.startswith('--config.'))
-  rest = [a for a in argv if not a.startswith('--config.')]
-  try:
-    return FLAGS(rest)
-  except flags.Error as e:
-    cli.fail(f'{e}; only --config.KEY=VALUE pass through to the runs')
-
-
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
@@ -152,4 +142,4 @@ def main(argv):
 
 if __name__ == '__main__':
   define_flags()
-  cli.run(main, flags_parser=parse_flags)
+  cli.run(main, flags_parser=cli.passing_config_overrides(_EXTRA))
