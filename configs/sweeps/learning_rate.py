@@ -10,9 +10,9 @@ r"""Seed 003, learning rates: AdamW peak rate in factors of 2, 5e-4 to 1.28e-1.
 27 points (9 rates x 3 seeds). Peak of configs/cifar10.py's
 onecycle schedule: 5e-4, 1e-3, 2e-3 (the config's then), 4e-3, ..., 1.28e-1 in
 factors of 2; everything else as configs/cifar10.py. The range grew as seed 0
-came in: it rose with the rate to the edge twice (5e-4 to 8e-3: 57.2, 61.7,
-66.5, 70.6, 73.6% test; then 1.6e-2 and 3.2e-2: 76.2, 77.3%), and a sweep whose
-best point is its edge has not found the best rate. A rate that diverges is
+came in: twice the best point was at its edge
+(results/learning_rate/README.md), and a sweep whose best point is its edge
+has not found the best rate. A rate that diverges is
 recorded as failed in results.md and the sweep goes on.
 
 The default point (configs/cifar10.py at rate 2e-3) is in four sweeps (the

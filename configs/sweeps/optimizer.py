@@ -18,7 +18,7 @@ All three take L2 weight decay 5e-4 added to the gradient (PyTorch's
 `weight_decay`): configs/cifar10.py's 5e-2 is AdamW's decoupled decay, which as
 an L2 term would be 100x too strong. configs/cifar10_isovolnet_seed.py notes
 that SGD at 0.05 diverged on the seed's 5-block net in a 150-step probe; on the
-4-block default it trains (seed 0: 68.0% test). A diverging point is recorded
+4-block default it trains (results/optimizer/README.md). A diverging point is recorded
 as failed in results.md and the sweep goes on.
 
 Budget and model: results/optimizer/README.md, seed 003's plan (10 complete epochs on
