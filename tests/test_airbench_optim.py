@@ -325,10 +325,12 @@ def test_state_leaf_order_survives_a_restore_from_metadata(tmp_path):
 
 
 def test_lookahead_past_the_last_step_is_named():
-  """configs/cifar10.py starts lookahead at epoch 30 of 100; shortened by
-  --config.num_epochs=10 the run would never use it, and training says so."""
+  """Lookahead from epoch 30 of 100 (IsoVolNet's default of 2026-12-03);
+  shortened by --config.num_epochs=10 the run would never use it, and training
+  says so."""
   opt = config_defaults.load_config_file(
       Path(__file__).resolve().parents[1] / 'configs' / 'cifar10.py').optimizer
+  opt.update(lookahead_every=5, lookahead_start_epochs=30.0)
   per_epoch = 45_000 // 256
   assert optim.lookahead_warning(opt, per_epoch, 100 * per_epoch) is None
   warning = optim.lookahead_warning(opt, per_epoch, 10 * per_epoch)

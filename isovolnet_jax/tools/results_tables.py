@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parents[2]
 MARKER = re.compile(r'(<!-- table:(?P<name>[\w.-]+) begin -->\n)(?P<body>.*?)'
                     r'(<!-- table:(?P=name) end -->)', re.S)
 # The Markdown files that may hold tables, relative to the repository root.
-DOCS = ('README.md', 'docs/performance.md', 'results/**/README.md')
+DOCS = ('README.md', 'docs/*.md', 'results/**/README.md')
 
 # Figures that are not this repository's runs, each with where it comes from.
 PUBLISHED_AIRBENCH94 = 94.01  # Keller Jordan's airbench94: mean of 1,000 runs,
@@ -723,6 +723,43 @@ def ab_native_table(root=ROOT) -> str:
   return table(['config', 'dtype', 'train img/s before', 'after', 'after/before',
                 'infer img/s before', 'after', 'after/before'], rows)
 
+# ---------------------------------------------------------------- docs/defaults.md
+
+
+def default_rule(root=ROOT) -> str:
+  """docs/defaults.md's rule applied to airbench/zoo/equal_time's evaluations:
+  each change against the default of then, seed by seed, in points."""
+  study = root / 'results/airbench/zoo/equal_time'
+  read = lambda name: json.loads((study / name).read_text())
+  seeds = (0, 1, 2)
+  # (net, change, evaluated on, the change's accuracies, the default's).
+  arms = [
+      ('IsoVolNet', 'label smoothing 0.2 (from 0.1) + lookahead', 'test, 6 views',
+       [read(f'isovolnet_tricks,seed={s}/result.json')['test_accuracy'] for s in seeds],
+       [read(f'eval_airbench6,isovolnet,seed={s}.json')['test_accuracy_airbench6']
+        for s in seeds]),
+      ('IsoVolNet', '6 views (from one)', 'test',
+       [read(f'eval_airbench6,isovolnet,seed={s}.json')['test_accuracy_airbench6']
+        for s in seeds],
+       [read(f'isovolnet,seed={s}/result.json')['test_accuracy'] for s in seeds]),
+      ('FastCNN', 'lookahead', 'test, 6 views',
+       [read(f'fast_cnn_tricks,seed={s}/result.json')['test_accuracy'] for s in seeds],
+       [read(f'eval_airbench6,fast_cnn,seed={s}.json')['test_accuracy_airbench6']
+        for s in seeds]),
+      ('FastCNN', '6 views (from the mirror pair)', 'validation',
+       [read(f'eval_flip,fast_cnn,seed={s}.json')['val_accuracy_airbench6'] for s in seeds],
+       [read(f'eval_flip,fast_cnn,seed={s}.json')['val_accuracy_flip'] for s in seeds]),
+  ]
+  rows = []
+  for net, change, split, new, old in arms:
+    gains = [100 * (a - b) for a, b in zip(new, old)]
+    spread = 100 * float(np.std(old, ddof=1))
+    on = all(g > spread for g in gains)
+    rows.append([net, change, split, *(f'{g:+.2f}' for g in gains), f'{spread:.2f}',
+                 bold('on', on) if on else 'off'])
+  return table(['net', 'change', 'evaluated on', 'seed 0', 'seed 1', 'seed 2',
+                "the default's spread", 'rule'], rows)
+
 
 TABLES: dict[str, Callable[[Path], str]] = {
     'loop_step': loop_step_table,
@@ -739,6 +776,7 @@ TABLES: dict[str, Callable[[Path], str]] = {
     'onednn.threads': onednn_threads,
     'bf16': bf16_table,
     'isovolnet_full_budget': full_budget_table,
+    'default_rule': default_rule,
 }
 
 
