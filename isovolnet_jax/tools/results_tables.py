@@ -135,13 +135,20 @@ def ratio(x: float) -> str:
 
 def sweep_table(study: str, arms: list[tuple[str, str]], columns=('params', 'epochs',
                 'seeds', 'test', 'val'), bold_best: str | None = None, root=ROOT,
-                digits: int = 1) -> str:
-  """One row per (group, label) of a sweep study; bold_best: 'test' or 'val'."""
+                digits: int = 1, first: str = 'arm') -> str:
+  """One row per (group, label) of a sweep study; bold_best: 'test' or 'val'.
+
+  A group named 'OTHER_STUDY:GROUP' is read from another study (a shared base).
+  """
   groups = sweep_groups(root / 'results' / study)
+  for name, _ in arms:
+    if ':' in name:
+      other, group = name.split(':')
+      groups[name] = sweep_groups(root / 'results' / other)[group]
   key = {'test': 'test_accuracy', 'val': 'val_accuracy'}
   best = None
   if bold_best:
-    best = max((groups[n] for n, _ in arms), key=lambda g: g[key[bold_best]])['name']
+    best = max(arms, key=lambda a: groups[a[0]][key[bold_best]])[0]
   head = {'params': 'params', 'epochs': f'epochs at {EQUAL_TIME_S} s', 'seeds': 'seeds',
           'test': 'test acc. (%)', 'val': 'val acc. (%)', 'epochs10': 'epochs'}
   out = []
@@ -158,7 +165,62 @@ def sweep_table(study: str, arms: list[tuple[str, str]], columns=('params', 'epo
       else:
         cells.append(bold(pm(g, key[c], digits), c == bold_best and name == best))
     out.append(cells)
-  return table(['arm', *[head[c] for c in columns]], out)
+  return table([first, *[head[c] for c in columns]], out)
+
+
+# ---------------------------------------------------------------- seed 003's sweeps
+
+SEED003 = dict(columns=('seeds', 'test', 'val'), bold_best='val')
+
+
+def lr_table(root=ROOT) -> str:
+  rates = sorted(float(n.split('=')[1]) for n in sweep_groups(root / 'results/learning_rate'))
+  notes = {0.002: ' (base)', 0.032: ' (the default now)'}
+  return sweep_table('learning_rate', [(f'learning_rate={r:g}', f'{r:g}{notes.get(r, "")}')
+                                       for r in rates], root=root, first='peak rate', **SEED003)
+
+
+def batch_table(root=ROOT) -> str:
+  return sweep_table('batch_size', [(f'batch_size={b}', f'{b}{" (base)" * (b == 256)}')
+                                    for b in (64, 128, 256, 512)],
+                     root=root, first='batch size', **SEED003)
+
+
+def dropout_table(root=ROOT) -> str:
+  return sweep_table('dropout', [(f'dropout={d}', f'{d}{" (base)" * (d == "0.0")}')
+                                 for d in ('0.0', '0.1', '0.3', '0.5')],
+                     root=root, first='dropout', **SEED003)
+
+
+def activation_table(root=ROOT) -> str:
+  return sweep_table('activation', [('activation=relu', 'ReLU'),
+                                    ('activation=leaky_relu', 'Leaky ReLU (0.01)'),
+                                    ('activation=swish', 'swish (base)')],
+                     root=root, first='activation', **SEED003)
+
+
+def optimizer_table(root=ROOT) -> str:
+  return sweep_table('optimizer', [
+      ('learning_rate=0.05,name=sgd', 'SGD, Nesterov momentum 0.9, rate 0.05, L2 5e-4'),
+      ('learning_rate=0.002,name=adam', 'Adam, rate 2e-3, L2 5e-4'),
+      ('learning_rate=0.001,momentum=0.0,name=rmsprop', 'RMSprop, rate 1e-3, L2 5e-4')],
+      root=root, first='optimizer', **SEED003)
+
+
+def variants_table(root=ROOT) -> str:
+  return sweep_table('isovolnet_variants', [
+      ('isovolnet_equal_time:iso4', '4 blocks (the base: max pooling, ReLU)'),
+      ('iso4_avg_swish', 'average pooling + swish'), ('iso4_avg', 'average pooling'),
+      ('iso4_swish', 'swish'), ('stem8_b4', 'stem 8, 4 blocks'),
+      ('stem16_b3', 'stem 16, 3 blocks'), ('iso4_cpb2', '2 DS convs per block')],
+      bold_best='test', root=root)
+
+
+def zoo_equal_time_table(root=ROOT) -> str:
+  return sweep_table('zoo_equal_time', [
+      ('simple_cnn', 'SimpleCNN (`configs/cifar10_simple_cnn.py`)'),
+      ('mobilenet_v2', 'MobileNetV2 (`configs/cifar10_mobilenet_v2.py`)')],
+      columns=('params', 'epochs', 'seeds', 'test'), root=root, first='model')
 
 
 # ---------------------------------------------------------------- seed 000
@@ -739,6 +801,13 @@ TABLES: dict[str, Callable[[Path], str]] = {
     'onednn.threads': onednn_threads,
     'bf16': bf16_table,
     'isovolnet_full_budget': full_budget_table,
+    'learning_rate': lr_table,
+    'batch_size': batch_table,
+    'dropout': dropout_table,
+    'activation': activation_table,
+    'optimizer': optimizer_table,
+    'isovolnet_variants': variants_table,
+    'zoo_equal_time': zoo_equal_time_table,
 }
 
 
