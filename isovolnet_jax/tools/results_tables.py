@@ -376,6 +376,107 @@ def airbench_ablation(root=ROOT) -> str:
                 'mean change'], rows)
 
 
+# ---------------------------------------------------------------- airbench's tricks on the zoo
+
+
+def zoo_evals(study: str, tta: str, arm: str, root=ROOT) -> list[dict]:
+  """An arm's evaluations with the TTA it did not train with, by seed."""
+  d = root / 'results/airbench/zoo' / study
+  return [json.loads(f.read_text()) for f in sorted(d.glob(f'eval_{tta},{arm},seed=*.json'))]
+
+
+def pm2(values) -> str:
+  return pm(stats(values), digits=2) + '%'
+
+
+def zoo_views(study: str, arm: str, ref_tta: str, root=ROOT) -> dict:
+  """An arm's test (and val) accuracies per seed: as trained and with ref_tta."""
+  rows = sorted((r for r in sweep_rows(root / 'results/airbench/zoo' / study)
+                 if r['name'].startswith(arm + ',')), key=lambda r: r['overrides']['seed'])
+  ev = zoo_evals(study, ref_tta, arm, root)
+  return {'val': [r['val_accuracy'] for r in rows], 'test': [r['test_accuracy'] for r in rows],
+          'other': [e[f'test_accuracy_{ref_tta}'] for e in ev], 'steps': rows[0]['step'],
+          'params': rows[0]['params'], 'ev': ev}
+
+
+def zoo_equal_time_tricks(root=ROOT) -> str:
+  rows = []
+  for ref, tricks, label in (('isovolnet', 'isovolnet_tricks', ('IsoVolNet, configs/cifar10.py '
+                              'as it was (label smoothing 0.1)', 'IsoVolNet + label smoothing '
+                              '0.2 + lookahead')), ('fast_cnn', 'fast_cnn_tricks', (
+                              'FastCNN, its config (flip TTA off)', 'FastCNN + lookahead'))):
+    a, b = zoo_views('equal_time', ref, 'airbench6', root), zoo_views('equal_time', tricks,
+                                                                       'none', root)
+    six = [a['other'], b['test']]
+    best = max(range(2), key=lambda i: np.mean(six[i]))
+    rows.append([label[0], pm2(a['val']) + ' (1 view)', pm2(a['test']),
+                 bold(pm2(six[0]), best == 0)])
+    rows.append([label[1], pm2(b['val']) + ' (6 views)', pm2(b['other']),
+                 bold(pm2(six[1]), best == 1)])
+  return table([f'arm (test accuracy, mean ± std, 3 seeds)', 'val, as trained',
+                'test, one view', 'test, 6 views'], rows)
+
+
+def zoo_whiten(root=ROOT) -> str:
+  d = root / 'results/airbench/zoo'
+  eg, wg = sweep_groups(d / 'equal_time'), sweep_groups(d / 'whiten')
+  steps = {r['name'].split(',')[0]: r['step']
+           for r in sweep_rows(d / 'equal_time') + sweep_rows(d / 'whiten')}
+  out = []
+  for net in ((eg, 'isovolnet_tricks', 'IsoVolNet + tricks (the default, from `equal_time/`)'),
+              (wg, 'isovolnet_whiten3', '+ whitening stem, 3 blocks'),
+              (wg, 'isovolnet_whiten2', '+ whitening stem, 2 blocks')), (
+              (eg, 'fast_cnn_tricks', 'FastCNN + tricks (from `equal_time/`)'),
+              (wg, 'fast_cnn_whiten', '+ whitening stem')):
+    best = max(net, key=lambda a: a[0][a[1]]['test_accuracy'])[1]
+    for groups, name, label in net:
+      g = groups[name]
+      out.append([label, f'{int(g["params"]):,}', f'{steps[name]:,} ({g["epochs"]:.1f})',
+                  pm(g, 'val_accuracy', 2) + '%', bold(pm(g, digits=2) + '%', name == best)])
+  return table(['arm', 'params', f'steps (epochs) at {EQUAL_TIME_S} s', 'val accuracy',
+                'test accuracy'], out)
+
+
+def zoo_dilated(root=ROOT) -> str:
+  a = zoo_views('dilated', 'dilated', 'airbench6', root)
+  b = zoo_views('dilated', 'dilated_tricks', 'none', root)
+  return table(['arm', 'steps', 'val accuracy', 'test, one view', 'test, 6 views'], [
+      ['dilated DS, its config', str(a['steps']), pm2(a['val']), pm2(a['test']),
+       pm2(a['other'])],
+      ['+ label smoothing 0.2, lookahead, TTA, whitening stem', str(b['steps']),
+       pm2(b['val']), pm2(b['other']), pm2(b['test'])]])
+
+
+def zoo_two_views(root=ROOT) -> str:
+  rows = []
+  for arm, label in (('fast_cnn', 'FastCNN'), ('isovolnet', 'IsoVolNet (label smoothing 0.1)')):
+    v = zoo_views('equal_time', arm, 'airbench6', root)
+    flip = zoo_evals('equal_time', 'flip', arm, root)
+    val = lambda k: pm2([e[k] for e in flip]) if k in flip[0] else ''
+    views = [('1', v['val'], v['test']),
+             ('2 (flip)', [e.get('val_accuracy_flip') for e in flip],
+              [e['test_accuracy_flip'] for e in flip]),
+             ('6 (`airbench6`)', [e.get('val_accuracy_airbench6') for e in flip], v['other'])]
+    for i, (n, va, te) in enumerate(views):
+      last = i == len(views) - 1
+      rows.append([label, n, bold(pm2(va), last) if None not in va else '',
+                   bold(pm2(te), last)])
+  return table(['arm', 'views', 'val accuracy', 'test accuracy'], rows)
+
+
+def zoo_isovolnet(root=ROOT) -> str:
+  d = root / 'results/airbench/zoo/isovolnet'
+  rows = []
+  for arm, label in (('default', 'default'), ('label_smoothing', '+ label smoothing 0.2'),
+                     ('lookahead', '+ lookahead'), ('label_smoothing+lookahead', '+ both')):
+    e = json.loads((d / f'tta_airbench6,{arm},seed=0.json').read_text())
+    one, six = e['test_accuracy_one_view'], e['test_accuracy_airbench6']
+    rows.append([label, f'{pct(one, 2)}%', f'{pct(six, 2)}%'])
+  best = max(range(len(rows)), key=lambda i: float(rows[i][2][:-1]))
+  rows[best][2] = bold(rows[best][2], True)
+  return table(['arm', 'test accuracy, one view', 'test accuracy, 6 views (`airbench6`)'], rows)
+
+
 # ---------------------------------------------------------------- onednn
 
 
@@ -808,6 +909,11 @@ TABLES: dict[str, Callable[[Path], str]] = {
     'optimizer': optimizer_table,
     'isovolnet_variants': variants_table,
     'zoo_equal_time': zoo_equal_time_table,
+    'airbench.zoo.equal_time': zoo_equal_time_tricks,
+    'airbench.zoo.whiten': zoo_whiten,
+    'airbench.zoo.dilated': zoo_dilated,
+    'airbench.zoo.two_views': zoo_two_views,
+    'airbench.zoo.isovolnet': zoo_isovolnet,
 }
 
 
