@@ -550,6 +550,51 @@ def onednn_threads(root=ROOT) -> str:
                 'train img/s, 2 devices, 1 thread each'], rows)
 
 
+def _ms_by_kind(line: str) -> dict[str, float]:
+  """'... by kind ...: Conv 12.9 ms, BatchNorm 20.3 ms' as {'Conv': 12.9, ...}."""
+  return {k: float(v) for k, v in re.findall(r'([A-Za-z][\w ]*?) ([\d.]+) ms', line.split(': ', 1)[1])}
+
+
+def onednn_profile(root=ROOT) -> str:
+  """Per-op milliseconds of one training step (results/onednn/profile/*.txt)."""
+  rows = []
+  for f, label in (('cifar10_channels_last', 'IsoVolNet (`cifar10`), float32'),
+                   ('cifar10_bf16', 'IsoVolNet, bfloat16 / bf16 autocast'),
+                   ('cifar10_fast_cpu_channels_last', 'FastCNN (`cifar10_fast_cpu`), float32'),
+                   ('cifar10_fast_cpu_bf16', 'FastCNN, bfloat16 / bf16 autocast')):
+    text = (root / f'results/onednn/profile/profile_{f}.txt').read_text()
+    line = lambda start: next(l for l in text.splitlines() if l.startswith(start))
+    jax = _ms_by_kind(line('fwd+bwd by kind'))
+    torch = _ms_by_kind(line('PyTorch') if 'by kind' in line('PyTorch') else '')
+    whole = re.search(r'fwd\+bwd ([\d.]+) ms \(the rest.*?\+([\d.]+) ms', text)
+    t_whole = re.search(r'PyTorch whole model fwd\+bwd ([\d.]+) ms', text)[1]
+    rest = sum(torch.get(k, 0) for k in ('activation', 'pooling', 'rest'))
+    rows.append([label, f'{jax["Conv"] + jax.get("Conv grouped", 0):.1f}',
+                 f'{jax["BatchNorm"]:.1f}', whole[2], f'**{whole[1]}**',
+                 f'{torch["Conv"]:.1f}', f'{torch["BatchNorm"]:.1f}', f'{rest:.1f}',
+                 f'**{t_whole}**'])
+  return table(['config, precision', 'JAX conv', 'JAX BatchNorm', 'JAX rest*',
+                '**JAX whole**', 'PyTorch conv', 'PyTorch BatchNorm',
+                'PyTorch activation + pooling + rest', '**PyTorch whole**'], rows)
+
+
+def onednn_memory(root=ROOT) -> str:
+  """A training step's memory, JAX against PyTorch (results/onednn/memory/*.txt)."""
+  runs = [(f, _json_last_line(root / f'results/onednn/memory/{f}.txt'))
+          for f in ('cifar10_fast_cpu', 'cifar10', 'isovolnet_seed', 'resnet20',
+                    'mobilenet_v2', 'dense_ds', 'dilated_ds')]
+  top = max(r['ratio'] for _, r in runs)
+  label = {'cifar10_fast_cpu': ' (FastCNN)', 'cifar10': ' (IsoVolNet, 4 blocks)'}
+  mib = lambda x: f'{x:,.0f} MiB'
+  return table(['config', 'batch', 'layer outputs (f32)', 'JAX step (XLA\'s temporaries)',
+                'PyTorch step', 'JAX / PyTorch'], [
+      [f'`{"" if f.startswith("cifar10") else "cifar10_"}{f}`{label.get(f, "")}',
+       str(r['batch_size']), mib(r['layer_outputs_mib']),
+       f'{mib(r["jax"]["step_mib"])} ({r["jax"]["xla_temp_mib"]:,.0f})',
+       mib(r['torch']['step_mib']), bold(ratio(r['ratio']), r['ratio'] == top)]
+      for f, r in runs])
+
+
 # ---------------------------------------------------------------- bf16
 
 
@@ -914,6 +959,8 @@ TABLES: dict[str, Callable[[Path], str]] = {
     'airbench.zoo.dilated': zoo_dilated,
     'airbench.zoo.two_views': zoo_two_views,
     'airbench.zoo.isovolnet': zoo_isovolnet,
+    'onednn.profile': onednn_profile,
+    'onednn.memory': onednn_memory,
 }
 
 
