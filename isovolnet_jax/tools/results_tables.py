@@ -669,6 +669,81 @@ def zoo_equal_time(root=ROOT) -> dict:
   return {'g': g, 'w': w, 'iso6': iso6, 'fast6': fast6}
 
 
+def train_log(run: Path) -> dict:
+  """A GPU run's metrics.jsonl or run.log: train img/s per log interval, steps, test."""
+  if (run / 'metrics.jsonl').exists():
+    rows = [json.loads(l) for l in (run / 'metrics.jsonl').open()]
+    img_s = [r['images_per_sec'] for r in rows if r['split'] == 'train']
+    test = [r for r in rows if r['split'] == 'test'][-1]
+  else:  # run.log lines 'step S/N  loss L  accuracy A  X img/s'
+    img_s = [float(x) for x in re.findall(r'step \d+/\d+ .*? ([\d.]+) img/s',
+                                          (run / 'run.log').read_text())]
+  if (run / 'test.json').exists():  # evaluate.py's, with per-class scores
+    test = json.loads((run / 'test.json').read_text())
+  steps = re.findall(r'step (\d+)/(\d+) ', (run / 'run.log').read_text())
+  return {'img_s': img_s, 'step': int(steps[-1][0]), 'steps': int(steps[-1][1]),
+          'test': test}
+
+
+def img_s_range(img_s: list[float]) -> str:
+  """min-max over the log intervals after the first (which holds the compilation)."""
+  return f'{min(img_s[1:]):,.0f}–{max(img_s[1:]):,.0f}'
+
+
+def seed002_table(root=ROOT) -> str:
+  d = root / 'results/seed002_gpu'
+  lax, probe, full = (train_log(d / n) for n in ('lax_11_epochs', 'unrolled_probe',
+                                                   'unrolled_100_epochs'))
+  res = gpu_runs(root)['seed002']
+  per_epoch = lax['steps'] / json.loads((d / 'lax_11_epochs/config.json').read_text()
+                                         )['num_epochs']  # every run: 195 steps an epoch
+  acc = lambda r: f'**{pct(r["test"]["accuracy"], 2)}%** (loss {r["test"]["loss"]:.3f})'
+  return table(['run', 'conv_impl', 'train img/s', 'epochs', 'test accuracy', 'files'], [
+      ['full one-cycle schedule', 'lax (the then `\'auto\'` on GPU)', img_s_range(lax['img_s']),
+       f'{lax["step"] / per_epoch:.0f}', acc(lax), '`lax_11_epochs/`'],
+      ['speed probe', 'unrolled', img_s_range(probe['img_s']),
+       f'{probe["step"] / per_epoch:.1f} of {probe["steps"] / per_epoch:.0f} (cut by the time '
+       'cap)', f'{pct(probe["test"]["accuracy"], 2)}% at the cut', '`unrolled_probe/`'],
+      ['**the seed\'s 100 epochs** (second GPU session, `device/session.sh`)',
+       'unrolled (`\'auto\'`)', img_s_range(full['img_s']),
+       f'{res["overrides"]["num_epochs"]} ({res["train_time_s"]:.0f} s of training)',
+       acc(full), '`unrolled_100_epochs/`']])
+
+
+def efficiency_table(root=ROOT) -> str:
+  e = efficiency(root)
+  sep, std = e['separable'], e['standard']
+  cols = [('params', '{:,.0f}'), ('flops_analytic', '{:,.0f}'), ('flops_xla', '{:,.0f}'),
+          ('latency_ms_b1', '{:.2f}'), ('infer_img_s', '{:.0f}'), ('train_img_s', '{:.0f}'),
+          ('train_step_peak_mib', '{:.1f}'), ('rss_peak_mib', '{:.0f}')]
+  rows = [['dense_ds', conv, *[fmt.format(e[conv][k]) for k, fmt in cols]]
+          for conv in ('separable', 'standard')]
+  return (table(['model', 'conv', *[k for k, _ in cols]], rows) +
+          f'\n\nstandard / separable: params x{std["params"] / sep["params"]:.1f}, FLOPs '
+          f'x{std["flops_analytic"] / sep["flops_analytic"]:.1f}, training throughput '
+          f'x{std["train_img_s"] / sep["train_img_s"]:.2f}, batch-1 latency '
+          f'x{std["latency_ms_b1"] / sep["latency_ms_b1"]:.2f}\n')
+
+
+def dense_ds_gpu_table(root=ROOT) -> str:
+  e = efficiency(root)
+  runs = {c: train_log(root / 'results/dense_ds_gpu' / c) for c in ('separable', 'standard')}
+  best = max(runs, key=lambda c: runs[c]['test']['accuracy'])
+  rows = []
+  for c, r in runs.items():
+    t = r['test']
+    rows.append([c, f'{e[c]["params"]:,.0f}', f'{e[c]["flops_analytic"] / 1e6:.0f} M',
+                 bold(f'{pct(t["accuracy"], 2)}%', c == best),
+                 *[f'{t[k]:.3f}' for k in ('macro_precision', 'macro_recall', 'macro_f1',
+                                           'loss')],
+                 f'{r["img_s"][-1]:,.0f}', f'{e[c]["train_img_s"]:.0f}',
+                 f'{e[c]["infer_img_s"]:.0f}', f'{e[c]["train_step_peak_mib"]:,.0f} MiB'])
+  return table(['conv', 'params', 'FLOPs / image', 'test accuracy', 'macro precision',
+                'macro recall', 'macro F1', 'test loss', 'train img/s, H200 (last log)',
+                'train img/s, 2-core CPU', 'inference img/s, CPU',
+                'train-step peak memory, CPU'], rows)
+
+
 # ---------------------------------------------------------------- headline
 
 
@@ -961,6 +1036,9 @@ TABLES: dict[str, Callable[[Path], str]] = {
     'airbench.zoo.isovolnet': zoo_isovolnet,
     'onednn.profile': onednn_profile,
     'onednn.memory': onednn_memory,
+    'seed002_gpu': seed002_table,
+    'efficiency_dense_ds': efficiency_table,
+    'dense_ds_gpu': dense_ds_gpu_table,
 }
 
 
