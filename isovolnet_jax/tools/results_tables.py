@@ -477,6 +477,43 @@ def zoo_isovolnet(root=ROOT) -> str:
   return table(['arm', 'test accuracy, one view', 'test accuracy, 6 views (`airbench6`)'], rows)
 
 
+def zoo_budget(arms: list[tuple[str, str, str, str, str]], root=ROOT) -> str:
+  """Each arm's steps from the img/s ratio (whiten/speed/NAME_r{1,2}.txt) to its reference.
+
+  arms: (label, speed file, reference's speed file, study, sweep arm).
+  """
+  d = root / 'results/airbench/zoo'
+  img_s = lambda n: [_json_last_line(d / f'whiten/speed/{n}_r{r}.txt')['jax_train_img_s']
+                     for r in (1, 2)]
+  rows = []
+  for label, name, ref, study, arm in arms:
+    run = next(r for r in sweep_rows(d / study) if r['name'] == arm + ',seed=0')
+    mine, theirs = img_s(name), img_s(ref)
+    q = np.mean([m / t for m, t in zip(mine, theirs)])
+    rows.append([label, f'{run["params"]:,}', ', '.join(f'{x:,.0f}' for x in mine),
+                 '1' if name == ref else f'{q:#.3g}', f'{run["step"]:,}',
+                 f'{run["epochs"]:.{1 if run["epochs"] >= 1 else 2}f}'])
+  return rows
+
+
+def zoo_budget_dilated(root=ROOT) -> str:
+  return table(['arm', 'params', 'train img/s (round 1, 2)', 'ratio to IsoVolNet',
+                'steps of 256', 'epochs'], zoo_budget([
+      ('IsoVolNet (configs/cifar10.py)', 'iso', 'iso', 'equal_time', 'isovolnet_tricks'),
+      ('dilated DS (configs/cifar10_dilated_ds.py)', 'dilated', 'iso', 'dilated', 'dilated'),
+      ('+ whitening stem', 'dilated_w', 'iso', 'dilated', 'dilated_tricks')], root))
+
+
+def zoo_budget_whiten(root=ROOT) -> str:
+  return table(['arm', 'params', 'train img/s (round 1, 2)', 'ratio', 'steps', 'epochs'],
+               zoo_budget([
+      ('IsoVolNet (configs/cifar10.py)', 'iso', 'iso', 'equal_time', 'isovolnet_tricks'),
+      ('+ whitening stem, 3 blocks', 'iso_w3', 'iso', 'whiten', 'isovolnet_whiten3'),
+      ('+ whitening stem, 2 blocks', 'iso_w2', 'iso', 'whiten', 'isovolnet_whiten2'),
+      ('FastCNN (configs/cifar10_fast_cpu.py)', 'fast', 'fast', 'equal_time', 'fast_cnn_tricks'),
+      ('+ whitening stem', 'fast_w', 'fast', 'whiten', 'fast_cnn_whiten')], root))
+
+
 # ---------------------------------------------------------------- onednn
 
 
@@ -1034,6 +1071,8 @@ TABLES: dict[str, Callable[[Path], str]] = {
     'airbench.zoo.dilated': zoo_dilated,
     'airbench.zoo.two_views': zoo_two_views,
     'airbench.zoo.isovolnet': zoo_isovolnet,
+    'airbench.zoo.budget_dilated': zoo_budget_dilated,
+    'airbench.zoo.budget_whiten': zoo_budget_whiten,
     'onednn.profile': onednn_profile,
     'onednn.memory': onednn_memory,
     'seed002_gpu': seed002_table,
