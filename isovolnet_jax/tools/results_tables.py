@@ -135,13 +135,20 @@ def ratio(x: float) -> str:
 
 def sweep_table(study: str, arms: list[tuple[str, str]], columns=('params', 'epochs',
                 'seeds', 'test', 'val'), bold_best: str | None = None, root=ROOT,
-                digits: int = 1) -> str:
-  """One row per (group, label) of a sweep study; bold_best: 'test' or 'val'."""
+                digits: int = 1, first: str = 'arm') -> str:
+  """One row per (group, label) of a sweep study; bold_best: 'test' or 'val'.
+
+  A group named 'OTHER_STUDY:GROUP' is read from another study (a shared base).
+  """
   groups = sweep_groups(root / 'results' / study)
+  for name, _ in arms:
+    if ':' in name:
+      other, group = name.split(':')
+      groups[name] = sweep_groups(root / 'results' / other)[group]
   key = {'test': 'test_accuracy', 'val': 'val_accuracy'}
   best = None
   if bold_best:
-    best = max((groups[n] for n, _ in arms), key=lambda g: g[key[bold_best]])['name']
+    best = max(arms, key=lambda a: groups[a[0]][key[bold_best]])[0]
   head = {'params': 'params', 'epochs': f'epochs at {EQUAL_TIME_S} s', 'seeds': 'seeds',
           'test': 'test acc. (%)', 'val': 'val acc. (%)', 'epochs10': 'epochs'}
   out = []
@@ -158,7 +165,62 @@ def sweep_table(study: str, arms: list[tuple[str, str]], columns=('params', 'epo
       else:
         cells.append(bold(pm(g, key[c], digits), c == bold_best and name == best))
     out.append(cells)
-  return table(['arm', *[head[c] for c in columns]], out)
+  return table([first, *[head[c] for c in columns]], out)
+
+
+# ---------------------------------------------------------------- seed 003's sweeps
+
+SEED003 = dict(columns=('seeds', 'test', 'val'), bold_best='val')
+
+
+def lr_table(root=ROOT) -> str:
+  rates = sorted(float(n.split('=')[1]) for n in sweep_groups(root / 'results/learning_rate'))
+  notes = {0.002: ' (base)', 0.032: ' (the default now)'}
+  return sweep_table('learning_rate', [(f'learning_rate={r:g}', f'{r:g}{notes.get(r, "")}')
+                                       for r in rates], root=root, first='peak rate', **SEED003)
+
+
+def batch_table(root=ROOT) -> str:
+  return sweep_table('batch_size', [(f'batch_size={b}', f'{b}{" (base)" * (b == 256)}')
+                                    for b in (64, 128, 256, 512)],
+                     root=root, first='batch size', **SEED003)
+
+
+def dropout_table(root=ROOT) -> str:
+  return sweep_table('dropout', [(f'dropout={d}', f'{d}{" (base)" * (d == "0.0")}')
+                                 for d in ('0.0', '0.1', '0.3', '0.5')],
+                     root=root, first='dropout', **SEED003)
+
+
+def activation_table(root=ROOT) -> str:
+  return sweep_table('activation', [('activation=relu', 'ReLU'),
+                                    ('activation=leaky_relu', 'Leaky ReLU (0.01)'),
+                                    ('activation=swish', 'swish (base)')],
+                     root=root, first='activation', **SEED003)
+
+
+def optimizer_table(root=ROOT) -> str:
+  return sweep_table('optimizer', [
+      ('learning_rate=0.05,name=sgd', 'SGD, Nesterov momentum 0.9, rate 0.05, L2 5e-4'),
+      ('learning_rate=0.002,name=adam', 'Adam, rate 2e-3, L2 5e-4'),
+      ('learning_rate=0.001,momentum=0.0,name=rmsprop', 'RMSprop, rate 1e-3, L2 5e-4')],
+      root=root, first='optimizer', **SEED003)
+
+
+def variants_table(root=ROOT) -> str:
+  return sweep_table('isovolnet_variants', [
+      ('isovolnet_equal_time:iso4', '4 blocks (the base: max pooling, ReLU)'),
+      ('iso4_avg_swish', 'average pooling + swish'), ('iso4_avg', 'average pooling'),
+      ('iso4_swish', 'swish'), ('stem8_b4', 'stem 8, 4 blocks'),
+      ('stem16_b3', 'stem 16, 3 blocks'), ('iso4_cpb2', '2 DS convs per block')],
+      bold_best='test', root=root)
+
+
+def zoo_equal_time_table(root=ROOT) -> str:
+  return sweep_table('zoo_equal_time', [
+      ('simple_cnn', 'SimpleCNN (`configs/cifar10_simple_cnn.py`)'),
+      ('mobilenet_v2', 'MobileNetV2 (`configs/cifar10_mobilenet_v2.py`)')],
+      columns=('params', 'epochs', 'seeds', 'test'), root=root, first='model')
 
 
 # ---------------------------------------------------------------- seed 000
@@ -314,6 +376,144 @@ def airbench_ablation(root=ROOT) -> str:
                 'mean change'], rows)
 
 
+# ---------------------------------------------------------------- airbench's tricks on the zoo
+
+
+def zoo_evals(study: str, tta: str, arm: str, root=ROOT) -> list[dict]:
+  """An arm's evaluations with the TTA it did not train with, by seed."""
+  d = root / 'results/airbench/zoo' / study
+  return [json.loads(f.read_text()) for f in sorted(d.glob(f'eval_{tta},{arm},seed=*.json'))]
+
+
+def pm2(values) -> str:
+  return pm(stats(values), digits=2) + '%'
+
+
+def zoo_views(study: str, arm: str, ref_tta: str, root=ROOT) -> dict:
+  """An arm's test (and val) accuracies per seed: as trained and with ref_tta."""
+  rows = sorted((r for r in sweep_rows(root / 'results/airbench/zoo' / study)
+                 if r['name'].startswith(arm + ',')), key=lambda r: r['overrides']['seed'])
+  ev = zoo_evals(study, ref_tta, arm, root)
+  return {'val': [r['val_accuracy'] for r in rows], 'test': [r['test_accuracy'] for r in rows],
+          'other': [e[f'test_accuracy_{ref_tta}'] for e in ev], 'steps': rows[0]['step'],
+          'params': rows[0]['params'], 'ev': ev}
+
+
+def zoo_equal_time_tricks(root=ROOT) -> str:
+  rows = []
+  for ref, tricks, label in (('isovolnet', 'isovolnet_tricks', ('IsoVolNet, configs/cifar10.py '
+                              'as it was (label smoothing 0.1)', 'IsoVolNet + label smoothing '
+                              '0.2 + lookahead')), ('fast_cnn', 'fast_cnn_tricks', (
+                              'FastCNN, its config (flip TTA off)', 'FastCNN + lookahead'))):
+    a, b = zoo_views('equal_time', ref, 'airbench6', root), zoo_views('equal_time', tricks,
+                                                                       'none', root)
+    six = [a['other'], b['test']]
+    best = max(range(2), key=lambda i: np.mean(six[i]))
+    rows.append([label[0], pm2(a['val']) + ' (1 view)', pm2(a['test']),
+                 bold(pm2(six[0]), best == 0)])
+    rows.append([label[1], pm2(b['val']) + ' (6 views)', pm2(b['other']),
+                 bold(pm2(six[1]), best == 1)])
+  return table([f'arm (test accuracy, mean ± std, 3 seeds)', 'val, as trained',
+                'test, one view', 'test, 6 views'], rows)
+
+
+def zoo_whiten(root=ROOT) -> str:
+  d = root / 'results/airbench/zoo'
+  eg, wg = sweep_groups(d / 'equal_time'), sweep_groups(d / 'whiten')
+  steps = {r['name'].split(',')[0]: r['step']
+           for r in sweep_rows(d / 'equal_time') + sweep_rows(d / 'whiten')}
+  out = []
+  for net in ((eg, 'isovolnet_tricks', 'IsoVolNet + tricks (the default, from `equal_time/`)'),
+              (wg, 'isovolnet_whiten3', '+ whitening stem, 3 blocks'),
+              (wg, 'isovolnet_whiten2', '+ whitening stem, 2 blocks')), (
+              (eg, 'fast_cnn_tricks', 'FastCNN + tricks (from `equal_time/`)'),
+              (wg, 'fast_cnn_whiten', '+ whitening stem')):
+    best = max(net, key=lambda a: a[0][a[1]]['test_accuracy'])[1]
+    for groups, name, label in net:
+      g = groups[name]
+      out.append([label, f'{int(g["params"]):,}', f'{steps[name]:,} ({g["epochs"]:.1f})',
+                  pm(g, 'val_accuracy', 2) + '%', bold(pm(g, digits=2) + '%', name == best)])
+  return table(['arm', 'params', f'steps (epochs) at {EQUAL_TIME_S} s', 'val accuracy',
+                'test accuracy'], out)
+
+
+def zoo_dilated(root=ROOT) -> str:
+  a = zoo_views('dilated', 'dilated', 'airbench6', root)
+  b = zoo_views('dilated', 'dilated_tricks', 'none', root)
+  return table(['arm', 'steps', 'val accuracy', 'test, one view', 'test, 6 views'], [
+      ['dilated DS, its config', str(a['steps']), pm2(a['val']), pm2(a['test']),
+       pm2(a['other'])],
+      ['+ label smoothing 0.2, lookahead, TTA, whitening stem', str(b['steps']),
+       pm2(b['val']), pm2(b['other']), pm2(b['test'])]])
+
+
+def zoo_two_views(root=ROOT) -> str:
+  rows = []
+  for arm, label in (('fast_cnn', 'FastCNN'), ('isovolnet', 'IsoVolNet (label smoothing 0.1)')):
+    v = zoo_views('equal_time', arm, 'airbench6', root)
+    flip = zoo_evals('equal_time', 'flip', arm, root)
+    val = lambda k: pm2([e[k] for e in flip]) if k in flip[0] else ''
+    views = [('1', v['val'], v['test']),
+             ('2 (flip)', [e.get('val_accuracy_flip') for e in flip],
+              [e['test_accuracy_flip'] for e in flip]),
+             ('6 (`airbench6`)', [e.get('val_accuracy_airbench6') for e in flip], v['other'])]
+    for i, (n, va, te) in enumerate(views):
+      last = i == len(views) - 1
+      rows.append([label, n, bold(pm2(va), last) if None not in va else '',
+                   bold(pm2(te), last)])
+  return table(['arm', 'views', 'val accuracy', 'test accuracy'], rows)
+
+
+def zoo_isovolnet(root=ROOT) -> str:
+  d = root / 'results/airbench/zoo/isovolnet'
+  rows = []
+  for arm, label in (('default', 'default'), ('label_smoothing', '+ label smoothing 0.2'),
+                     ('lookahead', '+ lookahead'), ('label_smoothing+lookahead', '+ both')):
+    e = json.loads((d / f'tta_airbench6,{arm},seed=0.json').read_text())
+    one, six = e['test_accuracy_one_view'], e['test_accuracy_airbench6']
+    rows.append([label, f'{pct(one, 2)}%', f'{pct(six, 2)}%'])
+  best = max(range(len(rows)), key=lambda i: float(rows[i][2][:-1]))
+  rows[best][2] = bold(rows[best][2], True)
+  return table(['arm', 'test accuracy, one view', 'test accuracy, 6 views (`airbench6`)'], rows)
+
+
+def zoo_budget(arms: list[tuple[str, str, str, str, str]], root=ROOT) -> str:
+  """Each arm's steps from the img/s ratio (whiten/speed/NAME_r{1,2}.txt) to its reference.
+
+  arms: (label, speed file, reference's speed file, study, sweep arm).
+  """
+  d = root / 'results/airbench/zoo'
+  img_s = lambda n: [_json_last_line(d / f'whiten/speed/{n}_r{r}.txt')['jax_train_img_s']
+                     for r in (1, 2)]
+  rows = []
+  for label, name, ref, study, arm in arms:
+    run = next(r for r in sweep_rows(d / study) if r['name'] == arm + ',seed=0')
+    mine, theirs = img_s(name), img_s(ref)
+    q = np.mean([m / t for m, t in zip(mine, theirs)])
+    rows.append([label, f'{run["params"]:,}', ', '.join(f'{x:,.0f}' for x in mine),
+                 '1' if name == ref else f'{q:#.3g}', f'{run["step"]:,}',
+                 f'{run["epochs"]:.{1 if run["epochs"] >= 1 else 2}f}'])
+  return rows
+
+
+def zoo_budget_dilated(root=ROOT) -> str:
+  return table(['arm', 'params', 'train img/s (round 1, 2)', 'ratio to IsoVolNet',
+                'steps of 256', 'epochs'], zoo_budget([
+      ('IsoVolNet (configs/cifar10.py)', 'iso', 'iso', 'equal_time', 'isovolnet_tricks'),
+      ('dilated DS (configs/cifar10_dilated_ds.py)', 'dilated', 'iso', 'dilated', 'dilated'),
+      ('+ whitening stem', 'dilated_w', 'iso', 'dilated', 'dilated_tricks')], root))
+
+
+def zoo_budget_whiten(root=ROOT) -> str:
+  return table(['arm', 'params', 'train img/s (round 1, 2)', 'ratio', 'steps', 'epochs'],
+               zoo_budget([
+      ('IsoVolNet (configs/cifar10.py)', 'iso', 'iso', 'equal_time', 'isovolnet_tricks'),
+      ('+ whitening stem, 3 blocks', 'iso_w3', 'iso', 'whiten', 'isovolnet_whiten3'),
+      ('+ whitening stem, 2 blocks', 'iso_w2', 'iso', 'whiten', 'isovolnet_whiten2'),
+      ('FastCNN (configs/cifar10_fast_cpu.py)', 'fast', 'fast', 'equal_time', 'fast_cnn_tricks'),
+      ('+ whitening stem', 'fast_w', 'fast', 'whiten', 'fast_cnn_whiten')], root))
+
+
 # ---------------------------------------------------------------- onednn
 
 
@@ -385,6 +585,51 @@ def onednn_threads(root=ROOT) -> str:
       rows.append([label, v.split(':')[0], f'{one[v]["train"]:,.0f}', f'{two[v]["train"]:,.0f}'])
   return table(['config', 'dtype', 'train img/s, 1 device, 2 oneDNN threads',
                 'train img/s, 2 devices, 1 thread each'], rows)
+
+
+def _ms_by_kind(line: str) -> dict[str, float]:
+  """'... by kind ...: Conv 12.9 ms, BatchNorm 20.3 ms' as {'Conv': 12.9, ...}."""
+  return {k: float(v) for k, v in re.findall(r'([A-Za-z][\w ]*?) ([\d.]+) ms', line.split(': ', 1)[1])}
+
+
+def onednn_profile(root=ROOT) -> str:
+  """Per-op milliseconds of one training step (results/onednn/profile/*.txt)."""
+  rows = []
+  for f, label in (('cifar10_channels_last', 'IsoVolNet (`cifar10`), float32'),
+                   ('cifar10_bf16', 'IsoVolNet, bfloat16 / bf16 autocast'),
+                   ('cifar10_fast_cpu_channels_last', 'FastCNN (`cifar10_fast_cpu`), float32'),
+                   ('cifar10_fast_cpu_bf16', 'FastCNN, bfloat16 / bf16 autocast')):
+    text = (root / f'results/onednn/profile/profile_{f}.txt').read_text()
+    line = lambda start: next(l for l in text.splitlines() if l.startswith(start))
+    jax = _ms_by_kind(line('fwd+bwd by kind'))
+    torch = _ms_by_kind(line('PyTorch') if 'by kind' in line('PyTorch') else '')
+    whole = re.search(r'fwd\+bwd ([\d.]+) ms \(the rest.*?\+([\d.]+) ms', text)
+    t_whole = re.search(r'PyTorch whole model fwd\+bwd ([\d.]+) ms', text)[1]
+    rest = sum(torch.get(k, 0) for k in ('activation', 'pooling', 'rest'))
+    rows.append([label, f'{jax["Conv"] + jax.get("Conv grouped", 0):.1f}',
+                 f'{jax["BatchNorm"]:.1f}', whole[2], f'**{whole[1]}**',
+                 f'{torch["Conv"]:.1f}', f'{torch["BatchNorm"]:.1f}', f'{rest:.1f}',
+                 f'**{t_whole}**'])
+  return table(['config, precision', 'JAX conv', 'JAX BatchNorm', 'JAX rest*',
+                '**JAX whole**', 'PyTorch conv', 'PyTorch BatchNorm',
+                'PyTorch activation + pooling + rest', '**PyTorch whole**'], rows)
+
+
+def onednn_memory(root=ROOT) -> str:
+  """A training step's memory, JAX against PyTorch (results/onednn/memory/*.txt)."""
+  runs = [(f, _json_last_line(root / f'results/onednn/memory/{f}.txt'))
+          for f in ('cifar10_fast_cpu', 'cifar10', 'isovolnet_seed', 'resnet20',
+                    'mobilenet_v2', 'dense_ds', 'dilated_ds')]
+  top = max(r['ratio'] for _, r in runs)
+  label = {'cifar10_fast_cpu': ' (FastCNN)', 'cifar10': ' (IsoVolNet, 4 blocks)'}
+  mib = lambda x: f'{x:,.0f} MiB'
+  return table(['config', 'batch', 'layer outputs (f32)', 'JAX step (XLA\'s temporaries)',
+                'PyTorch step', 'JAX / PyTorch'], [
+      [f'`{"" if f.startswith("cifar10") else "cifar10_"}{f}`{label.get(f, "")}',
+       str(r['batch_size']), mib(r['layer_outputs_mib']),
+       f'{mib(r["jax"]["step_mib"])} ({r["jax"]["xla_temp_mib"]:,.0f})',
+       mib(r['torch']['step_mib']), bold(ratio(r['ratio']), r['ratio'] == top)]
+      for f, r in runs])
 
 
 # ---------------------------------------------------------------- bf16
@@ -459,6 +704,81 @@ def zoo_equal_time(root=ROOT) -> dict:
   iso6 = stats([e['test_accuracy_airbench6'] for e in evals('airbench6', 'isovolnet')])
   fast6 = stats([e['test_accuracy_airbench6'] for e in evals('airbench6', 'fast_cnn')])
   return {'g': g, 'w': w, 'iso6': iso6, 'fast6': fast6}
+
+
+def train_log(run: Path) -> dict:
+  """A GPU run's metrics.jsonl or run.log: train img/s per log interval, steps, test."""
+  if (run / 'metrics.jsonl').exists():
+    rows = [json.loads(l) for l in (run / 'metrics.jsonl').open()]
+    img_s = [r['images_per_sec'] for r in rows if r['split'] == 'train']
+    test = [r for r in rows if r['split'] == 'test'][-1]
+  else:  # run.log lines 'step S/N  loss L  accuracy A  X img/s'
+    img_s = [float(x) for x in re.findall(r'step \d+/\d+ .*? ([\d.]+) img/s',
+                                          (run / 'run.log').read_text())]
+  if (run / 'test.json').exists():  # evaluate.py's, with per-class scores
+    test = json.loads((run / 'test.json').read_text())
+  steps = re.findall(r'step (\d+)/(\d+) ', (run / 'run.log').read_text())
+  return {'img_s': img_s, 'step': int(steps[-1][0]), 'steps': int(steps[-1][1]),
+          'test': test}
+
+
+def img_s_range(img_s: list[float]) -> str:
+  """min-max over the log intervals after the first (which holds the compilation)."""
+  return f'{min(img_s[1:]):,.0f}–{max(img_s[1:]):,.0f}'
+
+
+def seed002_table(root=ROOT) -> str:
+  d = root / 'results/seed002_gpu'
+  lax, probe, full = (train_log(d / n) for n in ('lax_11_epochs', 'unrolled_probe',
+                                                   'unrolled_100_epochs'))
+  res = gpu_runs(root)['seed002']
+  per_epoch = lax['steps'] / json.loads((d / 'lax_11_epochs/config.json').read_text()
+                                         )['num_epochs']  # every run: 195 steps an epoch
+  acc = lambda r: f'**{pct(r["test"]["accuracy"], 2)}%** (loss {r["test"]["loss"]:.3f})'
+  return table(['run', 'conv_impl', 'train img/s', 'epochs', 'test accuracy', 'files'], [
+      ['full one-cycle schedule', 'lax (the then `\'auto\'` on GPU)', img_s_range(lax['img_s']),
+       f'{lax["step"] / per_epoch:.0f}', acc(lax), '`lax_11_epochs/`'],
+      ['speed probe', 'unrolled', img_s_range(probe['img_s']),
+       f'{probe["step"] / per_epoch:.1f} of {probe["steps"] / per_epoch:.0f} (cut by the time '
+       'cap)', f'{pct(probe["test"]["accuracy"], 2)}% at the cut', '`unrolled_probe/`'],
+      ['**the seed\'s 100 epochs** (second GPU session, `device/session.sh`)',
+       'unrolled (`\'auto\'`)', img_s_range(full['img_s']),
+       f'{res["overrides"]["num_epochs"]} ({res["train_time_s"]:.0f} s of training)',
+       acc(full), '`unrolled_100_epochs/`']])
+
+
+def efficiency_table(root=ROOT) -> str:
+  e = efficiency(root)
+  sep, std = e['separable'], e['standard']
+  cols = [('params', '{:,.0f}'), ('flops_analytic', '{:,.0f}'), ('flops_xla', '{:,.0f}'),
+          ('latency_ms_b1', '{:.2f}'), ('infer_img_s', '{:.0f}'), ('train_img_s', '{:.0f}'),
+          ('train_step_peak_mib', '{:.1f}'), ('rss_peak_mib', '{:.0f}')]
+  rows = [['dense_ds', conv, *[fmt.format(e[conv][k]) for k, fmt in cols]]
+          for conv in ('separable', 'standard')]
+  return (table(['model', 'conv', *[k for k, _ in cols]], rows) +
+          f'\n\nstandard / separable: params x{std["params"] / sep["params"]:.1f}, FLOPs '
+          f'x{std["flops_analytic"] / sep["flops_analytic"]:.1f}, training throughput '
+          f'x{std["train_img_s"] / sep["train_img_s"]:.2f}, batch-1 latency '
+          f'x{std["latency_ms_b1"] / sep["latency_ms_b1"]:.2f}\n')
+
+
+def dense_ds_gpu_table(root=ROOT) -> str:
+  e = efficiency(root)
+  runs = {c: train_log(root / 'results/dense_ds_gpu' / c) for c in ('separable', 'standard')}
+  best = max(runs, key=lambda c: runs[c]['test']['accuracy'])
+  rows = []
+  for c, r in runs.items():
+    t = r['test']
+    rows.append([c, f'{e[c]["params"]:,.0f}', f'{e[c]["flops_analytic"] / 1e6:.0f} M',
+                 bold(f'{pct(t["accuracy"], 2)}%', c == best),
+                 *[f'{t[k]:.3f}' for k in ('macro_precision', 'macro_recall', 'macro_f1',
+                                           'loss')],
+                 f'{r["img_s"][-1]:,.0f}', f'{e[c]["train_img_s"]:.0f}',
+                 f'{e[c]["infer_img_s"]:.0f}', f'{e[c]["train_step_peak_mib"]:,.0f} MiB'])
+  return table(['conv', 'params', 'FLOPs / image', 'test accuracy', 'macro precision',
+                'macro recall', 'macro F1', 'test loss', 'train img/s, H200 (last log)',
+                'train img/s, 2-core CPU', 'inference img/s, CPU',
+                'train-step peak memory, CPU'], rows)
 
 
 # ---------------------------------------------------------------- headline
@@ -777,6 +1097,25 @@ TABLES: dict[str, Callable[[Path], str]] = {
     'bf16': bf16_table,
     'isovolnet_full_budget': full_budget_table,
     'default_rule': default_rule,
+    'learning_rate': lr_table,
+    'batch_size': batch_table,
+    'dropout': dropout_table,
+    'activation': activation_table,
+    'optimizer': optimizer_table,
+    'isovolnet_variants': variants_table,
+    'zoo_equal_time': zoo_equal_time_table,
+    'airbench.zoo.equal_time': zoo_equal_time_tricks,
+    'airbench.zoo.whiten': zoo_whiten,
+    'airbench.zoo.dilated': zoo_dilated,
+    'airbench.zoo.two_views': zoo_two_views,
+    'airbench.zoo.isovolnet': zoo_isovolnet,
+    'airbench.zoo.budget_dilated': zoo_budget_dilated,
+    'airbench.zoo.budget_whiten': zoo_budget_whiten,
+    'onednn.profile': onednn_profile,
+    'onednn.memory': onednn_memory,
+    'seed002_gpu': seed002_table,
+    'efficiency_dense_ds': efficiency_table,
+    'dense_ds_gpu': dense_ds_gpu_table,
 }
 
 
