@@ -1,4 +1,5 @@
-r"""CIFAR-10 to ~85% on 2 CPU cores in under 10 minutes: FastCNN, 177k params.
+r"""FastCNN on CIFAR-10: 7 plain 3x3 convs, the CPU-speed reference net (its time to
+accuracy: docs/performance.md#time-to-accuracy).
 
   python -m isovolnet_jax.main \
     --config=configs/cifar10_fast_cpu.py --workdir=runs/fast_cpu \

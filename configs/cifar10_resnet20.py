@@ -1,4 +1,4 @@
-r"""ResNet-20 on CIFAR-10, He et al. (2016)'s recipe (269,722 params).
+r"""ResNet-20 (option A shortcuts) on CIFAR-10, He et al. (2016)'s recipe.
 
 Online (tfds downloads CIFAR-10 the first time):
 

@@ -1,4 +1,4 @@
-r"""Seed 004's SimpleCNN on CIFAR-10 (405,898 params).
+r"""Seed 004's SimpleCNN on CIFAR-10.
 
 Online (tfds downloads CIFAR-10 the first time):
 

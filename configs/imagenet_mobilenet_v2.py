@@ -1,4 +1,4 @@
-r"""MobileNetV2 (width 1.0) on ImageNet-2012 at 224x224: 3,504,872 params.
+r"""MobileNetV2 (width 1.0) on ImageNet-2012 at 224x224, streaming input.
 
 Streams the data (`data.pipeline='stream'`): tf.data reads, decodes and
 augments (random-resized crop + flip; eval: centre crop) on each host, each

@@ -1081,6 +1081,42 @@ def default_rule(root=ROOT) -> str:
                 "the default's spread", 'rule'], rows)
 
 
+# ---------------------------------------------------------------- README.md's configs
+
+# README's order: the default first, then by model family.
+CONFIG_ORDER = ('cifar10', 'cifar10_isovolnet_seed', 'cifar10_isovolnet_standard',
+                'cifar10_isovolnet_doubling', 'cifar10_dilated_ds', 'cifar10_dense_ds',
+                'cifar10_mobilenet_v2', 'imagenet_mobilenet_v2', 'cifar10_resnet20',
+                'cifar10_simple_cnn', 'cifar10_fast_cpu', 'cifar10_airbench94',
+                'cifar10_airbench95', 'cifar10_airbench94_muon', 'smoke')
+
+
+def configs_table(root=ROOT) -> str:
+  """Every configs/*.py: its docstring's first paragraph, and its model's
+  parameters on the config's own input shape and classes (counted abstractly,
+  jax.eval_shape: nothing is initialised)."""
+  import ast  # pylint: disable=g-import-not-at-top
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  from isovolnet_jax import config_defaults, models, summary  # pylint: disable=g-import-not-at-top
+  found = sorted(p.stem for p in (root / 'configs').glob('*.py'))
+  rows = []
+  for name in [n for n in CONFIG_ORDER if n in found] + [n for n in found
+                                                          if n not in CONFIG_ORDER]:
+    path = root / 'configs' / f'{name}.py'
+    doc = ast.get_docstring(ast.parse(path.read_text())) or ''
+    config = config_defaults.load_config_file(str(path))
+    shape = summary.default_input_shape(config)
+    classes = summary.default_num_classes(config)
+    model = models.create_model(config.model, classes, jnp.float32)
+    variables = jax.eval_shape(lambda m=model, s=shape: m.init(
+        jax.random.key(0), jnp.zeros((1, *s)), train=False))
+    params = sum(math.prod(v.shape) for v in jax.tree.leaves(variables['params']))
+    rows.append([f'`configs/{name}.py`', ' '.join(doc.split('\n\n')[0].split()),
+                 f'{params:,}', f'{shape[0]}×{shape[1]}, {classes}'])
+  return table(['config', 'what it trains', 'params', 'input, classes'], rows)
+
+
 TABLES: dict[str, Callable[[Path], str]] = {
     'loop_step': loop_step_table,
     'onednn.ab_native': ab_native_table,
@@ -1097,6 +1133,7 @@ TABLES: dict[str, Callable[[Path], str]] = {
     'bf16': bf16_table,
     'isovolnet_full_budget': full_budget_table,
     'default_rule': default_rule,
+    'configs': configs_table,
     'learning_rate': lr_table,
     'batch_size': batch_table,
     'dropout': dropout_table,
