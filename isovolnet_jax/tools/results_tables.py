@@ -423,7 +423,7 @@ def zoo_whiten(root=ROOT) -> str:
   steps = {r['name'].split(',')[0]: r['step']
            for r in sweep_rows(d / 'equal_time') + sweep_rows(d / 'whiten')}
   out = []
-  for net in ((eg, 'isovolnet_tricks', 'IsoVolNet + tricks (the default, from `equal_time/`)'),
+  for net in ((eg, 'isovolnet_tricks', 'IsoVolNet + tricks (the default of 2026-12-03, from `equal_time/`)'),
               (wg, 'isovolnet_whiten3', '+ whitening stem, 3 blocks'),
               (wg, 'isovolnet_whiten2', '+ whitening stem, 2 blocks')), (
               (eg, 'fast_cnn_tricks', 'FastCNN + tricks (from `equal_time/`)'),
@@ -865,16 +865,18 @@ def headline(root=ROOT) -> str:
        f'tracker, no committed run), against the published {PUBLISHED_AIRBENCH94}% on '
        'official CIFAR-10: the gap is most likely the JPEG copy\'s',
        '[results/airbench](results/airbench/README.md)'],
-      ['IsoVolNet, the default, at its full budget (100 epochs)',
+      ['IsoVolNet at its full budget (100 epochs)',
+       f'the default of 2026-12-03 (label smoothing 0.2, lookahead): '
        f'**{pm(stats(fb["test"]), digits=2)}%** test accuracy (6-view TTA, '
        f'{len(fb["test"])} seeds), {int(zg["isovolnet_tricks"]["params"]):,} parameters',
        '[results/isovolnet_full_budget](results/isovolnet_full_budget/README.md)'],
       ['airbench\'s tricks on the zoo, at equal time',
-       f'the 6-view TTA transfers: IsoVolNet **{pm(zg["isovolnet_tricks"], digits=2)}%** '
-       f'at {EQUAL_TIME_S} s of CPU training with the new default '
-       f'({pm(zg["isovolnet"], digits=2)}% before, one view), FastCNN '
+       f'the 6-view TTA transfers: IsoVolNet **{pm(z["iso6"], digits=2)}%** '
+       f'at {EQUAL_TIME_S} s of CPU training with it, the default '
+       f'({pm(zg["isovolnet"], digits=2)}% one view), FastCNN '
        f'{pm(z["fast6"], digits=2)}% with it ({pm(zg["fast_cnn"], digits=2)}% one view); '
-       'label smoothing 0.2 and lookahead within noise; the whitening stem: IsoVolNet '
+       'label smoothing 0.2 and lookahead lose in every seed '
+       '([docs/defaults.md](docs/defaults.md)); the whitening stem: IsoVolNet '
        f'{pm(zw["isovolnet_whiten3"], digits=2)}% (3 blocks) and '
        f'{pm(zw["isovolnet_whiten2"], digits=2)}% (2 blocks), FastCNN '
        f'{pm(zw["fast_cnn_whiten"], digits=2)}% (against '
@@ -980,14 +982,14 @@ def index(root=ROOT) -> str:
        f'{pct(a["f32"]["final_test_accuracy_6view"], 2)}% f32; this repository\'s PyTorch '
        f'rewrite on the same images {pct(a["torch"]["tta_accuracy"], 2)}% (one seed)', epyc],
       ['[isovolnet_full_budget](isovolnet_full_budget/README.md)',
-       'the default IsoVolNet at 100 epochs',
+       'IsoVolNet\'s default of 2026-12-03 (label smoothing 0.2, lookahead) at 100 epochs',
        f'{pm(stats(fb["test"]), digits=2)}% (6 views, {len(fb["test"])} seeds)', epyc],
       ['[airbench/zoo](airbench/zoo/README.md)',
        'airbench\'s tricks (label smoothing, lookahead, 6-view TTA, whitening stem) on '
        'IsoVolNet, FastCNN and the dilated DS net at equal time',
-       f'the TTA transfers; IsoVolNet {pm(zg["isovolnet_tricks"], digits=2)}% at '
-       f'{EQUAL_TIME_S} s, now the default; the training tricks and the whitening stem: '
-       'the study', epyc],
+       f'the TTA transfers: IsoVolNet {pm(z["iso6"], digits=2)}% at '
+       f'{EQUAL_TIME_S} s with it, the default; label smoothing 0.2, lookahead and the '
+       'whitening stem do not help (the study, ../docs/defaults.md)', epyc],
       ['[zoo](zoo/README.md)', 'every model: accuracy vs parameters and vs CPU time',
        'the picture', '(reads the others)'],
       ['[speed](speed/README.md)', 'JAX vs PyTorch training and inference speed, before '
