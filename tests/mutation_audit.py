@@ -294,6 +294,35 @@ MUTATIONS = (
              'return tuple(int(d) for d in out_shape), (strides,',
              'return (out_shape[0], out_shape[1] + 1, *out_shape[2:]), (strides,',
              env=(('CI', 'true'),), build=True),
+    # The oneDNN calls' threads (tests/test_onednn_threads.py).
+    Mutation('onednn-omp-not-restored', "conv.cc leaves the calling thread's OpenMP max "
+             'threads at the count a call set',
+             ('tests/test_onednn_threads.py::test_a_call_leaves_the_calling_threads_'
+              'openmp_state_as_it_was',),
+             'isovolnet_jax/onednn/conv.cc', '    if (changed_) omp_set_num_threads(saved_);',
+             '    (void)saved_;', env=(('CI', 'true'),), build=True),
+    Mutation('onednn-key-no-threads', "conv.cc's primitive cache key leaves out the "
+             'thread count',
+             ('tests/test_onednn_threads.py::test_two_thread_counts_build_two_primitives_'
+              'and_the_policy_is_read_per_call',),
+             'isovolnet_jax/onednn/conv.cc', 'pad_l[1], pad_r[0], pad_r[1], threads};',
+             'pad_l[1], pad_r[0], pad_r[1], 0};', env=(('CI', 'true'),), build=True),
+    Mutation('onednn-budget-kept', 'conv.cc never gives threads back to the budget',
+             ('tests/test_onednn_threads.py::test_concurrent_calls_compute_right_and_'
+              'return_the_budget',),
+             'isovolnet_jax/onednn/conv.cc',
+             'void GiveThreads(int64_t n) { budget_free += n; }',
+             'void GiveThreads(int64_t n) { (void)n; }', env=(('CI', 'true'),), build=True),
+    Mutation('onednn-no-eviction', "conv.cc's primitive cache never evicts",
+             ('tests/test_onednn_threads.py::test_the_cache_evicts_the_least_recently_'
+              'used_and_evicted_shapes_still_compute',),
+             'isovolnet_jax/onednn/conv.cc', '  EvictLocked();\n  return entry;',
+             '  return entry;', env=(('CI', 'true'),), build=True),
+    Mutation('physical-cores-logical', 'cpu_devices.physical_cores counts hyper-threads',
+             ('tests/test_onednn_threads.py::test_physical_cores_counts_one_cpu_per_core_'
+              'of_the_affinity_mask',),
+             'isovolnet_jax/cpu_devices.py', '  return max(1, len(cores))',
+             '  return max(1, len(cpus))'),
 )
 
 

@@ -61,7 +61,7 @@ def test_benchmark_json_has_the_figures_and_equal_params(tmp_path):
   for key in ('jax_train_img_s', 'torch_train_img_s', 'jax_infer_img_s',
               'torch_infer_img_s'):
     assert result[key] > 0, key
-  assert result['jax_devices'] == cpu_devices.device_count_for(4, cpu_devices.usable_cores())
+  assert result['jax_devices'] == cpu_devices.device_count_for(4, cpu_devices.physical_cores())
   assert set(result['torch_variants']) == {'nchw', 'channels_last'}
   assert all(v['params'] == result['params'] for v in result['torch_variants'].values())
   assert result['train_ratio'] == pytest.approx(

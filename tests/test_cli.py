@@ -161,7 +161,7 @@ def _jax_devices_after(code: str, env_extra=None) -> int:
 
 
 def test_configure_sets_one_device_per_core_and_respects_xla_flags():
-  cores = cpu_devices.usable_cores()
+  cores = cpu_devices.physical_cores()
   set_ = 'from isovolnet_jax import cpu_devices\ncpu_devices.configure({}, {})'
   assert _jax_devices_after(set_.format(-1, 64)) == cpu_devices.device_count_for(64, cores)
   assert _jax_devices_after(set_.format(3, 64)) == 3

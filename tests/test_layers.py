@@ -158,7 +158,7 @@ def test_auto_conv_impl_per_backend(monkeypatch, backend, onednn_loaded, expecte
 
 
 @pytest.mark.parametrize('impl, backend, onednn_loaded, expected', [
-    ('auto', 'cpu', True, "runs 'onednn': oneDNN on {isa}, 3 thread(s) per call, "
+    ('auto', 'cpu', True, "runs 'onednn': oneDNN on {isa}, 3 thread(s) per call (fixed), "
                           "on cpu (this backend); 'lax+unrolled' on gpu; 'lax' on tpu"),
     ('auto', 'cpu', False, "runs 'unrolled' (oneDNN unavailable: off) on cpu "
                            "(this backend); 'lax+unrolled' on gpu; 'lax' on tpu"),
@@ -178,6 +178,7 @@ def test_conv_impl_description_per_backend(monkeypatch, impl, backend, onednn_lo
   monkeypatch.setattr(onednn, 'unavailable_reason', lambda: 'off')
   monkeypatch.setattr(onednn, 'isa', lambda: 'avx2')
   monkeypatch.setattr(onednn, 'threads_per_call', lambda: 3)
+  monkeypatch.setenv(onednn.THREADS_ENV, 'fixed')
   line = layers.conv_impl_description(impl)
   assert line == f'model.conv_impl={impl!r} ' + expected.format(isa='avx2')
 

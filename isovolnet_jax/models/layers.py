@@ -118,8 +118,7 @@ def conv_impl_description(impl: str) -> str:
     # AVX-512) runs lax, and the line says so.
     failed = ''.join(f' ({dtype} runs lax: its start-up probe failed: {why})'
                      for dtype, why in onednn.probe_results().items() if why)
-    line += (f': oneDNN on {onednn.isa()}, {onednn.threads_per_call()} '
-             f'thread(s) per call{failed},')
+    line += f': oneDNN on {onednn.isa()}, {onednn.threads_description()}{failed},'
   elif impl in ('auto', 'onednn') and here == 'cpu' and not onednn.available():
     line += f' (oneDNN unavailable: {onednn.unavailable_reason()})'
   if impl in ('lax', 'unrolled'):
@@ -159,19 +158,12 @@ def _per_platform(cpu_conv):
   """lax.conv_general_dilated's signature: `cpu_conv` in a computation lowered
   for CPU, `_gpu_conv` for GPU, lax for any other platform."""
 
-  def conv(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None,
-           dimension_numbers=None, feature_group_count=1, batch_group_count=1,
-           precision=None, preferred_element_type=None):
-    kwargs = dict(lhs_dilation=lhs_dilation, rhs_dilation=rhs_dilation,
-                  dimension_numbers=dimension_numbers,
-                  feature_group_count=feature_group_count,
-                  batch_group_count=batch_group_count, precision=precision,
-                  preferred_element_type=preferred_element_type)
+  def conv(lhs, rhs, window_strides, padding, kwargs):
     branch = lambda f: (lambda lhs, rhs: f(lhs, rhs, window_strides, padding, **kwargs))
     return lax.platform_dependent(
         lhs, rhs, cpu=branch(cpu_conv), cuda=branch(_gpu_conv), rocm=branch(_gpu_conv),
         default=branch(lax.conv_general_dilated))
-  return conv
+  return onednn.with_lax_conv_signature(conv)
 
 
 # 'auto' without oneDNN: unrolled on CPU. With oneDNN: oneDNN on CPU (lax for

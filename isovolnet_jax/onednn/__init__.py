@@ -18,6 +18,23 @@ Sharding: XLA cannot split a custom call by itself, so each call is wrapped
 in `custom_partitioning`: a batch-sharded convolution runs per device on its
 rows, and the kernel gradient is summed over the devices that split the
 batch (the all-reduce jit would otherwise insert after a lax convolution).
+
+Threads: XLA may run several calls at once (one per CPU device, and the
+backward pass's input and kernel gradients side by side), each on one of its
+worker threads, whose OpenMP state a call leaves as it found it. How many
+threads a call gets is chosen per call by ISOVOLNET_ONEDNN_THREADS, read by
+`conv.cc` at every call (an A/B needs no rebuild and no retrace):
+  budget (the default, unset or ''): the process shares one pool of
+    `cpu_devices.physical_cores()` threads; a call takes what is free (all of
+    it when it runs alone; else the largest power of two free; at least 1,
+    its own thread) and gives it back when done, so concurrent calls neither
+    leave cores idle nor pile threads onto them;
+  fixed: `threads_per_call()`, the physical cores divided among the CPU
+    devices, whatever else runs (before this policy existed, the only one).
+`thread_policy()` reads it here; `thread_budget()` shows the pool. The
+thread count is part of the primitive cache's key (oneDNN builds a primitive
+for the thread count current when it is created). Which policy is faster is
+measured by results/onednn/threads/run.sh.
 """
 
 import ctypes
@@ -132,12 +149,21 @@ def _load_and_probe() -> tuple[ctypes.CDLL | None, str, dict[str, str]]:
   lib.isovolnet_onednn_calls.restype = ctypes.c_int64
   lib.isovolnet_onednn_calls.argtypes = [ctypes.c_int64]
   lib.isovolnet_onednn_probe.restype = ctypes.c_char_p
-  lib.isovolnet_onednn_probe.argtypes = [ctypes.c_int64]
-  for name in ('cache_size', 'cache_capacity', 'scratch_capacity'):
+  lib.isovolnet_onednn_probe.argtypes = [ctypes.c_int64, ctypes.c_int64]
+  for name in ('cache_size', 'cache_capacity', 'scratch_capacity', 'thread_budget',
+               'threads_free', 'omp_max_threads'):
     getattr(lib, f'isovolnet_onednn_{name}').restype = ctypes.c_int64
+  for name in ('set_cache_capacity', 'take_threads'):
+    getattr(lib, f'isovolnet_onednn_{name}').restype = ctypes.c_int64
+    getattr(lib, f'isovolnet_onednn_{name}').argtypes = [ctypes.c_int64]
+  for name in ('set_thread_budget', 'give_threads', 'omp_set_num_threads'):
+    getattr(lib, f'isovolnet_onednn_{name}').restype = None
+    getattr(lib, f'isovolnet_onednn_{name}').argtypes = [ctypes.c_int64]
+  # The budget policy's pool: one thread per physical core this process may use.
+  lib.isovolnet_onednn_set_thread_budget(cpu_devices.physical_cores())
   # A tiny conv of each kind in each dtype, against a direct loop: a CPU
   # without AVX-512 (no bfloat16 kernels) says so here, not mid-step.
-  probes = {name: lib.isovolnet_onednn_probe(code).decode()
+  probes = {name: lib.isovolnet_onednn_probe(code, 0).decode()
             for name, code in _PROBED.items()}
   if all(probes.values()):
     return None, 'no dtype passed the start-up probe: ' + '; '.join(
@@ -201,14 +227,45 @@ def cache_info() -> dict[str, int]:
 
 
 def threads_per_call() -> int:
-  """oneDNN threads per call: the cores shared out among the CPU devices, which
-  XLA runs concurrently (one call per device at a time)."""
-  cores = cpu_devices.usable_cores()
+  """oneDNN threads per call under policy 'fixed': the physical cores shared
+  out among the CPU devices, which XLA runs concurrently."""
+  cores = cpu_devices.physical_cores()
   return max(1, cores // max(1, jax.local_device_count('cpu')))
 
 
+THREAD_POLICIES = ('budget', 'fixed')
+THREADS_ENV = 'ISOVOLNET_ONEDNN_THREADS'
+
+
+def thread_policy() -> str:
+  """ISOVOLNET_ONEDNN_THREADS now ('budget' when unset or empty), as `conv.cc`
+  reads it at every call; ValueError for anything else."""
+  policy = os.environ.get(THREADS_ENV, '') or 'budget'
+  if policy not in THREAD_POLICIES:
+    raise ValueError(f'{THREADS_ENV}={policy!r}: choose one of {THREAD_POLICIES}')
+  return policy
+
+
+def thread_budget() -> dict[str, int]:
+  """The budget policy's pool: {'total': threads, 'free': not taken now}
+  (free == total whenever no call runs); {} where the extension is unavailable."""
+  lib = _load()[0]
+  if not lib:
+    return {}
+  return {'total': lib.isovolnet_onednn_thread_budget(),
+          'free': lib.isovolnet_onednn_threads_free()}
+
+
+def threads_description() -> str:
+  """How many threads a call gets under the current policy, in words."""
+  policy = thread_policy()
+  if policy == 'fixed':
+    return f'{threads_per_call()} thread(s) per call (fixed)'
+  return f'up to {cpu_devices.physical_cores()} thread(s) per call (budget)'
+
 def _ffi(kind, a, b, out_shape, out_dtype, geometry):
   strides, dilation, padding, groups = geometry
+  thread_policy()  # An unknown policy fails here, when traced, not in a step.
   return jax.ffi.ffi_call(
       TARGET, jax.ShapeDtypeStruct(out_shape, out_dtype),
       vmap_method='sequential')(
@@ -359,6 +416,26 @@ def _normalise(x, kernel, out_shape, window_strides, padding, rhs_dilation,
   return tuple(int(d) for d in out_shape), (strides, dilation, padding, groups)
 
 
+def with_lax_conv_signature(body):
+  """A function with lax.conv_general_dilated's signature that calls
+  `body(lhs, rhs, window_strides, padding, kwargs)`, `kwargs` holding lax's
+  other (keyword) arguments, for `body` to hand on to lax-like functions.
+  (Also models/layers.py's per-platform choice.)"""
+
+  def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
+                           rhs_dilation=None, dimension_numbers=None,
+                           feature_group_count=1, batch_group_count=1,
+                           precision=None, preferred_element_type=None):
+    return body(lhs, rhs, window_strides, padding,
+                dict(lhs_dilation=lhs_dilation, rhs_dilation=rhs_dilation,
+                     dimension_numbers=dimension_numbers,
+                     feature_group_count=feature_group_count,
+                     batch_group_count=batch_group_count, precision=precision,
+                     preferred_element_type=preferred_element_type))
+
+  return conv_general_dilated
+
+
 def make_conv_general_dilated(fallback):
   """lax.conv_general_dilated's signature: oneDNN where it can, else `fallback`.
 
@@ -369,15 +446,9 @@ def make_conv_general_dilated(fallback):
   lowered for any other platform it is `fallback`.
   """
 
-  def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
-                           rhs_dilation=None, dimension_numbers=None,
-                           feature_group_count=1, batch_group_count=1,
-                           precision=None, preferred_element_type=None):
-    kwargs = dict(lhs_dilation=lhs_dilation, rhs_dilation=rhs_dilation,
-                  dimension_numbers=dimension_numbers,
-                  feature_group_count=feature_group_count,
-                  batch_group_count=batch_group_count, precision=precision,
-                  preferred_element_type=preferred_element_type)
+  def conv_general_dilated(lhs, rhs, window_strides, padding, kwargs):
+    lhs_dilation, rhs_dilation = kwargs['lhs_dilation'], kwargs['rhs_dilation']
+    preferred_element_type = kwargs['preferred_element_type']
     out = jax.eval_shape(
         lambda l, r: lax.conv_general_dilated(l, r, window_strides, padding, **kwargs),
         jax.ShapeDtypeStruct(jnp.shape(lhs), jnp.result_type(lhs)),
@@ -386,8 +457,8 @@ def make_conv_general_dilated(fallback):
     if available() and (preferred_element_type is None or
                         jnp.dtype(preferred_element_type) == lhs.dtype):
       plan = _normalise(lhs, rhs, out.shape, window_strides, padding, rhs_dilation,
-                        lhs_dilation, dimension_numbers, feature_group_count,
-                        batch_group_count)
+                        lhs_dilation, kwargs['dimension_numbers'],
+                        kwargs['feature_group_count'], kwargs['batch_group_count'])
     run_fallback = lambda lhs, rhs: fallback(lhs, rhs, window_strides, padding, **kwargs)
     if plan is None:
       return run_fallback(lhs, rhs)
@@ -398,7 +469,7 @@ def make_conv_general_dilated(fallback):
     return lax.platform_dependent(lhs, rhs, cpu=lambda lhs, rhs: _conv(lhs, rhs, *plan),
                                   default=run_fallback)
 
-  return conv_general_dilated
+  return with_lax_conv_signature(conv_general_dilated)
 
 
 conv_general_dilated = make_conv_general_dilated(lax.conv_general_dilated)

@@ -16,6 +16,24 @@
 // fixed-size key; built outside the lock); concurrent calls (one per JAX CPU
 // device) share it, and each thread has its own 64-byte-aligned scratch,
 // released when it is much larger than the call needs.
+//
+// Threads: each call runs oneDNN with a thread count chosen by the policy
+// that ISOVOLNET_ONEDNN_THREADS names, read at every call (so an A/B needs
+// neither a rebuild nor a retrace):
+//   budget (default): a process-wide pool of as many threads as the machine
+//     has physical cores (set from Python at load). A call takes what is free,
+//     at least 1 (the calling XLA thread itself, busy either way), at most the
+//     whole pool, rounded down to a power of two when the pool is not whole
+//     (so a shape has few thread counts, hence few primitives), and gives it
+//     back when done. Concurrent calls (one per CPU device, and the backward
+//     pass's two gradients, which XLA may run at once) share the cores; a
+//     lone call gets all of them.
+//   fixed: the `threads` attribute, i.e. the physical cores divided among the
+//     CPU devices, whatever else runs.
+// The count is applied by ScopedOmpThreads, which restores the calling
+// thread's OpenMP state when the call ends; the count is part of the
+// primitive cache's key, since a oneDNN primitive is built for the thread
+// count current when it is created.
 #include <omp.h>
 
 #include <algorithm>
@@ -59,7 +77,7 @@ dnnl::engine& Engine() {
   return engine;
 }
 
-constexpr size_t kKeySize = 20;
+constexpr size_t kKeySize = 21;
 using Key = std::array<int64_t, kKeySize>;
 
 // What defines a convolution; the three kinds share it. Built only from
@@ -91,10 +109,12 @@ struct Geometry {
       return memory::desc({o, c, kh, kw}, type, tag::any);
     return memory::desc({groups, o / groups, c / groups, kh, kw}, type, tag::any);
   }
-  Key MakeKey(int64_t kind) const {
+  // `threads`: the OpenMP thread count the primitive is built for (oneDNN's
+  // convolutions split their work by the max threads current at creation).
+  Key MakeKey(int64_t kind, int64_t threads) const {
     return {kind, static_cast<int64_t>(type), n, h, w, c, oh, ow, o, kh, kw,
             groups, strides[0], strides[1], dilates[0], dilates[1], pad_l[0],
-            pad_l[1], pad_r[0], pad_r[1]};
+            pad_l[1], pad_r[0], pad_r[1], threads};
   }
 };
 
@@ -174,7 +194,8 @@ Entry Build(const Geometry& g, int64_t kind) {
 
 // --- The primitive cache: LRU, bounded. -------------------------------------
 
-constexpr size_t kCacheCapacity = 256;
+constexpr size_t kDefaultCacheCapacity = 256;
+std::atomic<size_t> cache_capacity{kDefaultCacheCapacity};  // tests lower it
 using Lru = std::list<std::pair<Key, std::shared_ptr<const Entry>>>;
 std::mutex cache_mutex;
 Lru lru;  // most recently used first
@@ -182,8 +203,18 @@ std::unordered_map<Key, Lru::iterator, KeyHash> cache_index;
 std::atomic<int64_t> builds{0};
 std::atomic<int64_t> calls[3];
 
+// Drops the least recently used entries past the capacity; holds the lock.
+void EvictLocked() {
+  const size_t capacity = std::max<size_t>(1, cache_capacity.load());
+  while (lru.size() > capacity) {
+    cache_index.erase(lru.back().first);
+    lru.pop_back();
+  }
+}
+
+// Built for the calling thread's current OpenMP max threads, which is in the key.
 std::shared_ptr<const Entry> Lookup(const Geometry& g, int64_t kind) {
-  const Key key = g.MakeKey(kind);
+  const Key key = g.MakeKey(kind, omp_get_max_threads());
   {
     std::lock_guard<std::mutex> lock(cache_mutex);
     auto it = cache_index.find(key);
@@ -204,10 +235,7 @@ std::shared_ptr<const Entry> Lookup(const Geometry& g, int64_t kind) {
   }
   lru.emplace_front(key, entry);
   cache_index.emplace(key, lru.begin());
-  while (lru.size() > kCacheCapacity) {
-    cache_index.erase(lru.back().first);
-    lru.pop_back();
-  }
+  EvictLocked();
   return entry;
 }
 
@@ -240,8 +268,91 @@ class AlignedBuffer {
 
 thread_local AlignedBuffer scratch_buf, weights_buf;
 
-// Runs one checked convolution; throws on oneDNN's or the allocator's errors.
-void Execute(const Geometry& g, int64_t kind, void* a, void* b, void* out) {
+// --- Threads: the policy, the budget, and the OpenMP state. ----------------
+
+enum class Policy { kBudget, kFixed, kInvalid };
+
+// ISOVOLNET_ONEDNN_THREADS at this call: unset or empty = budget.
+Policy CurrentPolicy() {
+  const char* v = std::getenv("ISOVOLNET_ONEDNN_THREADS");
+  if (v == nullptr || *v == '\0' || std::strcmp(v, "budget") == 0)
+    return Policy::kBudget;
+  if (std::strcmp(v, "fixed") == 0) return Policy::kFixed;
+  return Policy::kInvalid;
+}
+
+// The budget: `budget_total` threads (the physical cores), `budget_free` of
+// them not taken. Free goes below 0 only by the calling threads themselves
+// (the "at least 1"), which run whatever the policy.
+std::atomic<int64_t> budget_total{1};
+std::atomic<int64_t> budget_free{1};
+
+int64_t FloorPow2(int64_t n) {
+  int64_t p = 1;
+  while (p * 2 <= n) p *= 2;
+  return p;
+}
+
+// Takes threads for one call: all of `want` when that many are free, else the
+// largest power of two that is free, at least 1. Never waits.
+int64_t TakeThreads(int64_t want) {
+  want = std::max<int64_t>(1, want);
+  int64_t free = budget_free.load();
+  int64_t take;
+  do {
+    take = free >= want ? want : FloorPow2(std::max<int64_t>(1, free));
+  } while (!budget_free.compare_exchange_weak(free, free - take));
+  return take;
+}
+
+void GiveThreads(int64_t n) { budget_free += n; }
+
+// Holds `n` threads of the budget for its lifetime (0: holds none).
+class BudgetHold {
+ public:
+  explicit BudgetHold(int64_t want) : n_(TakeThreads(want)) {}
+  ~BudgetHold() { GiveThreads(n_); }
+  int64_t threads() const { return n_; }
+  BudgetHold(const BudgetHold&) = delete;
+  BudgetHold& operator=(const BudgetHold&) = delete;
+
+ private:
+  int64_t n_;
+};
+
+// Sets the calling thread's OpenMP max threads (the nthreads-var that
+// omp_set_num_threads changes, i.e. what oneDNN reads at primitive creation
+// and for every parallel region it opens) for its lifetime, and restores the
+// previous value after: XLA's worker threads keep the state they had.
+//
+// Why this and not an explicit `#pragma omp parallel num_threads(n)` around
+// the call: oneDNN's OpenMP build opens its own parallel regions, and inside
+// an active region it sees itself nested and runs on one thread; the count
+// it uses is the caller's omp_get_max_threads(), which is what is set here.
+// omp_set_num_threads outside a parallel region only changes the calling
+// thread's own ICV, so other threads (other concurrent calls) are unaffected.
+class ScopedOmpThreads {
+ public:
+  explicit ScopedOmpThreads(int64_t n) : saved_(omp_get_max_threads()) {
+    if (n > 0 && n != saved_) {
+      omp_set_num_threads(static_cast<int>(n));
+      changed_ = true;
+    }
+  }
+  ~ScopedOmpThreads() {
+    if (changed_) omp_set_num_threads(saved_);
+  }
+  ScopedOmpThreads(const ScopedOmpThreads&) = delete;
+  ScopedOmpThreads& operator=(const ScopedOmpThreads&) = delete;
+
+ private:
+  int saved_;
+  bool changed_ = false;
+};
+
+// Runs one checked convolution with the calling thread's current OpenMP
+// thread count; throws on oneDNN's or the allocator's errors.
+void ExecuteHere(const Geometry& g, int64_t kind, void* a, void* b, void* out) {
   auto entry = Lookup(g, kind);
   auto& eng = Engine();
   dnnl::stream stream(eng);
@@ -288,6 +399,21 @@ void Execute(const Geometry& g, int64_t kind, void* a, void* b, void* out) {
   }
   stream.wait();
   ++calls[kind];
+}
+
+// Runs one checked convolution with the threads `policy` gives it (`fixed`:
+// the fixed count, <= 0 leaving the current one), the calling thread's
+// OpenMP state restored after, the budget returned, exception or not.
+void Execute(const Geometry& g, int64_t kind, void* a, void* b, void* out,
+             Policy policy, int64_t fixed) {
+  if (policy == Policy::kFixed) {
+    ScopedOmpThreads omp(fixed);
+    ExecuteHere(g, kind, a, b, out);
+  } else {
+    BudgetHold hold(budget_total.load());
+    ScopedOmpThreads omp(hold.threads());
+    ExecuteHere(g, kind, a, b, out);
+  }
 }
 
 memory::data_type ToDnnl(ffi::DataType t) {
@@ -364,8 +490,12 @@ ffi::Error Run(int64_t kind, ffi::AnyBuffer a, ffi::AnyBuffer b,
       return ffi::Error::InvalidArgument(
           "onednn_conv: all three buffers must be float32, or all bfloat16");
     g.type = type;
-    if (threads > 0) omp_set_num_threads(static_cast<int>(threads));
-    Execute(g, kind, a.untyped_data(), b.untyped_data(), out->untyped_data());
+    const Policy policy = CurrentPolicy();
+    if (policy == Policy::kInvalid)
+      return ffi::Error::InvalidArgument(
+          "onednn_conv: ISOVOLNET_ONEDNN_THREADS must be 'budget', 'fixed' or unset");
+    Execute(g, kind, a.untyped_data(), b.untyped_data(), out->untyped_data(),
+            policy, threads);
   } catch (const dnnl::error& e) {
     return ffi::Error::Internal(std::string("onednn_conv: oneDNN: ") + e.what());
   } catch (const std::bad_alloc&) {
@@ -394,7 +524,8 @@ float FromBf16(uint16_t v) {
   return f;
 }
 
-std::string Probe(bool bf16) {
+// `threads` <= 0: the budget's policy, else that many threads (fixed).
+std::string Probe(bool bf16, int64_t threads) {
   // N=2, 6x5 input, 4 channels in 2 groups, a 3x2 kernel, strides (1, 2),
   // dilation (2, 1), padding (2, 1 | 0, 1): every asymmetry has a use.
   const int64_t n = 2, h = 6, w = 5, c = 4, groups = 2, o = 6, kh = 3, kw = 2;
@@ -466,11 +597,12 @@ std::string Probe(bool bf16) {
     auto xb = pack(x), kb = pack(k), dyb = pack(dy);
     std::vector<uint8_t> yb(y.size() * bytes), dxb(dx.size() * bytes),
         dkb(dk.size() * bytes);
-    Execute(g, kForward, xb.data(), kb.data(), yb.data());
+    const Policy policy = threads > 0 ? Policy::kFixed : Policy::kBudget;
+    Execute(g, kForward, xb.data(), kb.data(), yb.data(), policy, threads);
     if (!matches(yb, y)) return "the forward pass gave wrong values";
-    Execute(g, kBackwardData, dyb.data(), kb.data(), dxb.data());
+    Execute(g, kBackwardData, dyb.data(), kb.data(), dxb.data(), policy, threads);
     if (!matches(dxb, dx)) return "the input gradient gave wrong values";
-    Execute(g, kBackwardWeights, xb.data(), dyb.data(), dkb.data());
+    Execute(g, kBackwardWeights, xb.data(), dyb.data(), dkb.data(), policy, threads);
     if (!matches(dkb, dk)) return "the kernel gradient gave wrong values";
   } catch (const dnnl::error& e) {
     return std::string("oneDNN: ") + e.what();
@@ -530,7 +662,43 @@ int64_t isovolnet_onednn_cache_size() {
   std::lock_guard<std::mutex> lock(cache_mutex);
   return static_cast<int64_t>(lru.size());
 }
-int64_t isovolnet_onednn_cache_capacity() { return kCacheCapacity; }
+int64_t isovolnet_onednn_cache_capacity() {
+  return static_cast<int64_t>(cache_capacity.load());
+}
+
+// Sets the bound (at least 1; tests lower it to force evictions), evicting at
+// once what is past it; returns the previous bound.
+int64_t isovolnet_onednn_set_cache_capacity(int64_t capacity) {
+  std::lock_guard<std::mutex> lock(cache_mutex);
+  const size_t previous =
+      cache_capacity.exchange(static_cast<size_t>(std::max<int64_t>(1, capacity)));
+  EvictLocked();
+  return static_cast<int64_t>(previous);
+}
+
+// The thread budget (the budget policy's pool): its size, set once at load
+// to the physical cores (at least 1; calls in flight keep theirs, and give
+// them back to the new pool), and how many are free now (the size when no
+// call is running).
+void isovolnet_onednn_set_thread_budget(int64_t total) {
+  total = std::max<int64_t>(1, total);
+  const int64_t previous = budget_total.exchange(total);
+  budget_free += total - previous;
+}
+int64_t isovolnet_onednn_thread_budget() { return budget_total.load(); }
+int64_t isovolnet_onednn_threads_free() { return budget_free.load(); }
+
+// The budget's arithmetic on its own, for the tests: take up to `want`
+// threads (what a call takes), and give `n` back.
+int64_t isovolnet_onednn_take_threads(int64_t want) { return TakeThreads(want); }
+void isovolnet_onednn_give_threads(int64_t n) { GiveThreads(n); }
+
+// The calling thread's OpenMP max threads, and a setter: the same OpenMP
+// runtime the kernels use, for the tests of ScopedOmpThreads.
+int64_t isovolnet_onednn_omp_max_threads() { return omp_get_max_threads(); }
+void isovolnet_onednn_omp_set_num_threads(int64_t n) {
+  omp_set_num_threads(static_cast<int>(std::max<int64_t>(1, n)));
+}
 
 // This thread's scratch capacity in bytes (for the tests).
 int64_t isovolnet_onednn_scratch_capacity() {
@@ -538,12 +706,15 @@ int64_t isovolnet_onednn_scratch_capacity() {
 }
 
 // '' where a tiny conv of every kind ran and matched a direct loop in this
-// dtype (0 float32, 1 bfloat16) on this CPU, else why not. Not thread-safe
-// for the returned text: called once per dtype at load.
-const char* isovolnet_onednn_probe(int64_t dtype) {
+// dtype (0 float32, 1 bfloat16) on this CPU, else why not; on the calling
+// thread, by the path an FFI call takes (ScopedOmpThreads and, for
+// `threads` <= 0, the budget; > 0: that many threads, as policy fixed). Not
+// thread-safe for the returned text: called once per dtype at load, and by
+// the tests.
+const char* isovolnet_onednn_probe(int64_t dtype, int64_t threads) {
   static std::string result[2];
   if (dtype != 0 && dtype != 1) return "unknown dtype";
-  result[dtype] = Probe(dtype == 1);
+  result[dtype] = Probe(dtype == 1, threads);
   return result[dtype].c_str();
 }
 
