@@ -187,3 +187,32 @@ def test_invalid_dtype_is_refused_with_the_choices(bad):
   with pytest.raises(InputError, match=f"unknown dtype='{bad}'; choose one of "
                                        f"float32, bfloat16, mixed_bfloat16"):
     models.from_config(config, 10)
+
+
+WHITEN_STEM = sorted(n for n, c in models.MODELS.items() if 'whiten_stem' in c.__dataclass_fields__)
+
+
+@pytest.mark.parametrize('model_name', WHITEN_STEM)
+def test_whiten_stems_conv_is_bf16_too(model_name):
+  """model.whiten_stem (set by sweeps, in no config file): its 2x2 conv, traced
+  in a forward + backward pass of the model with every conv_impl's 'auto'."""
+  config = next(load_config_file(n) for n in CONFIGS
+                if load_config_file(n).model.name == model_name)
+  with config.unlocked():
+    config.dtype, config.model.whiten_stem = MIXED, True
+  model = models.from_config(config, 10)
+  x = jnp.zeros((2, 32, 32, 3))
+  variables = jax.eval_shape(lambda: model.init(jax.random.key(0), x, train=False))
+  assert 'whiten' in variables['params']
+
+  def loss(params, variables):
+    logits, _ = model.apply({**variables, 'params': params}, x, train=True,
+                            mutable=['batch_stats'], rngs={'dropout': jax.random.key(0)})
+    return jnp.mean(logits)
+
+  lowered = jax.jit(jax.grad(loss)).trace(variables['params'], variables).lower(
+      lowering_platforms=('cpu',))
+  text = lowered.as_text()
+  assert_mixed(text, model_name)
+  # The stem's conv: 3 input channels, 24 outputs, 2x2, bf16 (oneDNN or XLA's).
+  assert any('2x2x3x24xbf16' in l for l in conv_lines(text)), model_name
