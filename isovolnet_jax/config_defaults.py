@@ -146,9 +146,9 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.max_train_time_minutes = 0.0  # > 0: stop (checkpoint, final eval) at this wall time.
   config.dtype = 'float32'        # Compute dtype: float32 or bfloat16.
   # 'mixed_bfloat16': float32, but the convolutions take bfloat16 operands
-  # (faster on CPU than bfloat16 throughout, whose elementwise work XLA:CPU
-  # runs slowly; on GPU bf16 convs too). Params, optimizer state and
-  # BatchNorm statistics stay float32 whichever.
+  # (on CPU it avoids bfloat16's slow XLA:CPU elementwise work: BatchNorm &
+  # co. stay float32; results/onednn/mixed measures it). Params, optimizer
+  # state and BatchNorm statistics stay float32 whichever.
 
   # Devices: a mesh over every device of every host. The batch is sharded
   # along 'data' and everything else is replicated; further axes (e.g.
