@@ -109,7 +109,8 @@ class AirBench(nn.Module):
     for i, width in enumerate(self.widths):
       x = AirBenchBlock(width, dirac_init=self.dirac_init, bn_momentum=self.bn_momentum,
                         bn_eps=self.bn_eps, bn_scale=self.bn_scale,
-                        gelu_approximate=self.gelu_approximate, conv_impl=self.conv_impl, conv_dtype=self.conv_dtype,
+                        gelu_approximate=self.gelu_approximate, conv_impl=self.conv_impl,
+                        conv_dtype=self.conv_dtype,
                         dtype=self.dtype, name=f'block{i + 1}')(x, train)
     # airbench's MaxPool2d(3) on the final 3x3 map: a global max pool.
     x = jnp.max(x, axis=(1, 2))

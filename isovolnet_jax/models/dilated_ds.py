@@ -98,7 +98,8 @@ class DilatedDS(nn.Module):
     if self.whiten_stem:
       # Padded ((0, 1), (0, 1)): 32x32 stays 32x32, so the seed's shapes
       # (30, 28, 26 after the VALID stem and blocks) are unchanged.
-      x = layers.whiten_stem(x, conv_impl=self.conv_impl, conv_dtype=self.conv_dtype, dtype=self.dtype)
+      x = layers.whiten_stem(x, conv_impl=self.conv_impl, conv_dtype=self.conv_dtype,
+                             dtype=self.dtype)
     x = ConvActNorm(self.width, padding='VALID', name='stem', **common)(x, train)
     for i, d in enumerate(self.dilations):
       valid = i < self.valid_blocks

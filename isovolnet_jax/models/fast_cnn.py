@@ -61,8 +61,8 @@ class Stem(nn.Module):
 
   @nn.compact
   def __call__(self, x, train: bool):
-    x = PaddedConv(self.features, use_bias=self.norm == 'none', conv_impl=self.conv_impl, conv_dtype=self.conv_dtype,
-                   dtype=self.dtype, name='Conv_0')(x)
+    x = PaddedConv(self.features, use_bias=self.norm == 'none', conv_impl=self.conv_impl,
+                   conv_dtype=self.conv_dtype, dtype=self.dtype, name='Conv_0')(x)
     x = layers.norm_layer(self.norm, train, self.dtype)(name='BatchNorm_0')(x)
     return layers.activation_fn(self.activation)(x)
 
@@ -85,11 +85,13 @@ class FastCNN(nn.Module):
       # Padded ((0, 1), (0, 1)): 32x32 stays 32x32, so the pools see the
       # shapes they do without the stem (16, 8, 4). conv0 then takes 24
       # channels, a plain ConvNormAct (the 3-channel PaddedConv is not needed).
-      x = layers.whiten_stem(x, conv_impl=self.conv_impl, conv_dtype=self.conv_dtype, dtype=self.dtype)
+      x = layers.whiten_stem(x, conv_impl=self.conv_impl, conv_dtype=self.conv_dtype,
+                             dtype=self.dtype)
     for i, width in enumerate(self.widths):
       unit = Stem if i == 0 and x.shape[-1] < 4 else layers.ConvNormAct
       x = unit(width, norm=self.norm, activation=self.activation,
-               conv_impl=self.conv_impl, conv_dtype=self.conv_dtype, dtype=self.dtype, name=f'conv{i}')(x, train)
+               conv_impl=self.conv_impl, conv_dtype=self.conv_dtype, dtype=self.dtype,
+               name=f'conv{i}')(x, train)
       if i in self.pool_after:
         x = layers.max_pool_2x2(x)
     x = jnp.max(x, axis=(1, 2))

@@ -121,7 +121,8 @@ class IsoVolNet(nn.Module):
       # Padded ((0, 1), (0, 1)), not airbench's VALID: 32x32 stays 32x32, so
       # H and W still halve exactly in every block (31 would not) and the
       # input stays >= MIN_SIDE.
-      x = layers.whiten_stem(x, conv_impl=self.conv_impl, conv_dtype=self.conv_dtype, dtype=self.dtype)
+      x = layers.whiten_stem(x, conv_impl=self.conv_impl, conv_dtype=self.conv_dtype,
+                             dtype=self.dtype)
     if self.stem_features:
       x = layers.ConvNormAct(self.stem_features, name='stem', **common)(x, train)
     pool = layers.max_pool_2x2 if self.pool == 'max' else layers.avg_pool_2x2

@@ -340,7 +340,8 @@ class ConvNormAct(nn.Module):
     x = Conv(self.features, self.kernel_size, strides=self.strides,
              kernel_dilation=self.dilation, padding='SAME',
              feature_group_count=self.groups, use_bias=self.norm == 'none',
-             dtype=self.dtype, conv_impl=self.conv_impl, conv_dtype=self.conv_dtype, name='Conv_0')(x)
+             dtype=self.dtype, conv_impl=self.conv_impl, conv_dtype=self.conv_dtype,
+             name='Conv_0')(x)
     x = norm_layer(self.norm, train, self.dtype)()(x)
     if self.activation is not None:
       x = activation_fn(self.activation)(x)

@@ -51,7 +51,8 @@ class InvertedResidual(nn.Module):
 
   @nn.compact
   def __call__(self, x, train: bool):
-    common = dict(norm=self.norm, conv_impl=self.conv_impl, conv_dtype=self.conv_dtype, dtype=self.dtype)
+    common = dict(norm=self.norm, conv_impl=self.conv_impl, conv_dtype=self.conv_dtype,
+                  dtype=self.dtype)
     in_features = x.shape[-1]
     hidden = in_features * self.expansion
     y = x

@@ -32,7 +32,8 @@ class BasicBlock(nn.Module):
 
   @nn.compact
   def __call__(self, x, train: bool):
-    common = dict(norm=self.norm, conv_impl=self.conv_impl, conv_dtype=self.conv_dtype, dtype=self.dtype)
+    common = dict(norm=self.norm, conv_impl=self.conv_impl, conv_dtype=self.conv_dtype,
+                  dtype=self.dtype)
     y = layers.ConvNormAct(self.features, strides=self.strides,
                            activation=self.activation, name='conv1',
                            **common)(x, train)
@@ -61,8 +62,8 @@ class CifarResNet(nn.Module):
 
   @nn.compact
   def __call__(self, x, train: bool = False):
-    common = dict(norm=self.norm, activation=self.activation, conv_impl=self.conv_impl, conv_dtype=self.conv_dtype,
-                  dtype=self.dtype)
+    common = dict(norm=self.norm, activation=self.activation, conv_impl=self.conv_impl,
+                  conv_dtype=self.conv_dtype, dtype=self.dtype)
     x = x.astype(self.dtype)
     x = layers.ConvNormAct(WIDTHS[0], name='stem', **common)(x, train)
     for i, width in enumerate(WIDTHS):
