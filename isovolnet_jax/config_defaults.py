@@ -145,7 +145,10 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.keep_checkpoints = 3     # Newest N, plus the best by val accuracy.
   config.max_train_time_minutes = 0.0  # > 0: stop (checkpoint, final eval) at this wall time.
   config.dtype = 'float32'        # Compute dtype: float32 or bfloat16.
-  # Params, optimizer state and BatchNorm statistics stay float32 either way.
+  # 'mixed_bfloat16': float32, but the convolutions take bfloat16 operands
+  # (on CPU it avoids bfloat16's slow XLA:CPU elementwise work: BatchNorm &
+  # co. stay float32; results/onednn/mixed measures it). Params, optimizer
+  # state and BatchNorm statistics stay float32 whichever.
 
   # Devices: a mesh over every device of every host. The batch is sharded
   # along 'data' and everything else is replicated; further axes (e.g.

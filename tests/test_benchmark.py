@@ -85,6 +85,18 @@ def test_jax_only_without_torch():
   assert 'jax float32:onednn (config)' in benchmark.format_table(result)
 
 
+def test_the_mixed_policy_is_a_variant():
+  """--jax_variants=mixed_bfloat16:onednn: float32 with bf16 convolutions, its
+  FLOP/s against the bf16 peak."""
+  args = types.SimpleNamespace(**{**vars(ARGS), 'skip_torch': True,
+                                  'jax_variants': ['mixed_bfloat16:onednn']})
+  result = benchmark.run(_tiny_config(), args)
+  assert list(result['jax_variants']) == ['float32:onednn', 'mixed_bfloat16:onednn']
+  assert result['jax_variants']['mixed_bfloat16:onednn']['train'] > 0
+  assert 'jax mixed_bfloat16:onednn' in benchmark.format_table(result)
+  assert benchmark.dtype_of('mixed_bfloat16:onednn') == 'bfloat16'
+
+
 def test_every_precision_and_conv_impl_is_timed_and_the_fastest_is_the_reference():
   require_torch()
   args = types.SimpleNamespace(**{**vars(ARGS), 'jax_variants': [

@@ -31,15 +31,17 @@ UNROLLED = pathlib.Path(layers.unrolled_conv.__file__).name  # 'unrolled_conv.py
 ONEDNN = onednn.TARGET
 
 
-def traced_train_step(name: str, conv_impl: str | None = None):
+def traced_train_step(name: str, conv_impl: str | None = None, dtype: str | None = None):
   """The config's training step, traced (not compiled) on abstract inputs."""
   config = load_config_file(name)
   with config.unlocked():
     config.batch_size = BATCH
+    if dtype is not None:
+      config.dtype = dtype
     if conv_impl is not None:  # Every model has the option; not every config sets it.
       config.model.conv_impl = conv_impl
   mesh = sharding.make_mesh(BATCH, grad_accum_steps=config.get('grad_accum_steps', 1))
-  model = models.create_model(config.model, 10, models.DTYPES[config.dtype])
+  model = models.from_config(config, 10)
   tx = optim.create_optimizer(config.optimizer, config.optimizer.learning_rate,
                               batch_size=BATCH, steps_per_epoch=10, total_steps=100)
   state = jax.eval_shape(lambda: train.create_train_state(

@@ -142,8 +142,8 @@ def test_stem_runs_the_models_conv_impl_and_dtype(name, monkeypatch):
   real = layers.conv_function
   calls = []
 
-  def spy(impl):
-    conv = real(impl)
+  def spy(impl, operand_dtype=None):
+    conv = real(impl, operand_dtype)
     def recorded(lhs, rhs, *args, **kwargs):
       calls.append((impl, tuple(rhs.shape), lhs.dtype))
       return conv(lhs, rhs, *args, **kwargs)

@@ -11,7 +11,8 @@ One process times, on random images of the config's input shape:
   the same work) as training runs it (`train.make_train_step`), and the
   inference forward pass (`train.eval_logits`): first the config as it is,
   then each `--jax_variants` entry DTYPE:CONV_IMPL (float32 / bfloat16 x lax /
-  unrolled / onednn);
+  unrolled / onednn by default; DTYPE may also be mixed_bfloat16, float32
+  with bfloat16 convolutions: e.g. `--jax_variants=mixed_bfloat16:onednn`);
 - PyTorch: the twin of the same architecture (`torch_models`; equal parameter
   counts are asserted) with the same optimizer, loss and batch size, in NCHW
   and channels_last memory formats, `torch.compile` where it compiles, and
@@ -174,9 +175,11 @@ def torch_device(platform: str, cuda_available: bool) -> str:
 
 
 def dtype_of(variant: str) -> str:
-  """A table row's compute dtype: JAX 'bfloat16:lax' -> bfloat16, PyTorch
-  'bf16*' -> bfloat16, the rest float32."""
-  return 'bfloat16' if variant.startswith(('bf16', 'bfloat16')) else 'float32'
+  """A table row's convolutions' dtype (the peak its FLOP/s are against): JAX
+  'bfloat16:lax' and 'mixed_bfloat16:lax' -> bfloat16, PyTorch 'bf16*' ->
+  bfloat16, the rest float32."""
+  return ('bfloat16' if variant.startswith(('bf16', 'bfloat16', 'mixed_bfloat16'))
+          else 'float32')
 
 
 # ---------------------------------------------------------------- JAX

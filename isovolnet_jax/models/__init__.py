@@ -23,7 +23,12 @@ from isovolnet_jax.models.resnet import CifarResNet
 from isovolnet_jax.models.simple_cnn import SimpleCNN
 
 # config.dtype -> compute dtype (params, optimizer state and BN stats stay fp32).
-DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
+DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16, 'mixed_bfloat16': jnp.float32}
+# config.dtype -> the convolutions' operand dtype where it is not the compute
+# dtype: 'mixed_bfloat16' computes in float32 but for its convs, which take
+# bfloat16 operands and give float32 back (layers.conv_function's comment has
+# why: XLA:CPU's bf16 elementwise work).
+CONV_DTYPES = {'mixed_bfloat16': jnp.bfloat16}
 
 # model.name -> module class. The config's `model` fields other than `name`
 # are passed to it as keyword arguments.
@@ -47,7 +52,9 @@ def _tuples(value: Any) -> Any:
 
 
 def create_model(model_config: ml_collections.ConfigDict, num_classes: int,
-                 dtype: Any = jnp.float32) -> nn.Module:
+                 dtype: Any = jnp.float32, conv_dtype: Any = None) -> nn.Module:
+  """`model_config`'s model computing in `dtype`, its convolutions in
+  `conv_dtype` (None: `dtype`)."""
   kwargs = {k: _tuples(v) for k, v in dict(model_config).items()}
   name = kwargs.pop('name')
   if name not in MODELS:
@@ -65,13 +72,17 @@ def create_model(model_config: ml_collections.ConfigDict, num_classes: int,
   unknown = sorted(set(kwargs) - fields)
   if unknown:
     raise InputError(f'model {name!r} has no option {unknown[0]!r}; '
-                     f'its options are {sorted(fields - {"num_classes", "dtype"})}')
+                     f'its options are {sorted(fields - {"num_classes", "dtype", "conv_dtype"})}')
+  if conv_dtype is not None and jnp.dtype(conv_dtype) != jnp.dtype(dtype):
+    kwargs['conv_dtype'] = conv_dtype
   return cls(num_classes=num_classes, dtype=dtype, **kwargs)
 
 
 def from_config(config: ml_collections.ConfigDict, num_classes: int) -> nn.Module:
   """The run's model: `config.model` computing in `config.dtype` (training,
-  evaluate, predict and the benchmarks build it so)."""
+  evaluate, predict and the benchmarks build it so): 'float32', 'bfloat16'
+  throughout, or 'mixed_bfloat16' (float32 but bfloat16 convolutions)."""
   if config.dtype not in DTYPES:
     raise InputError(f"unknown dtype={config.dtype!r}; choose one of {', '.join(DTYPES)}")
-  return create_model(config.model, num_classes, DTYPES[config.dtype])
+  return create_model(config.model, num_classes, DTYPES[config.dtype],
+                      CONV_DTYPES.get(config.dtype))

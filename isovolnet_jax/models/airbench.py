@@ -59,6 +59,7 @@ class AirBenchBlock(nn.Module):
   bn_scale: bool = False
   gelu_approximate: bool = False
   conv_impl: str = 'auto'
+  conv_dtype: Any = None     # The convs' operand dtype; None: `dtype` (layers.conv_function).
   dtype: Any = jnp.float32
 
   @nn.compact
@@ -72,7 +73,7 @@ class AirBenchBlock(nn.Module):
       return nn.gelu(y, approximate=self.gelu_approximate)
     conv = lambda name: layers.Conv(self.features, (3, 3), padding='SAME', use_bias=False,
                                     kernel_init=init, dtype=self.dtype,
-                                    conv_impl=self.conv_impl, name=name)
+                                    conv_impl=self.conv_impl, conv_dtype=self.conv_dtype, name=name)
     x = conv('conv1')(x)
     x = layers.max_pool_2x2(x)
     x = act(norm('norm1')(x))
@@ -93,6 +94,7 @@ class AirBench(nn.Module):
   output_scale: float = 1 / 9  # Logits scaled down: a lower effective head rate.
   gelu_approximate: bool = False  # False: erf GELU, as torch's nn.GELU.
   conv_impl: str = 'auto'      # 'auto', 'lax', 'unrolled', 'onednn' (layers.conv_function).
+  conv_dtype: Any = None     # The convs' operand dtype; None: `dtype` (layers.conv_function).
   dtype: Any = jnp.float32
 
   @nn.compact
@@ -102,12 +104,13 @@ class AirBench(nn.Module):
     # VALID: no padding, 32 -> 31; the odd size is why the 2x2 pools drop a row.
     x = layers.Conv(self.whiten_width, (k, k), padding='VALID', use_bias=True,
                     kernel_init=torch_default_init, dtype=self.dtype,
-                    conv_impl=self.conv_impl, name='whiten')(x)
+                    conv_impl=self.conv_impl, conv_dtype=self.conv_dtype, name='whiten')(x)
     x = nn.gelu(x, approximate=self.gelu_approximate)
     for i, width in enumerate(self.widths):
       x = AirBenchBlock(width, dirac_init=self.dirac_init, bn_momentum=self.bn_momentum,
                         bn_eps=self.bn_eps, bn_scale=self.bn_scale,
                         gelu_approximate=self.gelu_approximate, conv_impl=self.conv_impl,
+                        conv_dtype=self.conv_dtype,
                         dtype=self.dtype, name=f'block{i + 1}')(x, train)
     # airbench's MaxPool2d(3) on the final 3x3 map: a global max pool.
     x = jnp.max(x, axis=(1, 2))

@@ -33,6 +33,7 @@ class DenseDS(nn.Module):
   norm: str = 'batch'
   activation: str = 'relu'
   conv_impl: str = 'auto'      # Depthwise/grouped convs: 'auto', 'lax', 'unrolled'.
+  conv_dtype: Any = None     # The convs' operand dtype; None: `dtype` (layers.conv_function).
   dtype: Any = jnp.float32
 
   def __post_init__(self):
@@ -49,7 +50,7 @@ class DenseDS(nn.Module):
   @nn.compact
   def __call__(self, x, train: bool = False):
     common = dict(norm=self.norm, activation=self.activation,
-                  conv_impl=self.conv_impl, dtype=self.dtype)
+                  conv_impl=self.conv_impl, conv_dtype=self.conv_dtype, dtype=self.dtype)
     x = x.astype(self.dtype)
     x = layers.ConvNormAct(self.stem_features or 2 * self.growth_rate,
                            name='stem', **common)(x, train)

@@ -51,6 +51,7 @@ class ConvActNorm(nn.Module):
   norm: str = 'batch'
   activation: str = 'relu'
   conv_impl: str = 'auto'
+  conv_dtype: Any = None     # The convs' operand dtype; None: `dtype` (layers.conv_function).
   dtype: Any = jnp.float32
 
   @nn.compact
@@ -59,7 +60,7 @@ class ConvActNorm(nn.Module):
     x = layers.Conv(self.features, k, kernel_dilation=self.dilation,
                     padding=self.padding, feature_group_count=self.groups,
                     use_bias=self.norm == 'none', dtype=self.dtype,
-                    conv_impl=self.conv_impl, name='conv')(x)
+                    conv_impl=self.conv_impl, conv_dtype=self.conv_dtype, name='conv')(x)
     x = layers.activation_fn(self.activation)(x)
     x = layers.norm_layer(self.norm, train, self.dtype)(name='norm')(x)
     return nn.Dropout(self.dropout, deterministic=not train)(x)
@@ -77,6 +78,7 @@ class DilatedDS(nn.Module):
   norm: str = 'batch'
   activation: str = 'relu'
   conv_impl: str = 'auto'      # Depthwise/grouped convs: 'auto', 'lax', 'unrolled'.
+  conv_dtype: Any = None     # The convs' operand dtype; None: `dtype` (layers.conv_function).
   dtype: Any = jnp.float32
 
   def __post_init__(self):
@@ -91,12 +93,13 @@ class DilatedDS(nn.Module):
   @nn.compact
   def __call__(self, x, train: bool = False):
     common = dict(dropout=self.dropout, norm=self.norm, activation=self.activation,
-                  conv_impl=self.conv_impl, dtype=self.dtype)
+                  conv_impl=self.conv_impl, conv_dtype=self.conv_dtype, dtype=self.dtype)
     x = x.astype(self.dtype)
     if self.whiten_stem:
       # Padded ((0, 1), (0, 1)): 32x32 stays 32x32, so the seed's shapes
       # (30, 28, 26 after the VALID stem and blocks) are unchanged.
-      x = layers.whiten_stem(x, conv_impl=self.conv_impl, dtype=self.dtype)
+      x = layers.whiten_stem(x, conv_impl=self.conv_impl, conv_dtype=self.conv_dtype,
+                             dtype=self.dtype)
     x = ConvActNorm(self.width, padding='VALID', name='stem', **common)(x, train)
     for i, d in enumerate(self.dilations):
       valid = i < self.valid_blocks

@@ -31,6 +31,7 @@ class PaddedConv(nn.Module):
   channels_to: int = 4
   use_bias: bool = False
   conv_impl: str = 'auto'
+  conv_dtype: Any = None     # The convs' operand dtype; None: `dtype` (layers.conv_function).
   dtype: Any = jnp.float32
 
   @nn.compact
@@ -38,7 +39,7 @@ class PaddedConv(nn.Module):
     c = x.shape[-1]
     kernel = self.param('kernel', nn.initializers.lecun_normal(),
                         (3, 3, c, self.features), jnp.float32)
-    conv = layers.conv_function(self.conv_impl)
+    conv = layers.conv_function(self.conv_impl, self.conv_dtype)
     extra = 0 if layers.runs_onednn_on_cpu(conv) else max(0, self.channels_to - c)
     x = jnp.pad(x, ((0, 0),) * 3 + ((0, extra),)).astype(self.dtype)
     kernel = jnp.pad(kernel, ((0, 0), (0, 0), (0, extra), (0, 0))).astype(self.dtype)
@@ -55,12 +56,13 @@ class Stem(nn.Module):
   norm: str = 'batch'
   activation: str = 'relu'
   conv_impl: str = 'auto'
+  conv_dtype: Any = None     # The convs' operand dtype; None: `dtype` (layers.conv_function).
   dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x, train: bool):
     x = PaddedConv(self.features, use_bias=self.norm == 'none', conv_impl=self.conv_impl,
-                   dtype=self.dtype, name='Conv_0')(x)
+                   conv_dtype=self.conv_dtype, dtype=self.dtype, name='Conv_0')(x)
     x = layers.norm_layer(self.norm, train, self.dtype)(name='BatchNorm_0')(x)
     return layers.activation_fn(self.activation)(x)
 
@@ -73,6 +75,7 @@ class FastCNN(nn.Module):
   norm: str = 'batch'
   activation: str = 'relu'
   conv_impl: str = 'auto'      # 'auto', 'lax', 'unrolled', 'onednn' (layers.conv_function).
+  conv_dtype: Any = None     # The convs' operand dtype; None: `dtype` (layers.conv_function).
   dtype: Any = jnp.float32
 
   @nn.compact
@@ -82,11 +85,13 @@ class FastCNN(nn.Module):
       # Padded ((0, 1), (0, 1)): 32x32 stays 32x32, so the pools see the
       # shapes they do without the stem (16, 8, 4). conv0 then takes 24
       # channels, a plain ConvNormAct (the 3-channel PaddedConv is not needed).
-      x = layers.whiten_stem(x, conv_impl=self.conv_impl, dtype=self.dtype)
+      x = layers.whiten_stem(x, conv_impl=self.conv_impl, conv_dtype=self.conv_dtype,
+                             dtype=self.dtype)
     for i, width in enumerate(self.widths):
       unit = Stem if i == 0 and x.shape[-1] < 4 else layers.ConvNormAct
       x = unit(width, norm=self.norm, activation=self.activation,
-               conv_impl=self.conv_impl, dtype=self.dtype, name=f'conv{i}')(x, train)
+               conv_impl=self.conv_impl, conv_dtype=self.conv_dtype, dtype=self.dtype,
+               name=f'conv{i}')(x, train)
       if i in self.pool_after:
         x = layers.max_pool_2x2(x)
     x = jnp.max(x, axis=(1, 2))

@@ -94,6 +94,7 @@ class IsoVolNet(nn.Module):
   conv: str = 'separable'       # or 'standard': the full-conv twin.
   channel_multiplier: int = 4   # 4 keeps H*W*C; 2 is the doubling baseline.
   conv_impl: str = 'auto'      # Depthwise/grouped convs: 'auto', 'lax', 'unrolled'.
+  conv_dtype: Any = None     # The convs' operand dtype; None: `dtype` (layers.conv_function).
   dtype: Any = jnp.float32
 
   def __post_init__(self):
@@ -115,12 +116,13 @@ class IsoVolNet(nn.Module):
     blocks = plan(x.shape[1:], first, self.num_blocks, self.channel_multiplier)
     x = x.astype(self.dtype)
     common = dict(norm=self.norm, activation=self.activation,
-                  conv_impl=self.conv_impl, dtype=self.dtype)
+                  conv_impl=self.conv_impl, conv_dtype=self.conv_dtype, dtype=self.dtype)
     if self.whiten_stem:
       # Padded ((0, 1), (0, 1)), not airbench's VALID: 32x32 stays 32x32, so
       # H and W still halve exactly in every block (31 would not) and the
       # input stays >= MIN_SIDE.
-      x = layers.whiten_stem(x, conv_impl=self.conv_impl, dtype=self.dtype)
+      x = layers.whiten_stem(x, conv_impl=self.conv_impl, conv_dtype=self.conv_dtype,
+                             dtype=self.dtype)
     if self.stem_features:
       x = layers.ConvNormAct(self.stem_features, name='stem', **common)(x, train)
     pool = layers.max_pool_2x2 if self.pool == 'max' else layers.avg_pool_2x2

@@ -174,13 +174,50 @@ _onednn_on_cpu = onednn.make_conv_general_dilated(_per_platform(lax.conv_general
 
 def runs_onednn_on_cpu(conv) -> bool:
   """Whether `conv` (a `conv_function`) is oneDNN's where lowered for CPU."""
+  conv = getattr(conv, 'inner', conv)  # Through `_with_operands_in`.
   return conv is onednn.conv_general_dilated or conv is _onednn_on_cpu
 
 
-def conv_function(impl: str) -> Callable[..., jnp.ndarray]:
+# config.dtype='mixed_bfloat16' (models.from_config): the model computes in
+# float32 (BatchNorm, activations, pooling, residual adds, the head) and only
+# its convolutions take bfloat16 operands: each conv casts its input and kernel
+# to bfloat16, runs (oneDNN's bf16 kernels on CPU, cuDNN's on GPU), and casts
+# its output back to the model's dtype. XLA fuses those converts into the
+# elementwise fusions beside the conv; the backward convs (the casts' transposes
+# hand them a bf16 cotangent) are bf16 too. Why: with dtype=bfloat16 throughout,
+# XLA:CPU computes each bf16 elementwise op in float32 between converts, and
+# IsoVolNet's elementwise work took 126 ms of a 138 ms step against 47 ms in
+# float32 (results/onednn/README.md, the per-op profile), as PyTorch's
+# autocast keeps BatchNorm and activations in float32.
+@functools.cache
+def _with_operands_in(conv: Callable[..., jnp.ndarray], dtype) -> Callable[..., jnp.ndarray]:
+  """`conv` (lax.conv_general_dilated's signature) on operands cast to `dtype`,
+  its result cast back to the operands' own (promoted) dtype, or to
+  `preferred_element_type` where one is asked for."""
+
+  def conv_general_dilated(lhs, rhs, window_strides, padding, **kwargs):
+    out_dtype = kwargs.pop('preferred_element_type', None) or jnp.result_type(lhs, rhs)
+    y = conv(lhs.astype(dtype), rhs.astype(dtype), window_strides, padding, **kwargs)
+    return y.astype(out_dtype)
+
+  conv_general_dilated.inner = conv
+  conv_general_dilated.operand_dtype = jnp.dtype(dtype)
+  return conv_general_dilated
+
+
+def conv_function(impl: str, operand_dtype: Any = None) -> Callable[..., jnp.ndarray]:
   """The function nn.Conv runs in place of lax.conv_general_dilated, by
   `model.conv_impl`; logs once per process what runs. 'auto' and 'onednn'
-  choose per platform when lowered (see the comment above `resolve_conv_impl`)."""
+  choose per platform when lowered (see the comment above `resolve_conv_impl`).
+  `operand_dtype` (a model's `conv_dtype`; None: the operands' own): the
+  dtype it computes in, between casts (`_with_operands_in`)."""
+  conv = _conv_function(impl)
+  if operand_dtype is None:
+    return conv
+  return _with_operands_in(conv, jnp.dtype(operand_dtype))
+
+
+def _conv_function(impl: str) -> Callable[..., jnp.ndarray]:
   resolve_conv_impl(impl)  # Validates `impl`.
   _log_conv_impl(impl)
   if impl == 'auto' and onednn.available():
@@ -198,10 +235,12 @@ def conv_function(impl: str) -> Callable[..., jnp.ndarray]:
   return lax.conv_general_dilated
 
 
-def Conv(features: int, kernel_size, *, conv_impl: str = 'auto', **kwargs):
-  """nn.Conv (same parameters, names and init) whose grouped convs use `conv_impl`."""
+def Conv(features: int, kernel_size, *, conv_impl: str = 'auto', conv_dtype: Any = None,
+         **kwargs):
+  """nn.Conv (same parameters, names and init) whose grouped convs use
+  `conv_impl`, computing in `conv_dtype` where given (`conv_function`)."""
   return nn.Conv(features, kernel_size,
-                 conv_general_dilated=conv_function(conv_impl), **kwargs)
+                 conv_general_dilated=conv_function(conv_impl, conv_dtype), **kwargs)
 
 
 # model.whiten_stem's padding: one row below and one column right, so a 2x2
@@ -213,8 +252,8 @@ def Conv(features: int, kernel_size, *, conv_impl: str = 'auto', **kwargs):
 WHITEN_PADDING = ((0, 1), (0, 1))
 
 
-def whiten_stem(x: jnp.ndarray, *, conv_impl: str = 'auto', dtype: Any = jnp.float32,
-                kernel_size: int = 2) -> jnp.ndarray:
+def whiten_stem(x: jnp.ndarray, *, conv_impl: str = 'auto', conv_dtype: Any = None,
+                dtype: Any = jnp.float32, kernel_size: int = 2) -> jnp.ndarray:
   """airbench's whitening stem for the other zoo models (model.whiten_stem):
   a k x k conv with bias named 'whiten', 2*k*k*C wide (24 for RGB: the +- pairs
   of the k*k*C patch eigenvectors), then exact GELU, as airbench's. Called in
@@ -223,7 +262,7 @@ def whiten_stem(x: jnp.ndarray, *, conv_impl: str = 'auto', dtype: Any = jnp.flo
   (freeze_whiten_kernel, whiten_bias_epochs) look for."""
   k = kernel_size
   x = Conv(2 * k * k * x.shape[-1], (k, k), padding=WHITEN_PADDING, use_bias=True,
-           dtype=dtype, conv_impl=conv_impl, name='whiten')(x)
+           dtype=dtype, conv_impl=conv_impl, conv_dtype=conv_dtype, name='whiten')(x)
   return nn.gelu(x, approximate=False)
 
 
@@ -285,6 +324,7 @@ class ConvNormAct(nn.Module):
   norm: str = 'batch'
   activation: str | None = 'relu'
   conv_impl: str = 'auto'
+  conv_dtype: Any = None     # The convs' operand dtype; None: `dtype` (layers.conv_function).
   dtype: Any = jnp.float32
 
   @nn.compact
@@ -292,7 +332,8 @@ class ConvNormAct(nn.Module):
     x = Conv(self.features, self.kernel_size, strides=self.strides,
              kernel_dilation=self.dilation, padding='SAME',
              feature_group_count=self.groups, use_bias=self.norm == 'none',
-             dtype=self.dtype, conv_impl=self.conv_impl, name='Conv_0')(x)
+             dtype=self.dtype, conv_impl=self.conv_impl, conv_dtype=self.conv_dtype,
+             name='Conv_0')(x)
     x = norm_layer(self.norm, train, self.dtype)()(x)
     if self.activation is not None:
       x = activation_fn(self.activation)(x)
@@ -312,13 +353,14 @@ class SeparableConv(nn.Module):
   norm: str = 'batch'
   activation: str = 'relu'
   conv_impl: str = 'auto'
+  conv_dtype: Any = None     # The convs' operand dtype; None: `dtype` (layers.conv_function).
   dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x, train: bool):
     k = (self.kernel_size, self.kernel_size)
     common = dict(norm=self.norm, activation=self.activation,
-                  conv_impl=self.conv_impl, dtype=self.dtype)
+                  conv_impl=self.conv_impl, conv_dtype=self.conv_dtype, dtype=self.dtype)
     if not self.separable:
       return ConvNormAct(self.features, k, dilation=self.dilation,
                          **common)(x, train)

@@ -46,11 +46,13 @@ class InvertedResidual(nn.Module):
   norm: str = 'batch'
   activation: str = 'relu6'
   conv_impl: str = 'auto'
+  conv_dtype: Any = None     # The convs' operand dtype; None: `dtype` (layers.conv_function).
   dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x, train: bool):
-    common = dict(norm=self.norm, conv_impl=self.conv_impl, dtype=self.dtype)
+    common = dict(norm=self.norm, conv_impl=self.conv_impl, conv_dtype=self.conv_dtype,
+                  dtype=self.dtype)
     in_features = x.shape[-1]
     hidden = in_features * self.expansion
     y = x
@@ -76,6 +78,7 @@ class MobileNetV2(nn.Module):
   norm: str = 'batch'
   activation: str = 'relu6'
   conv_impl: str = 'auto'      # Depthwise/grouped convs: 'auto', 'lax', 'unrolled'.
+  conv_dtype: Any = None     # The convs' operand dtype; None: `dtype` (layers.conv_function).
   dtype: Any = jnp.float32
 
   def __post_init__(self):
@@ -87,7 +90,7 @@ class MobileNetV2(nn.Module):
   def __call__(self, x, train: bool = False):
     w = self.width_multiplier
     common = dict(norm=self.norm, activation=self.activation,
-                  conv_impl=self.conv_impl, dtype=self.dtype)
+                  conv_impl=self.conv_impl, conv_dtype=self.conv_dtype, dtype=self.dtype)
     x = x.astype(self.dtype)
     x = layers.ConvNormAct(make_divisible(STEM * w), (3, 3),
                            strides=1 if self.cifar_stem else 2, name='stem',

@@ -27,11 +27,13 @@ class BasicBlock(nn.Module):
   norm: str = 'batch'
   activation: str = 'relu'
   conv_impl: str = 'auto'
+  conv_dtype: Any = None     # The convs' operand dtype; None: `dtype` (layers.conv_function).
   dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x, train: bool):
-    common = dict(norm=self.norm, conv_impl=self.conv_impl, dtype=self.dtype)
+    common = dict(norm=self.norm, conv_impl=self.conv_impl, conv_dtype=self.conv_dtype,
+                  dtype=self.dtype)
     y = layers.ConvNormAct(self.features, strides=self.strides,
                            activation=self.activation, name='conv1',
                            **common)(x, train)
@@ -50,6 +52,7 @@ class CifarResNet(nn.Module):
   norm: str = 'batch'
   activation: str = 'relu'
   conv_impl: str = 'auto'      # 'auto', 'lax', 'unrolled', 'onednn' (layers.conv_function).
+  conv_dtype: Any = None     # The convs' operand dtype; None: `dtype` (layers.conv_function).
   dtype: Any = jnp.float32
 
   def __post_init__(self):
@@ -60,7 +63,7 @@ class CifarResNet(nn.Module):
   @nn.compact
   def __call__(self, x, train: bool = False):
     common = dict(norm=self.norm, activation=self.activation, conv_impl=self.conv_impl,
-                  dtype=self.dtype)
+                  conv_dtype=self.conv_dtype, dtype=self.dtype)
     x = x.astype(self.dtype)
     x = layers.ConvNormAct(WIDTHS[0], name='stem', **common)(x, train)
     for i, width in enumerate(WIDTHS):

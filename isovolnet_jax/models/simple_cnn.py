@@ -24,6 +24,7 @@ class SimpleCNN(nn.Module):
   norm: str = 'batch'
   activation: str = 'relu'
   conv_impl: str = 'auto'      # 'auto', 'lax', 'unrolled', 'onednn' (layers.conv_function).
+  conv_dtype: Any = None     # The convs' operand dtype; None: `dtype` (layers.conv_function).
   dtype: Any = jnp.float32
 
   @nn.compact
@@ -32,7 +33,7 @@ class SimpleCNN(nn.Module):
     x = x.astype(self.dtype)
     for i, width in enumerate(self.widths):
       x = layers.Conv(width, (3, 3), padding=1, use_bias=True, dtype=self.dtype,
-                      conv_impl=self.conv_impl, name=f'conv{i + 1}')(x)
+                      conv_impl=self.conv_impl, conv_dtype=self.conv_dtype, name=f'conv{i + 1}')(x)
       x = layers.norm_layer(self.norm, train, self.dtype)(name=f'norm{i + 1}')(x)
       x = layers.max_pool_2x2(act(x))
     x = jnp.mean(x, axis=(1, 2))
