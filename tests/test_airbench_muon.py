@@ -12,7 +12,7 @@ import pytest
 from isovolnet_jax import config_defaults
 from isovolnet_jax import models
 from isovolnet_jax import optim
-from isovolnet_jax import optim_airbench
+from isovolnet_jax.airbench import optim as optim_airbench
 from isovolnet_jax import train
 from isovolnet_jax.errors import InputError
 
@@ -279,6 +279,7 @@ def test_incompatible_settings_are_one_line_errors(overrides, match):
   config = config_defaults.apply_overrides(load_config_file('cifar10_airbench94_muon'),
                                            {'optimizer.muon_momentum': 0.5, **overrides})
   with pytest.raises(InputError, match=match) as e:
+    config_defaults.check(config)  # The knobs' combinations, as the config is loaded.
     sched = optim.create_learning_rate_schedule(config.optimizer, 200, 25)
     optim.create_optimizer(config.optimizer, sched, batch_size=2000, steps_per_epoch=25,
                            total_steps=200)

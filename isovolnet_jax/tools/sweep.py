@@ -198,6 +198,7 @@ def point_configs(config: ml_collections.ConfigDict, points: list[dict],
         base = config_defaults.apply_overrides(config_defaults.load_config_file(path),
                                         cli_overrides)
       configs.append(config_defaults.apply_overrides(base, point))
+      config_defaults.check(configs[-1])  # Every point before the first trains.
     except InputError as e:
       raise InputError(f'sweep point {i} {point}: {e}') from None
   names = point_names(points)
