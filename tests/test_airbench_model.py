@@ -1,4 +1,4 @@
-"""models/airbench.py: airbench94's net, its sizes and its Dirac init."""
+"""airbench/model.py: airbench94's net, its sizes and its Dirac init."""
 
 import jax
 import jax.numpy as jnp

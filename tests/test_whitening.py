@@ -1,4 +1,4 @@
-"""whitening.py on real CIFAR-10 patches (the JPEG copy beside the repository)."""
+"""airbench/whitening.py on real CIFAR-10 patches (the JPEG copy beside the repository)."""
 
 import os
 
