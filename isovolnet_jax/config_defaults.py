@@ -254,7 +254,7 @@ def add_missing(config: ml_collections.ConfigDict,
   (eval_flip=True with no eval_tta -> eval_tta='flip'). Returns `config`."""
   if defaults is None:
     defaults = get_base_config()
-    _upgrade_retired(config)
+    upgrade_retired(config)
   for key, value in defaults.items():
     if key not in config:
       config[key] = value
@@ -264,10 +264,11 @@ def add_missing(config: ml_collections.ConfigDict,
   return config
 
 
-def _upgrade_retired(config: ml_collections.ConfigDict) -> None:
-  """An old config's `RETIRED` keys in today's terms (in place)."""
+def upgrade_retired(config) -> None:
+  """An old config's `RETIRED` keys in today's terms, in place (a ConfigDict,
+  or the dict of a result.json)."""
   if 'eval_flip' in config:
-    flip = config.eval_flip
+    flip = config['eval_flip']
     del config['eval_flip']
     if flip and not config.get('eval_tta'):
-      config.eval_tta = 'flip'
+      config['eval_tta'] = 'flip'
