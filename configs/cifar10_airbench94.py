@@ -14,7 +14,7 @@ from isovolnet_jax import config_defaults
 
 def get_config():
   config = config_defaults.get_base_config()
-  # The airbench94 net (models/airbench.py): 2x2 whitening conv, three
+  # The airbench94 net (isovolnet_jax/airbench/model.py): 2x2 whitening conv, three
   # conv-pool-BN-GELU blocks of widths 64/256/256, 1/9-scaled linear head;
   # convs start as identities on their first channels (Dirac); BN without a
   # scale (airbench freezes it at 1), eps 1e-12, running-stat momentum 0.6.
@@ -28,7 +28,7 @@ def get_config():
   config.num_epochs = 10
   config.num_train_steps = 476
   # Nesterov SGD, momentum 0.85; rate 11.5 and weight decay 0.0153 per 1,024
-  # examples, decoupled from the momentum (optim_airbench.per_1024), the decay
+  # examples, decoupled from the momentum (airbench/optim.per_1024), the decay
   # on every trained leaf.
   config.optimizer.update(name='sgd', learning_rate=11.5, weight_decay=0.0153,
                           momentum=0.85, nesterov=True, per_1024=True, decay_all=True)
@@ -51,10 +51,10 @@ def get_config():
                           lookahead_base=0.95, lookahead_pow=3.0,
                           lookahead_sync_epochs=True)
   config.label_smoothing = 0.2
-  # Alternating flip and 2-pixel reflect translation (data/augment.py), in
+  # Alternating flip and 2-pixel reflect translation (airbench/augment.py), in
   # place of the random flip and the zero-padded crop.
   config.augment.update(alternating_flip=True, translate=2, flip=False, crop_padding=0)
-  # Test-time augmentation: airbench's 6 weighted views (inference.py).
+  # Test-time augmentation: airbench's 6 weighted views (airbench/tta.py).
   config.eval_tta = 'airbench6'
   config.eval_batch_size = 1000
   config.log_every_steps = 48

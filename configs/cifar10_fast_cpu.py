@@ -38,7 +38,7 @@ def get_config():
   # augmentation fits faster.
   config.augment.crop_padding = 2
   config.label_smoothing = 0.2      # airbench's value.
-  config.eval_flip = True           # Mirror test-time augmentation.
+  config.eval_tta = 'flip'          # Mirror test-time augmentation.
   config.log_every_steps = 200
   config.eval_every_epochs = 1.0    # No validation split: nothing to evaluate mid-run.
   config.checkpoint_every_steps = 1000

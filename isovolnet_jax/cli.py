@@ -311,6 +311,9 @@ def parse_flags(argv):
     text = str(e.args[0] if e.args else e).replace('\\n', '\n')
     key, _, hint = text.partition('\n')
     key, hint = key.strip('\'"\\ '), hint.strip('\'"\\ ')
+    from isovolnet_jax import config_defaults  # pylint: disable=import-outside-toplevel
+    if key in config_defaults.RETIRED:
+      fail(f'config key {key!r} on the command line: {config_defaults.RETIRED[key]}')
     fail(f'unknown config key {key!r} on the command line. {hint} '
          f'(the keys are those of the --config file)'.replace('  ', ' '))
   except flags.Error as e:
@@ -329,11 +332,22 @@ def passing_config_overrides(extra: list[str]):
   return parse
 
 
+def check_config() -> None:
+  """The --config (file and overrides) refused when its knobs cannot work
+  together (`config_defaults.check`), before anything starts."""
+  import ml_collections  # pylint: disable=import-outside-toplevel
+  config = FLAGS['config'].value if 'config' in FLAGS else None
+  if isinstance(config, ml_collections.ConfigDict) and 'optimizer' in config:
+    from isovolnet_jax import config_defaults  # pylint: disable=import-outside-toplevel
+    config_defaults.check(config)
+
+
 def run(main, flags_parser=parse_flags, argv=None) -> None:
   """app.run(main) with InputError -> `error: ...` + exit 2, and a preempted
   training run -> `preempted: ...` + exit 128 + signal."""
   def guarded(argv):
     try:
+      check_config()
       setup_compilation_cache()
       try:
         return main(argv)

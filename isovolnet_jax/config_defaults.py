@@ -4,8 +4,10 @@ Every key a run can take is here, with its default, so that a typo on the
 command line (`--config.optimiser.name=adam`) is refused by ml_collections
 instead of silently ignored. The one place for config helpers:
 `load_config_file` (a configs/*.py), `apply_overrides` (dotted keys, as sweep
-points and `evaluate --config.KEY=VALUE` give them) and `add_missing` (an
-older run's config.json gets the keys added since, with their defaults).
+points and `evaluate --config.KEY=VALUE` give them), `add_missing` (an
+older run's config.json gets the keys added since, with their defaults, and
+retired keys translated: `RETIRED`) and `check` (knobs that cannot work
+together, refused when the config is loaded: airbench/checks.py).
 """
 
 import ast
@@ -34,6 +36,24 @@ def load_module(path: str | os.PathLike) -> ModuleType:
 def load_config_file(path: str | os.PathLike) -> ml_collections.ConfigDict:
   """`get_config()` of a config file, as --config=PATH would give it."""
   return load_module(path).get_config()
+
+
+# Keys the schema no longer has -> how to say it now. An old run's config.json
+# holding one is upgraded (`add_missing`); an override naming one is refused
+# with this hint.
+RETIRED = {
+    'eval_flip': "eval_flip is gone: eval_tta names the test-time augmentation; "
+                 "set --config.eval_tta=flip (or '' for none)",
+}
+
+
+def check(config: ml_collections.ConfigDict) -> None:
+  """Refuses, with a one-line InputError naming the fix, knobs that cannot
+  work together (airbench's: `airbench.checks.check`). Run when a config is
+  loaded: the command line (`cli.run`), `train.train_and_evaluate`, a
+  sweep's points, `evaluate`'s overrides."""
+  from isovolnet_jax.airbench import checks  # pylint: disable=import-outside-toplevel
+  checks.check(config)
 
 
 def get_base_config() -> ml_collections.ConfigDict:
@@ -68,7 +88,7 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.augment.flip = True       # Random horizontal flip.
   config.augment.area_range = (0.08, 1.0)    # stream: random-resized crop's area fraction...
   config.augment.aspect_range = (0.75, 1.3333)  # ...and aspect ratio (Inception).
-  # airbench's augmentation (data/augment.py; memory pipeline): set them in
+  # airbench's augmentation (airbench/augment.py; memory pipeline): set them in
   # place of `flip` and `crop_padding`, not beside them.
   config.augment.alternating_flip = False  # Each image mirrored on alternate epochs, not at random.
   config.augment.translate = 0     # > 0: random shift by up to N px after reflect padding.
@@ -128,14 +148,14 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.num_train_steps = -1     # -1: num_epochs worth of steps.
   config.batch_size = 256         # Global, over all devices and hosts.
   config.eval_batch_size = 1000
-  config.eval_flip = False        # Test-time augmentation: average with the mirror image's logits.
-  # Test-time augmentation by name: '' = as eval_flip; 'none', 'flip', or 'airbench6'
-  # (6 weighted views, inference.py), in training's evaluation, evaluate and predict.
+  # Test-time augmentation, in training's evaluation, evaluate and predict:
+  # '' or 'none' (the image alone), 'flip' (averaged with its mirror's logits) or
+  # 'airbench6' (airbench's 6 weighted views, airbench/tta.py).
   config.eval_tta = ''
   # > 0: the model's 'whiten' layer kernel is computed from N training images
-  # at initialisation (whitening.with_whitening; airbench: 5000).
+  # at initialisation (airbench/whitening.py; airbench: 5000).
   config.whiten_images = 0
-  config.whiten_eps = 5e-4  # Added to the patch covariance's eigenvalues (whitening.py).
+  config.whiten_eps = 5e-4  # Added to the patch covariance's eigenvalues (airbench/whitening.py).
   config.log_every_steps = 50
   config.eval_every_epochs = 1.0
   # The split evaluated every eval_every_epochs: 'val', or 'test' to watch the
@@ -208,6 +228,8 @@ def apply_overrides(config: ml_collections.ConfigDict,
     for part in path:
       node = node.get(part) if isinstance(node, ml_collections.ConfigDict) else None
     if not isinstance(node, ml_collections.ConfigDict) or leaf not in node:
+      if key in RETIRED:
+        raise InputError(f'config key {key!r}: {RETIRED[key]}')
       close = difflib.get_close_matches(key, _leaf_keys(config), n=1)
       hint = f"; did you mean {close[0]!r}?" if close else ''
       raise InputError(f'unknown config key {key!r}{hint}')
@@ -231,8 +253,11 @@ def add_missing(config: ml_collections.ConfigDict,
                 defaults: ml_collections.ConfigDict | None = None) -> ml_collections.ConfigDict:
   """Upgrades `config` in place: keys of `defaults` (the schema) it lacks are
   added with their default values, so `--config.NEW_KEY=...` works on runs
-  trained before the key existed. Returns `config`."""
-  defaults = get_base_config() if defaults is None else defaults
+  trained before the key existed, and its `RETIRED` keys are translated
+  (eval_flip=True with no eval_tta -> eval_tta='flip'). Returns `config`."""
+  if defaults is None:
+    defaults = get_base_config()
+    upgrade_retired(config)
   for key, value in defaults.items():
     if key not in config:
       config[key] = value
@@ -240,3 +265,13 @@ def add_missing(config: ml_collections.ConfigDict,
         config[key], ml_collections.ConfigDict):
       add_missing(config[key], value)
   return config
+
+
+def upgrade_retired(config) -> None:
+  """An old config's `RETIRED` keys in today's terms, in place (a ConfigDict,
+  or the dict of a result.json)."""
+  if 'eval_flip' in config:
+    flip = config['eval_flip']
+    del config['eval_flip']
+    if flip and not config.get('eval_tta'):
+      config['eval_tta'] = 'flip'

@@ -153,11 +153,12 @@ def predict_split(workdir: str | Path, split: str = 'test',
   """A run's checkpoint on a split, through `inference.logits`.
 
   `overrides` are dotted config keys applied to the run's config, e.g.
-  {'data.path': '/data/other_folder'} or {'eval_flip': False}.
+  {'data.path': '/data/other_folder'} or {'eval_tta': 'flip'}.
   """
   if split not in SPLITS:
     raise InputError(f'unknown split {split!r}; choose one of {SPLITS}')
   config = config_defaults.apply_overrides(checkpointing.load_config(workdir), overrides)
+  config_defaults.check(config)
   if split == 'test':
     # val_size only splits train/, which a test evaluation does not read: a
     # small other folder (--config.data.path) need not have val_size images.

@@ -3,8 +3,8 @@
 import ml_collections
 import optax
 
-from isovolnet_jax import config_defaults
-from isovolnet_jax import optim_airbench
+from isovolnet_jax.airbench import checks as airbench_checks
+from isovolnet_jax.airbench import optim as airbench_optim
 from isovolnet_jax.errors import InputError
 
 
@@ -24,26 +24,13 @@ def create_learning_rate_schedule(opt: ml_collections.ConfigDict,
     return optax.piecewise_constant_schedule(
         lr, {int(b * total_steps): opt.decay_factor for b in opt.boundaries})
   if opt.schedule == 'triangular':  # airbench's: start_factor -> 1 at pct_start -> end_factor.
-    return optim_airbench.triangular_schedule(
+    return airbench_optim.triangular_schedule(
         lr, total_steps, start=opt.start_factor, peak_at=opt.pct_start,
         end=opt.end_factor)
   if opt.schedule == 'linear':  # airbench94_muon's: 1 -> 0 at the end.
     return optax.linear_schedule(lr, 0.0, total_steps)
   raise InputError(f'unknown optimizer.schedule={opt.schedule!r}; choose one of '
                    f"constant, cosine, warmup_cosine, onecycle, piecewise, triangular, linear")
-
-
-# optimizer keys of airbench's tricks, and the values that leave them off.
-# Their schema defaults (config_defaults) are the values that leave them off.
-_GROUP_KEYS = ('decay_all', 'bn_bias_lr_scale', 'freeze_bn_scale', 'freeze_whiten_kernel',
-               'whiten_bias_epochs')
-# Those of them every optimizer takes: the whitening layer's freezes.
-_WHITEN_KEYS = frozenset({'freeze_whiten_kernel', 'whiten_bias_epochs'})
-# Those muon takes too (its BatchNorm scales, if any, train with the biases).
-_MUON_KEYS = _WHITEN_KEYS | {'freeze_bn_scale'}
-# optimizer.name='muon''s own keys (their defaults: config_defaults').
-_MUON_ONLY = ('muon_momentum', 'muon_ns_steps', 'muon_normalize', 'muon_bias_lr',
-              'muon_head_lr')
 
 
 def _needs(what: str, key: str):
@@ -61,22 +48,11 @@ def create_optimizer(opt: ml_collections.ConfigDict, schedule, *, batch_size: in
   `lookahead_every`. `per_1024` needs `batch_size`, `whiten_bias_epochs`
   `steps_per_epoch`, lookahead both `steps_per_epoch` and `total_steps`; with
   those knobs off they are unused. `name='muon'` (airbench94_muon) needs
-  `batch_size`; its `muon_*` keys are refused with another name.
+  `batch_size`. Which knobs go with which optimizer is checked when the
+  config is loaded (`airbench.checks`), not here.
   """
-  defaults = config_defaults.get_base_config().optimizer
-  on = {k for k in _GROUP_KEYS if opt[k] != defaults[k]}
+  on = airbench_checks.groups_on(opt)
   per_1024 = opt.per_1024
-  sgd_only = sorted(on - (_MUON_KEYS if opt.name == 'muon' else _WHITEN_KEYS))
-  sgd_only += ['per_1024'] if per_1024 else []
-  if sgd_only and opt.name != 'sgd':
-    raise InputError(f"optimizer.name={opt.name!r}: airbench's optimizer knobs "
-                     f"{', '.join(sgd_only)} are implemented for sgd only; set "
-                     f"--config.optimizer.name=sgd or turn them off")
-  muon_set = [k for k in _MUON_ONLY if opt[k] != defaults[k]]
-  if muon_set and opt.name != 'muon':
-    raise InputError(f"optimizer.{muon_set[0]} is for optimizer.name='muon', not "
-                     f"{opt.name!r}; set --config.optimizer.name=muon or leave it at "
-                     f"its default, {defaults[muon_set[0]]!r}")
   if opt.name == 'muon':
     tx = _muon(opt, schedule, batch_size, steps_per_epoch)
   elif opt.name == 'sgd' and (on or per_1024):
@@ -88,7 +64,7 @@ def create_optimizer(opt: ml_collections.ConfigDict, schedule, *, batch_size: in
   if opt.lookahead_every > 0:
     if not steps_per_epoch or not total_steps:
       raise _needs('steps_per_epoch and total_steps', 'lookahead_every')
-    tx = optim_airbench.lookahead(
+    tx = airbench_optim.lookahead(
         tx, total_steps=total_steps, steps_per_epoch=steps_per_epoch,
         every=opt.lookahead_every,
         start_step=lookahead_start_step(opt, steps_per_epoch),
@@ -114,17 +90,17 @@ def lookahead_warning(opt: ml_collections.ConfigDict, steps_per_epoch: int,
 
 
 def _airbench_sgd(opt, schedule, batch_size, steps_per_epoch):
-  """Nesterov SGD with airbench's parameter groups (optim_airbench.grouped_sgd)."""
+  """Nesterov SGD with airbench's parameter groups (airbench_optim.grouped_sgd)."""
   weight_decay = opt.weight_decay
   if opt.per_1024:
     if not batch_size:
       raise _needs('batch_size', 'per_1024')
     # learning_rate and weight_decay are per 1024 examples: the schedule's
     # values are scaled to the rate for this batch, the decay becomes L2.
-    rate, weight_decay = optim_airbench.per_1024(opt.learning_rate, opt.weight_decay,
+    rate, weight_decay = airbench_optim.per_1024(opt.learning_rate, opt.weight_decay,
                                                  opt.momentum, batch_size, opt.nesterov)
-    schedule = optim_airbench.scaled(schedule, rate / opt.learning_rate)
-  return optim_airbench.grouped_sgd(
+    schedule = airbench_optim.scaled(schedule, rate / opt.learning_rate)
+  return airbench_optim.grouped_sgd(
       schedule, momentum=opt.momentum, nesterov=opt.nesterov, weight_decay=weight_decay,
       decay_all=opt.decay_all, bn_bias_lr_scale=opt.bn_bias_lr_scale,
       freeze_bn_scale=opt.freeze_bn_scale,
@@ -134,12 +110,12 @@ def _airbench_sgd(opt, schedule, batch_size, steps_per_epoch):
 
 def _muon(opt, schedule, batch_size, steps_per_epoch):
   """airbench94_muon: Muon on the conv kernels, Nesterov SGD on the biases and
-  the head at per-example rates (optim_airbench.muon_sgd)."""
+  the head at per-example rates (airbench_optim.muon_sgd)."""
   if not batch_size:
     raise InputError("optimizer.name='muon' needs batch_size (its SGD rates are per "
                      'example): the caller must pass it to optim.create_optimizer '
                      '(train.py passes it)')
-  return optim_airbench.muon_sgd(
+  return airbench_optim.muon_sgd(
       schedule, peak_rate=opt.learning_rate, batch_size=batch_size,
       bias_lr=opt.muon_bias_lr, head_lr=opt.muon_head_lr, weight_decay=opt.weight_decay,
       momentum=opt.momentum, nesterov=opt.nesterov, muon_momentum=opt.muon_momentum,
@@ -159,8 +135,8 @@ def _whiten_bias_steps(opt, steps_per_epoch) -> int | None:
 
 def _with_whitening_freezes(opt, schedule, steps_per_epoch):
   """`_plain_optimizer` (AdamW for IsoVolNet) with the whitening stem's
-  freezes (optim_airbench.with_whitening_freezes, as grouped_sgd's)."""
-  return optim_airbench.with_whitening_freezes(
+  freezes (airbench_optim.with_whitening_freezes, as grouped_sgd's)."""
+  return airbench_optim.with_whitening_freezes(
       lambda: _plain_optimizer(opt, schedule), opt.freeze_whiten_kernel,
       _whiten_bias_steps(opt, steps_per_epoch))
 
@@ -168,7 +144,7 @@ def _with_whitening_freezes(opt, schedule, steps_per_epoch):
 def _plain_optimizer(opt, schedule):
   if opt.name == 'adamw':
     return optax.adamw(schedule, b1=opt.b1, b2=opt.b2, eps=opt.eps,
-                       weight_decay=opt.weight_decay, mask=optim_airbench.kernels_only)
+                       weight_decay=opt.weight_decay, mask=airbench_optim.kernels_only)
   if opt.name == 'sgd':
     base = optax.sgd(schedule, momentum=opt.momentum or None, nesterov=opt.nesterov)
   elif opt.name == 'adam':
@@ -181,5 +157,5 @@ def _plain_optimizer(opt, schedule):
                      f'sgd, adam, adamw, rmsprop, muon')
   # L2 added to the gradient, as PyTorch's `weight_decay` does for these.
   return optax.chain(optax.add_decayed_weights(opt.weight_decay,
-                                                 optim_airbench.kernels_only),
+                                                 airbench_optim.kernels_only),
                      base)

@@ -86,7 +86,7 @@ def predict(run, images: np.ndarray | Sequence[np.ndarray],
 
   `images`: an array [N, H, W(, C)] or a list of HxW(xC) arrays of any sizes
   (each at least 32x32); `names` label them in error messages. The model runs
-  as the run's config says (`eval_flip`, `eval_batch_size` unless `batch_size`)
+  as the run's config says (`eval_tta`, `eval_batch_size` unless `batch_size`)
   through `inference.logits`, as in `evaluate`.
   """
   if len(images) == 0:

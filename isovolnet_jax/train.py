@@ -26,6 +26,7 @@ from flax.training import train_state
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from isovolnet_jax import checkpointing
+from isovolnet_jax import config_defaults
 from isovolnet_jax import data
 from isovolnet_jax import inference
 from isovolnet_jax import logs
@@ -35,7 +36,7 @@ from isovolnet_jax import optim
 from isovolnet_jax import plots
 from isovolnet_jax import preemption
 from isovolnet_jax import sharding
-from isovolnet_jax import whitening
+from isovolnet_jax.airbench import whitening
 from isovolnet_jax.errors import InputError, Preempted
 
 
@@ -136,7 +137,7 @@ def train_step(state: TrainState, images, labels, base_key, *, config, num_class
   return state, metrics
 
 
-# Evaluation's logits (eval_flip included) are those of evaluate and predict:
+# Evaluation's logits (eval_tta included) are those of evaluate and predict:
 # one function, in inference.py, which predict imports without TensorFlow.
 eval_logits = inference.eval_logits
 
@@ -276,7 +277,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Trains (resuming from workdir if it has checkpoints); returns final metrics.
 
   Raises Preempted after saving a checkpoint if SIGTERM or SIGINT arrives.
+  A config whose knobs cannot work together is refused first
+  (`config_defaults.check`).
   """
+  config_defaults.check(config)
   workdir = Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
   lock = (checkpointing.WorkdirLock(workdir) if jax.process_index() == 0
@@ -392,22 +396,15 @@ def _set_up(config, workdir: Path) -> tuple[SetUp, TrainState]:
 def _whitened(config, state: TrainState, dataset, replicated) -> TrainState:
   """The state with its 'whiten' layer's kernel computed from
   `config.whiten_images` training images (airbench's whitening stem): the
-  first of epoch 0's order, so a random sample of the split. A checkpoint
-  restored afterwards overwrites it, as it should."""
+  first of epoch 0's order (`whitening.from_training_split`). A checkpoint
+  restored afterwards overwrites it, as it should. That the model has the
+  layer and the images are in memory is checked with the config
+  (`airbench.checks`)."""
   n = config.whiten_images
   if not n:
     return state
-  if 'whiten' not in state.params:
-    stem = ('--config.model.whiten_stem=true or '
-            if 'whiten_stem' in models.MODELS[config.model.name].__dataclass_fields__ else '')
-    raise InputError(f'whiten_images={n} but model {config.model.name!r} has no '
-                     f"'whiten' layer; set {stem}--config.whiten_images=0")
-  if not hasattr(dataset, 'train_images'):
-    raise InputError("whiten_images needs the training images in memory; set "
-                     "--config.data.pipeline=memory (or --config.whiten_images=0)")
-  rows = np.sort(data.order.epoch_permutation(config.seed, 0, len(dataset.train_images))[:n])
-  params = whitening.with_whitening(jax.device_get(state.params),
-                                    dataset.train_images[rows], eps=config.whiten_eps)
+  params = whitening.from_training_split(jax.device_get(state.params), dataset.train_images,
+                                         n, seed=config.seed, eps=config.whiten_eps)
   return state.replace(params=jax.device_put(params, replicated))
 
 

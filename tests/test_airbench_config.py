@@ -14,7 +14,7 @@ from helpers import load_config_file
 from isovolnet_jax import config_defaults
 from isovolnet_jax import models
 from isovolnet_jax import optim
-from isovolnet_jax import whitening
+from isovolnet_jax.airbench import whitening
 from isovolnet_jax.errors import InputError
 
 

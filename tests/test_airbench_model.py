@@ -1,4 +1,4 @@
-"""models/airbench.py: airbench94's net, its sizes and its Dirac init."""
+"""airbench/model.py: airbench94's net, its sizes and its Dirac init."""
 
 import jax
 import jax.numpy as jnp
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from isovolnet_jax import models
-from isovolnet_jax.models import airbench
+from isovolnet_jax.airbench import model as airbench
 
 
 def _init(model, size=32, batch=2):

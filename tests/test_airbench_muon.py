@@ -12,7 +12,7 @@ import pytest
 from isovolnet_jax import config_defaults
 from isovolnet_jax import models
 from isovolnet_jax import optim
-from isovolnet_jax import optim_airbench
+from isovolnet_jax.airbench import optim as optim_airbench
 from isovolnet_jax import train
 from isovolnet_jax.errors import InputError
 
@@ -42,6 +42,32 @@ def test_config_has_the_recipe():
   assert c.augment.crop_padding == 0
   assert c.whiten_images == 5000 and c.whiten_eps == 1.25e-4
   assert set(config_defaults.get_base_config().keys()) == set(c.keys())
+
+
+def test_the_config_is_airbench94s_but_for_the_optimizer():
+  """cifar10_airbench94_muon.py loads cifar10_airbench94.py and sets only the
+  optimizer (from the schema's: airbench94's SGD knobs off), the run's length
+  and the head's scale: every other key is airbench94's."""
+  def flat(config, prefix=''):
+    out = {}
+    for k, v in config.items():
+      if hasattr(v, 'items'):
+        out.update(flat(v, f'{prefix}{k}.'))
+      else:
+        out[f'{prefix}{k}'] = v
+    return out
+  muon, base = flat(load_config_file('cifar10_airbench94_muon')), flat(
+      load_config_file('cifar10_airbench94'))
+  differ = {k for k in base if muon[k] != base[k]}
+  assert muon.keys() == base.keys()
+  assert {k for k in differ if not k.startswith('optimizer.')} == {
+      'model.output_scale', 'batch_size', 'num_epochs', 'num_train_steps', 'log_every_steps'}
+  # Optimizer keys it does not set are the schema's.
+  schema = flat(config_defaults.get_base_config().optimizer, 'optimizer.')
+  set_here = {'name', 'learning_rate', 'muon_momentum', 'nesterov', 'muon_ns_steps',
+              'muon_normalize', 'momentum', 'muon_bias_lr', 'muon_head_lr', 'weight_decay',
+              'schedule', 'freeze_whiten_kernel', 'whiten_bias_epochs'}
+  assert {k for k in schema if muon[k] != schema[k]} <= {f'optimizer.{k}' for k in set_here}
 
 
 def test_linear_schedule_at_start_middle_end():
@@ -279,6 +305,7 @@ def test_incompatible_settings_are_one_line_errors(overrides, match):
   config = config_defaults.apply_overrides(load_config_file('cifar10_airbench94_muon'),
                                            {'optimizer.muon_momentum': 0.5, **overrides})
   with pytest.raises(InputError, match=match) as e:
+    config_defaults.check(config)  # The knobs' combinations, as the config is loaded.
     sched = optim.create_learning_rate_schedule(config.optimizer, 200, 25)
     optim.create_optimizer(config.optimizer, sched, batch_size=2000, steps_per_epoch=25,
                            total_steps=200)

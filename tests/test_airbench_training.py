@@ -14,7 +14,7 @@ from isovolnet_jax import data
 from isovolnet_jax import inference
 from isovolnet_jax import models
 from isovolnet_jax import train
-from isovolnet_jax import whitening
+from isovolnet_jax.airbench import whitening
 from isovolnet_jax.data import memory
 from isovolnet_jax.errors import InputError
 

@@ -1,4 +1,5 @@
-"""inference.py's 'airbench6' test-time augmentation against the 6 views by hand."""
+"""'airbench6' test-time augmentation (airbench/tta.py, run by inference.py) against
+the 6 views by hand; eval_tta, the one TTA knob, and the upgrade of old eval_flip runs."""
 
 import flax.linen as nn
 import jax
@@ -57,21 +58,49 @@ def test_airbench6_equals_the_six_views_by_hand(monkeypatch, at_once):
                   - got).max() > 1e-3
 
 
-def test_logits_reads_eval_tta_and_keeps_eval_flip():
+def test_logits_reads_eval_tta():
   model, variables, images = _setup(n=5)
-  config = ml_collections.ConfigDict({'eval_flip': True, 'eval_tta': '',
-                                      'eval_batch_size': 2})
+  config = ml_collections.ConfigDict({'eval_tta': 'flip', 'eval_batch_size': 2})
   flip = inference.logits(model, variables, images, config)
   np.testing.assert_allclose(
-      flip, inference.eval_logits(model.apply, variables, images, flip=True), rtol=1e-5)
+      flip, inference.eval_logits(model.apply, variables, images, tta='flip'), rtol=1e-5)
   config.eval_tta = 'airbench6'
   np.testing.assert_allclose(inference.logits(model, variables, images, config),
                              _by_hand(model, variables, images), rtol=1e-5, atol=1e-5)
+  for none in ('', 'none'):
+    config.eval_tta = none
+    np.testing.assert_allclose(inference.logits(model, variables, images, config),
+                               model.apply(variables, images.astype(np.float32) / 127.5 - 1.0),
+                               rtol=1e-5, atol=1e-5)
   config.eval_tta = 'crops'
   with pytest.raises(InputError, match='airbench6'):
     inference.logits(model, variables, images, config)
-  # A run from before eval_tta existed (its config.json upgraded by
-  # add_missing, as load_run does): eval_flip decides.
-  for flip, mode in ((False, 'none'), (True, 'flip')):
-    old = ml_collections.ConfigDict({'eval_flip': flip, 'eval_batch_size': 5})
-    assert inference.tta_mode(config_defaults.add_missing(old)) == mode
+
+
+@pytest.mark.parametrize('flip, tta, mode', [
+    (False, '', 'none'), (True, '', 'flip'), (True, 'airbench6', 'airbench6'),
+    (False, 'flip', 'flip')])
+def test_an_old_config_json_with_eval_flip_is_upgraded(tmp_path, flip, tta, mode):
+  """A run's config.json from before eval_flip was retired: load_config
+  (add_missing) drops eval_flip, eval_flip=True with no eval_tta becoming
+  eval_tta='flip'; the upgraded config passes the checks and re-serialises
+  without eval_flip."""
+  import json
+  from isovolnet_jax import checkpointing
+  old = json.loads(config_defaults.get_base_config().to_json())
+  old['eval_flip'] = flip
+  old['eval_tta'] = tta
+  (tmp_path / 'config.json').write_text(json.dumps(old))
+  config = checkpointing.load_config(tmp_path)
+  assert 'eval_flip' not in config and inference.tta_mode(config) == mode
+  config_defaults.check(config)
+  # Older still: neither key (eval_tta added later), eval_flip alone.
+  del old['eval_tta']
+  (tmp_path / 'config.json').write_text(json.dumps(old))
+  assert inference.tta_mode(checkpointing.load_config(tmp_path)) == ('flip' if flip else 'none')
+
+
+def test_an_eval_flip_override_names_eval_tta():
+  with pytest.raises(InputError, match=r"'eval_flip'.*--config\.eval_tta=flip") as e:
+    config_defaults.apply_overrides(config_defaults.get_base_config(), {'eval_flip': True})
+  assert '\n' not in str(e.value)

@@ -1,9 +1,9 @@
-"""data/augment.py, airbench's part: alternating flip and reflect-padded translation."""
+"""airbench/augment.py: alternating flip and reflect-padded translation."""
 
 import jax
 import numpy as np
 
-from isovolnet_jax.data import augment as aug
+from isovolnet_jax.airbench import augment as aug
 
 
 def _images(n, size=8, low=0):

@@ -314,10 +314,10 @@ def test_a_run_trained_on_two_cpu_devices_loads_on_one(small_cifar, tmp_path):
 def test_configs_of_older_runs_get_new_keys_with_their_defaults(tmp_path):
   import json
   config = smoke_config(tmp_path, tmp_path).to_dict()
-  del config['eval_flip']  # A run from before the key existed.
+  del config['eval_tta']  # A run from before the key existed.
   (tmp_path / 'config.json').write_text(json.dumps(config))
   loaded = checkpointing.load_config(tmp_path)
-  assert loaded.eval_flip is False and loaded.model.name == config['model']['name']
+  assert loaded.eval_tta == '' and loaded.model.name == config['model']['name']
 
 
 def test_checksum_sees_any_flipped_bit_and_the_leaf_order():

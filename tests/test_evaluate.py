@@ -72,10 +72,10 @@ def test_metrics_match_sklearn(seed):
 @pytest.fixture(scope='module')
 def run_dir(small_cifar, tmp_path_factory) -> Path:
   """configs/smoke.py trained for 20 steps (checkpoints at 10 and 20), with
-  eval_flip=True as configs/cifar10_fast_cpu.py (its figures rely on it)."""
+  eval_tta='flip' as configs/cifar10_fast_cpu.py (its figures rely on it)."""
   workdir = tmp_path_factory.mktemp('eval_run')
   config = smoke_config()
-  config.eval_flip = True
+  config.eval_tta = 'flip'
   config.data.source = 'folder'
   config.data.path = str(small_cifar)
   config.data.cache_dir = str(workdir / 'cache')
@@ -121,15 +121,15 @@ def test_evaluate_run_matches_training_and_writes_files(run_dir):
   np.testing.assert_allclose(probs.sum(1), 1.0, atol=1e-4)
 
 
-def test_eval_flip_averages_with_the_mirror_in_training_and_evaluation(run_dir, tmp_path):
+def test_flip_tta_averages_with_the_mirror_in_training_and_evaluation(run_dir, tmp_path):
   """The test loss train.py logged and evaluate_run's are those of the logits
-  averaged with the mirror images' (eval_flip=True), not the plain logits'."""
+  averaged with the mirror images' (eval_tta='flip'), not the plain logits'."""
   run = checkpointing.load_run(run_dir)
-  assert run.config.eval_flip
+  assert run.config.eval_tta == 'flip'
   images, labels = memory.load(run.config).split('test')
 
   def loss(flip):
-    logits = train.eval_logits(run.model.apply, run.variables, images, flip)
+    logits = train.eval_logits(run.model.apply, run.variables, images, 'flip' if flip else 'none')
     return float(losses.cross_entropy(logits, labels, len(run.class_names), 0.0).mean())
 
   flipped, plain = loss(True), loss(False)
@@ -138,13 +138,13 @@ def test_eval_flip_averages_with_the_mirror_in_training_and_evaluation(run_dir, 
   assert logged(run_dir, 'test', 20)['loss'] == pytest.approx(flipped, rel=1e-5)
   result = evaluate.evaluate_run(run_dir, output_dir=tmp_path)
   assert result['loss'] == pytest.approx(flipped, rel=1e-5)
-  off = evaluate.evaluate_run(run_dir, overrides={'eval_flip': False}, output_dir=tmp_path)
+  off = evaluate.evaluate_run(run_dir, overrides={'eval_tta': ''}, output_dir=tmp_path)
   assert off['loss'] == pytest.approx(plain, rel=1e-5)
 
 
 def test_evaluate_and_predict_agree_on_the_same_images(run_dir, tmp_path):
   """evaluate (its CSV) and predict give the same probabilities for the test
-  images; the run has eval_flip=True, which both honour."""
+  images; the run has eval_tta='flip', which both honour."""
   evaluate.evaluate_run(run_dir, output_dir=tmp_path)
   with (tmp_path / 'test_predictions.csv').open() as f:
     rows = list(csv.DictReader(f))

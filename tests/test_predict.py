@@ -110,7 +110,7 @@ def test_predict_matches_model_apply(workdir, images, small_cifar):
   run = checkpointing.load_run(workdir)
   files = [images['big'], images['jpg']] + sorted((small_cifar / 'test' / 'dog').iterdir())[:9]
   loaded = [predict.load_image(f) for f in files]
-  assert not run.config.eval_flip
+  assert run.config.eval_tta in ('', 'none')
   probs = predict.predict(run, loaded, batch_size=4)  # 11 images: 3 batches, the last padded.
   assert probs.dtype == np.float32 and probs.shape == (11, len(run.class_names))
   np.testing.assert_allclose(probs.sum(-1), 1.0, rtol=1e-5)
@@ -127,13 +127,13 @@ def test_predict_matches_model_apply(workdir, images, small_cifar):
   assert predict.predict(run, []).shape == (0, len(run.class_names))
 
 
-def test_predict_with_eval_flip_averages_with_the_mirror(workdir, small_cifar):
-  """A run whose config has eval_flip=True (configs/cifar10_fast_cpu.py) predicts
+def test_predict_with_flip_tta_averages_with_the_mirror(workdir, small_cifar):
+  """A run whose config has eval_tta='flip' (configs/cifar10_fast_cpu.py) predicts
   the softmax of its logits averaged with the mirror images', as evaluate does."""
   run = checkpointing.load_run(workdir)
   x = np.stack([predict.load_image(f) for f in sorted((small_cifar / 'test' / 'cat').iterdir())])
   flipped_config = run.config.copy_and_resolve_references()
-  flipped_config.eval_flip = True
+  flipped_config.eval_tta = 'flip'
   flipped = dataclasses.replace(run, config=flipped_config)
   probs = predict.predict(flipped, x, batch_size=8)  # 20 images: the last batch padded.
 

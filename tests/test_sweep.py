@@ -330,3 +330,15 @@ def test_cli_sweep_uses_several_cpu_devices_and_per_point_config_files(
   assert fast['config']['model']['name'] == 'fast_cnn'
   assert fast['config']['batch_size'] == 16 and fast['step'] == 2  # Overrides kept.
   assert results['seed=0']['config']['model']['name'] == 'isovolnet'
+
+
+def test_same_config_reads_an_old_result_with_eval_flip():
+  """--reuse: a result.json from before eval_flip was retired is the same run
+  as today's config with the eval_tta it means."""
+  from isovolnet_jax import config_defaults as defaults
+  new = json.loads(defaults.get_base_config().to_json())
+  old = {**new, 'eval_flip': False}
+  assert sweep.same_config(old, new)
+  old_flip = {**new, 'eval_flip': True}
+  assert not sweep.same_config(old_flip, new)
+  assert sweep.same_config(old_flip, {**new, 'eval_tta': 'flip'})

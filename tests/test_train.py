@@ -349,15 +349,15 @@ def test_nan_loss_stops_naming_the_step_and_the_last_good_checkpoint(small_cifar
 
 # ---------------------------------------------------------------- test-time flip
 
-def test_eval_flip_averages_an_image_and_its_mirror():
+def test_flip_tta_averages_an_image_and_its_mirror():
   model = models.create_model(_fast_cnn_config(), 10)
   x = np.random.default_rng(0).integers(0, 256, (4, 32, 32, 3), dtype=np.uint8)
   variables = model.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)))
   plain = train.eval_logits(model.apply, variables, x)
-  tta = train.eval_logits(model.apply, variables, x, flip=True)
+  tta = train.eval_logits(model.apply, variables, x, tta='flip')
   mirrored = train.eval_logits(model.apply, variables, x[:, :, ::-1])
   # The flip is along the width: TTA is invariant to a left-right mirror...
-  np.testing.assert_allclose(train.eval_logits(model.apply, variables, x[:, :, ::-1], flip=True),
+  np.testing.assert_allclose(train.eval_logits(model.apply, variables, x[:, :, ::-1], tta='flip'),
                              tta, rtol=1e-5, atol=1e-5)
   np.testing.assert_allclose(tta, (plain + mirrored) / 2, rtol=1e-5, atol=1e-5)
   # ...and differs from the plain logits (the net is not mirror-symmetric).

@@ -15,9 +15,9 @@ from isovolnet_jax import config_defaults
 from isovolnet_jax import data
 from isovolnet_jax import models
 from isovolnet_jax import onednn
-from isovolnet_jax import optim_airbench
+from isovolnet_jax.airbench import optim as optim_airbench
 from isovolnet_jax import train
-from isovolnet_jax import whitening
+from isovolnet_jax.airbench import whitening
 from isovolnet_jax.errors import InputError
 from isovolnet_jax.models import isovolnet
 from isovolnet_jax.models import layers

@@ -1,4 +1,4 @@
-"""whitening.py on real CIFAR-10 patches (the JPEG copy beside the repository)."""
+"""airbench/whitening.py on real CIFAR-10 patches (the JPEG copy beside the repository)."""
 
 import os
 
@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from isovolnet_jax import whitening
-from isovolnet_jax.models import airbench
+from isovolnet_jax.airbench import whitening
+from isovolnet_jax.airbench import model as airbench
 
 EPS = 5e-4
 

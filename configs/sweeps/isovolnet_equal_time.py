@@ -32,7 +32,7 @@ ARMS = (
     {'name': 'doubling_s61', **DOUBLING, 'num_train_steps': 321},
     {'name': 'iso4', 'model.num_blocks': 4, 'num_train_steps': 3133},
     {'name': 'fast_cnn', 'config': 'configs/cifar10_fast_cpu.py', 'data.val_size': 5000,
-     'eval_flip': False, 'num_train_steps': 4872},
+     'eval_tta': '', 'num_train_steps': 4872},
     {'name': 'resnet20', 'config': 'configs/cifar10_resnet20.py', 'num_train_steps': 844},
 )
 

@@ -43,7 +43,7 @@ def _from_30_percent(steps, batch):
   return round(0.3 * steps * batch / TRAIN_IMAGES, 2)
 
 
-FAST = {'config': 'configs/cifar10_fast_cpu.py', 'data.val_size': 5000, 'eval_flip': False}
+FAST = {'config': 'configs/cifar10_fast_cpu.py', 'data.val_size': 5000, 'eval_tta': ''}
 ARMS = (
     {'name': 'isovolnet', 'num_train_steps': ISO_STEPS, 'label_smoothing': 0.1,
      'optimizer.lookahead_every': 0, 'eval_tta': ''},

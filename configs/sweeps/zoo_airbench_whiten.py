@@ -47,7 +47,7 @@ def _whitened(steps, batch):
           'label_smoothing': 0.2, 'eval_tta': 'airbench6'}
 
 
-FAST = {'config': 'configs/cifar10_fast_cpu.py', 'data.val_size': 5000, 'eval_flip': False}
+FAST = {'config': 'configs/cifar10_fast_cpu.py', 'data.val_size': 5000, 'eval_tta': ''}
 ARMS = (
     {'name': 'isovolnet_whiten3', 'model.num_blocks': 3, **_whitened(ISO_W3_STEPS, 256)},
     {'name': 'isovolnet_whiten2', 'model.num_blocks': 2, **_whitened(ISO_W2_STEPS, 256)},

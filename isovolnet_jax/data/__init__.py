@@ -2,7 +2,8 @@
 
   sources.py   tfds datasets and image folders, their splits, the checks on config.data
   order.py     steps per epoch, the epoch's permutation, batches' rows, padding
-  augment.py   crop, translation and flips (in the train step, or on the host)
+  augment.py   crop and flip (in the train step, or on the host); airbench's
+               translation and alternating flip: isovolnet_jax/airbench/augment.py
   memory.py    data.pipeline='memory': whole splits as uint8 arrays
   stream.py    data.pipeline='stream': read, decoded and augmented on the fly
   resident.py  the memory pipeline's training split on the devices, batches gathered in the step
@@ -41,7 +42,6 @@ def _pipeline(config: ml_collections.ConfigDict) -> str:
 def dataset(config: ml_collections.ConfigDict) -> memory.Dataset | stream.StreamDataset:
   """`data.pipeline`: 'memory' (whole splits as arrays) or 'stream' (read and
   augmented on the fly)."""
-  augment.check(config.augment, _pipeline(config))
   load = memory.load if _pipeline(config) == 'memory' else stream.load
   return load(config)
 

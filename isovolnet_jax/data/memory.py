@@ -5,7 +5,7 @@ image folder) into uint8 numpy arrays. Training reads them from the devices
 when the split fits there (`resident`: the batch gathered in the train step);
 else a training batch is a host-side gather by the epoch's permutation
 (`order`), with airbench's alternating flip applied where each row's index is
-known (`augment.alternating_flip`), sent ahead by a thread (`data.prefetch`).
+known (`airbench.augment.alternating_flip`), sent ahead by a thread (`data.prefetch`).
 Crop and flip run in the train step either way (`augment.augment`).
 """
 
@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import ml_collections
 import numpy as np
 
-from isovolnet_jax.data import augment
+from isovolnet_jax.airbench import augment as airbench_augment
 from isovolnet_jax.data import order
 from isovolnet_jax.data import sources
 
@@ -90,7 +90,7 @@ def train_batches(images: np.ndarray, labels: np.ndarray, *, seed: int,
     idx = order.batch_rows(perm, i, batch_size)[mine]
     batch = images[idx]
     if alternating_flip:
-      batch = augment.alternating_flip(batch, idx, epoch, seed)
+      batch = airbench_augment.alternating_flip(batch, idx, epoch, seed)
     yield step, batch, labels[idx]
     step += 1
 

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from isovolnet_jax.data import augment
+from isovolnet_jax.airbench import augment as airbench_augment
 from isovolnet_jax.data import order
 from isovolnet_jax.errors import InputError
 
@@ -73,7 +73,7 @@ def _replicated(mesh, array: np.ndarray) -> jax.Array:
 def put(mesh, images: np.ndarray, labels: np.ndarray, seed: int,
         alternating_flip: bool) -> Split:
   """The split on every device of `mesh` (each process holds it whole)."""
-  flips = (augment.first_epoch_flips(np.arange(len(images)), seed) if alternating_flip
+  flips = (airbench_augment.first_epoch_flips(np.arange(len(images)), seed) if alternating_flip
            else np.zeros(1, bool))
   return Split(_replicated(mesh, images), _replicated(mesh, labels.astype(np.int32)),
                _replicated(mesh, flips))
@@ -96,7 +96,7 @@ def batch(split: Split, rows: jax.Array, step: jax.Array, alternating_flip: bool
   steps_per_epoch = rows.shape[0]
   idx = rows[step % steps_per_epoch]
   images, labels = split.images[idx], split.labels[idx]
-  if alternating_flip:  # As augment.alternating_flip, by image id and epoch.
+  if alternating_flip:  # As airbench.augment.alternating_flip, by image id and epoch.
     flip = split.first_flips[idx] ^ ((step // steps_per_epoch) % 2 == 1)
     images = jnp.where(flip[:, None, None, None], images[:, :, ::-1], images)
   return images, labels

@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from isovolnet_jax.errors import InputError
-from isovolnet_jax.models.airbench import AirBench
+from isovolnet_jax.airbench.model import AirBench  # airbench's net lives with airbench.
 from isovolnet_jax.models.dense_ds import DenseDS
 from isovolnet_jax.models.dilated_ds import DilatedDS
 from isovolnet_jax.models.fast_cnn import FastCNN

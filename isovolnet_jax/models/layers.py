@@ -258,7 +258,7 @@ def whiten_stem(x: jnp.ndarray, *, conv_impl: str = 'auto', conv_dtype: Any = No
   a k x k conv with bias named 'whiten', 2*k*k*C wide (24 for RGB: the +- pairs
   of the k*k*C patch eigenvectors), then exact GELU, as airbench's. Called in
   a model's compact __call__, so 'whiten' is a top-level layer: the one
-  `train._whitened` (whiten_images) and `optim_airbench.param_labels`
+  `airbench.whitening` (whiten_images) and `airbench.optim.param_labels`
   (freeze_whiten_kernel, whiten_bias_epochs) look for."""
   k = kernel_size
   x = Conv(2 * k * k * x.shape[-1], (k, k), padding=WHITEN_PADDING, use_bias=True,

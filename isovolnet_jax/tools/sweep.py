@@ -173,8 +173,12 @@ def portable_config(config_dict: Mapping[str, Any],
 
 def same_config(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
   """Whether two configs are the same run: equal in portable_config's form,
-  i.e. whatever the path string that named the same data folder."""
-  return portable_config(a) == portable_config(b)
+  i.e. whatever the path string that named the same data folder, with an
+  older result's retired keys in today's terms (eval_flip -> eval_tta)."""
+  a, b = portable_config(a), portable_config(b)
+  config_defaults.upgrade_retired(a)
+  config_defaults.upgrade_retired(b)
+  return a == b
 
 
 def point_configs(config: ml_collections.ConfigDict, points: list[dict],
@@ -198,6 +202,7 @@ def point_configs(config: ml_collections.ConfigDict, points: list[dict],
         base = config_defaults.apply_overrides(config_defaults.load_config_file(path),
                                         cli_overrides)
       configs.append(config_defaults.apply_overrides(base, point))
+      config_defaults.check(configs[-1])  # Every point before the first trains.
     except InputError as e:
       raise InputError(f'sweep point {i} {point}: {e}') from None
   names = point_names(points)

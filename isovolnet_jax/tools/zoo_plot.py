@@ -23,11 +23,14 @@ from pathlib import Path
 from absl import app
 from absl import flags
 import matplotlib
+import ml_collections
 
 matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 import numpy as np
 
+from isovolnet_jax import config_defaults
+from isovolnet_jax import summary
 from isovolnet_jax.bench import speed_table
 from isovolnet_jax.errors import InputError
 from isovolnet_jax.tools import sweep
@@ -108,9 +111,11 @@ def load_rows(model: Model, root: Path) -> list[dict]:
     members = [r for r in runs if r['name'] in g['points']]
     batch = members[0]['config']['batch_size']
     steps = members[0]['step']
-    # dataset.json where the run kept it; else CIFAR-10's 50,000 less the val split.
-    images = num_train.get(members[0]['name'],
-                           50_000 - members[0]['config']['data']['val_size'])
+    # dataset.json where the run kept it; else what its config's data gives
+    # (summary.default_num_train: the train split less the val split; keys
+    # the result lacks take the schema's defaults).
+    images = num_train.get(members[0]['name']) or summary.default_num_train(
+        config_defaults.add_missing(ml_collections.ConfigDict(members[0]['config'])))
     rows.append({
         'model': model.label, 'trained_on': model.trained_on, 'params': int(g['params']),
         'steps': steps, 'epochs': steps * batch / images,

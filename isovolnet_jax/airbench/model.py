@@ -9,12 +9,17 @@
 
 Widths (64, 256, 256) are airbench94's, (128, 384, 384) airbench95's. The
 whitening layer's kernel is meant to be set from the training images
-(`isovolnet_jax.whitening`) and frozen (`optimizer.freeze_whiten_kernel`);
+(`airbench.whitening`) and frozen (`optimizer.freeze_whiten_kernel`);
 here it is only given its shape and a placeholder init.
 
 BatchNorm as published: no scale (airbench keeps the scales frozen at 1, which
 is the same function with no parameter), epsilon 1e-12, running statistics
 with momentum 0.6 (flax's convention: new = 0.6 * old + 0.4 * batch).
+
+The zoo's registry (`models.MODELS['airbench']`) imports it from here. It
+uses the zoo's `models.layers` (Conv, max_pool_2x2), imported where the
+layers are built (in `__call__`): `models/__init__` imports this module, so a
+module-level import would be circular when this module is imported first.
 """
 
 from typing import Any
@@ -22,7 +27,6 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
-from isovolnet_jax.models import layers
 
 # PyTorch's default conv/linear init (kaiming_uniform, a=sqrt(5)): uniform with
 # variance 1/(3 fan_in). airbench's rates were tuned with it; flax's default
@@ -64,6 +68,7 @@ class AirBenchBlock(nn.Module):
 
   @nn.compact
   def __call__(self, x, train: bool):
+    from isovolnet_jax.models import layers  # pylint: disable=import-outside-toplevel
     init = dirac_init() if self.dirac_init else torch_default_init
     def norm(name):
       return nn.BatchNorm(use_running_average=not train, momentum=self.bn_momentum,
@@ -99,6 +104,7 @@ class AirBench(nn.Module):
 
   @nn.compact
   def __call__(self, x, train: bool = False):
+    from isovolnet_jax.models import layers  # pylint: disable=import-outside-toplevel
     x = x.astype(self.dtype)
     k = self.whiten_kernel_size
     # VALID: no padding, 32 -> 31; the odd size is why the 2x2 pools drop a row.

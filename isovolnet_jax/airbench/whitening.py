@@ -15,6 +15,8 @@ trains for the first epochs (`optimizer.whiten_bias_epochs`).
 
 import numpy as np
 
+from isovolnet_jax.data import order
+
 
 def to_model_scale(images) -> np.ndarray:
   """uint8 [0, 255] -> float64 [-1, 1], the scale the models see
@@ -75,3 +77,14 @@ def with_whitening(params: dict, images, eps: float = 5e-4, layer: str = 'whiten
     raise ValueError(f'whitening kernel {new.shape} does not fit {layer!r}\'s '
                      f'{tuple(kernel.shape)}: its width must be 2 * k*k*channels')
   return {**params, layer: {**params[layer], 'kernel': new.astype(kernel.dtype)}}
+
+
+def from_training_split(params: dict, train_images, n: int, seed: int, eps: float = 5e-4,
+                        layer: str = 'whiten') -> dict:
+  """`with_whitening` from `n` training images: the first `n` of epoch 0's
+  order (`data.order.epoch_permutation`), a random sample that is a function
+  of `seed` (airbench takes the first 5,000 of CIFAR-10's files, which are in
+  random order; an image folder is read class by class). Training calls this
+  at set-up (`config.whiten_images`)."""
+  rows = np.sort(order.epoch_permutation(seed, 0, len(train_images))[:n])
+  return with_whitening(params, train_images[rows], eps=eps, layer=layer)
