@@ -72,7 +72,7 @@ def test_metrics_match_sklearn(seed):
 @pytest.fixture(scope='module')
 def run_dir(small_cifar, tmp_path_factory) -> Path:
   """configs/smoke.py trained for 20 steps (checkpoints at 10 and 20), with
-  eval_tta='flip' as configs/cifar10_fast_cpu.py (its figures rely on it)."""
+  eval_tta='flip' (the mirror pair, a TTA that changes the figures)."""
   workdir = tmp_path_factory.mktemp('eval_run')
   config = smoke_config()
   config.eval_tta = 'flip'

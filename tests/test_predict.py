@@ -128,7 +128,7 @@ def test_predict_matches_model_apply(workdir, images, small_cifar):
 
 
 def test_predict_with_flip_tta_averages_with_the_mirror(workdir, small_cifar):
-  """A run whose config has eval_tta='flip' (configs/cifar10_fast_cpu.py) predicts
+  """A run whose config has eval_tta='flip' predicts
   the softmax of its logits averaged with the mirror images', as evaluate does."""
   run = checkpointing.load_run(workdir)
   x = np.stack([predict.load_image(f) for f in sorted((small_cifar / 'test' / 'cat').iterdir())])
