@@ -1,5 +1,5 @@
 r"""FastCNN on CIFAR-10: 7 plain 3x3 convs, the CPU-speed reference net (its time to
-accuracy: docs/performance.md#time-to-accuracy).
+accuracy: results/time_to_accuracy).
 
   python -m isovolnet_jax.main \
     --config=configs/cifar10_fast_cpu.py --workdir=runs/fast_cpu \
@@ -7,9 +7,8 @@ accuracy: docs/performance.md#time-to-accuracy).
 
 (The commands preload tcmalloc when it is installed, `apt-get install
 libgoogle-perftools4`; without it this net trains about a third slower.)
-docs/performance.md, "Time to accuracy", has the measured minutes and
-accuracies over seeds, the command that re-measures them, and the other
-settings tried.
+results/time_to_accuracy/README.md has the measured minutes and accuracies
+over seeds and the command that re-measures them.
 """
 
 from isovolnet_jax import config_defaults

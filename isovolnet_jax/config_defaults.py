@@ -164,7 +164,7 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.checkpoint_every_steps = 1000
   config.keep_checkpoints = 3     # Newest N, plus the best by val accuracy.
   config.max_train_time_minutes = 0.0  # > 0: stop (checkpoint, final eval) at this wall time.
-  config.dtype = 'float32'        # Compute dtype: float32 or bfloat16.
+  config.dtype = 'float32'        # Compute dtype: float32, bfloat16 or mixed_bfloat16.
   # 'mixed_bfloat16': float32, but the convolutions take bfloat16 operands
   # (on CPU it avoids bfloat16's slow XLA:CPU elementwise work: BatchNorm &
   # co. stay float32; results/onednn/mixed measures it). Params, optimizer

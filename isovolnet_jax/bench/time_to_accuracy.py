@@ -17,6 +17,7 @@ the first evaluation at or above each accuracy, less the seconds the earlier
 evaluations took: the launch-to-exit time of a run stopped there.
 """
 
+import ctypes.util
 import datetime
 import json
 import os
@@ -59,7 +60,8 @@ def run_seed(config: str, data: str, seed: int, workdir: Path, cache_dir: str,
 
 def provenance() -> dict:
   """Where and when: the CPU (and oneDNN's ISA), the cores, the commit (with
-  '+dirty' when the tree has uncommitted changes), the UTC date, whether tcmalloc is loaded (the runs inherit it)."""
+  '+dirty' when the tree has uncommitted changes), the UTC date, whether the
+  runs preload tcmalloc."""
   from isovolnet_jax.bench import benchmark  # pylint: disable=import-outside-toplevel
   git = lambda *a: subprocess.run(['git', *a], cwd=ROOT, capture_output=True,
                                   text=True).stdout.strip()
@@ -69,7 +71,9 @@ def provenance() -> dict:
   return {'machine': benchmark.cpu_description(), 'cores': os.cpu_count(),
           'commit': commit,
           'date': datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC'),
-          'tcmalloc': cli.tcmalloc_loaded()}
+          # What each run does (`cli.use_tcmalloc`), not this launcher's process.
+          'runs_preload_tcmalloc': bool(ctypes.util.find_library('tcmalloc')) and
+                                   os.environ.get(cli.NO_TCMALLOC, '') in ('', '0')}
 
 
 def seconds_to_targets(rows: list[dict], launch: float, targets) -> dict:

@@ -635,31 +635,54 @@ def onednn_memory(root=ROOT) -> str:
 # ---------------------------------------------------------------- bf16
 
 
+DTYPE_NAMES = {'float32': 'float32', 'bfloat16': 'bfloat16',
+               'mixed_bfloat16': 'mixed (bfloat16 convs, float32 elementwise)'}
+
+
+def tta_files(d: Path, stem: str) -> dict[str, dict]:
+  """{dtype: a bench.time_to_accuracy output's JSON} for d/STEM_DTYPE.txt."""
+  return {dt: _json_last_line(d / f'{stem}_{dt}.txt') for dt in DTYPE_NAMES
+          if (d / f'{stem}_{dt}.txt').exists()}
+
+
+def accuracies(result: dict) -> dict:
+  return stats([r['test_accuracy'] for r in sorted(result['runs'], key=lambda r: r['seed'])])
+
+
 def bf16_runs(root=ROOT) -> dict:
-  d = root / 'results/bf16'
-  fast = _json_last_line(d / 'fast_cpu_bfloat16.txt')['runs']
-  iso = _json_last_line(d / 'cifar10_bfloat16.txt')['runs']
-  lr = [r for r in sweep_rows(root / 'results/learning_rate')
-        if r['overrides'].get('optimizer.learning_rate') == 0.032]
-  lr = sorted(lr, key=lambda r: r['overrides']['seed'])
-  return {'fast_bf16': fast, 'iso_bf16': iso, 'iso_f32': lr}
+  """Each config's runs by dtype: FastCNN's are the timed ones of
+  time_to_accuracy, IsoVolNet's bf16's own (10 epochs)."""
+  return {'fast': tta_files(root / 'results/time_to_accuracy', 'fast_cpu'),
+          'iso': tta_files(root / 'results/bf16', 'cifar10')}
 
 
 def bf16_table(root=ROOT) -> str:
   b = bf16_runs(root)
-  def row(cfg, dtype, runs, seed_key):
-    accs = [r['test_accuracy'] for r in sorted(runs, key=seed_key)]
-    g = stats(accs)
-    return [cfg, dtype, *[pct(a, 2) for a in accs], pm(g, digits=2)]
-  rows = [['`cifar10_fast_cpu` (FastCNN)', 'float32 (Xeon, XLA)',
-           'no committed runs', '', '', ''],
-          row('', '**bfloat16** (EPYC, oneDNN)', b['fast_bf16'], lambda r: r['seed']),
-          row('`cifar10` (IsoVolNet, 4 blocks)', 'float32 (Xeon, XLA: '
-              '[learning_rate](../learning_rate/README.md)\'s 0.032 points)', b['iso_f32'],
-              lambda r: r['overrides']['seed']),
-          row('', '**bfloat16** (EPYC, oneDNN)', b['iso_bf16'], lambda r: r['seed'])]
-  return table(['config', 'dtype (machine, kernels)', 'seed 0', 'seed 1', 'seed 2',
-                'mean ± sample std'], rows)
+  rows = []
+  for cfg, key in (('`cifar10_fast_cpu` (FastCNN, 10 epochs)', 'fast'),
+                   ('`cifar10` (IsoVolNet, 4 blocks, 10 epochs)', 'iso')):
+    for i, (dt, result) in enumerate(b[key].items()):
+      accs = [r['test_accuracy'] for r in sorted(result['runs'], key=lambda r: r['seed'])]
+      rows.append([cfg if i == 0 else '', DTYPE_NAMES[dt], *[pct(x, 2) for x in accs],
+                   pm(stats(accs), digits=2), f'`{result["commit"]}`'])
+  return table(['config', 'dtype', 'seed 0', 'seed 1', 'seed 2', 'mean ± sample std',
+                'commit'], rows)
+
+
+def time_to_accuracy_table(root=ROOT) -> str:
+  """FastCNN's timed runs, launch to exit, by dtype."""
+  rows = []
+  for dt, result in tta_files(root / 'results/time_to_accuracy', 'fast_cpu').items():
+    runs = sorted(result['runs'], key=lambda r: r['seed'])
+    mins = stats([r['seconds'] / 60 for r in runs])
+    rows.append([DTYPE_NAMES[dt],
+                 ', '.join(f'{r["seconds"] / 60:.2f}' for r in runs),
+                 f'**{mins["test_accuracy"]:.2f} ± {mins["test_accuracy_std"]:.2f}**',
+                 ', '.join(pct(r['test_accuracy'], 2) for r in runs),
+                 f'**{pm(accuracies(result), digits=2)}%**', f'`{result["commit"]}`',
+                 result['date'].split()[0]])
+  return table(['dtype', 'minutes, seeds 0-2', 'mean ± std (min)', 'test accuracy (%), seeds 0-2',
+                'mean ± std', 'commit', 'date'], rows)
 
 
 # ---------------------------------------------------------------- single runs
@@ -784,6 +807,31 @@ def dense_ds_gpu_table(root=ROOT) -> str:
 # ---------------------------------------------------------------- headline
 
 
+def fast_line(fast: dict) -> str:
+  """The headline's FastCNN time to accuracy, float32 and the fastest other dtype."""
+  if 'float32' not in fast:
+    return 'FastCNN\'s time to accuracy: **no committed runs**'
+  def one(dt):
+    mins = stats([r['seconds'] / 60 for r in fast[dt]['runs']])
+    return (f'**{pm(accuracies(fast[dt]), digits=2)}%** in '
+            f'**{mins["test_accuracy"]:.2f} ± {mins["test_accuracy_std"]:.2f} min** '
+            f'({DTYPE_NAMES[dt].split(" (")[0]})')
+  others = [one(dt) for dt in fast if dt != 'float32']
+  return (f'FastCNN, launch to exit on 2 CPU cores (EPYC, {len(fast["float32"]["runs"])} seeds): '
+          + one('float32') + ''.join(f'; {o}' for o in others))
+
+
+def precision_line(b: dict) -> str:
+  """Each config's accuracy by dtype, one machine and commit a config."""
+  parts = []
+  for name, runs in (('FastCNN', b['fast']), ('IsoVolNet (10 epochs)', b['iso'])):
+    if runs:
+      parts.append(f'{name}: ' + ', '.join(
+          f'{DTYPE_NAMES[dt].split(" (")[0]} {pm(accuracies(r), digits=2)}%'
+          for dt, r in runs.items()))
+  return '; '.join(parts) + ' (each on one machine, one commit)'
+
+
 def headline(root=ROOT) -> str:
   e = equal_time(root)
   g = e['g']
@@ -801,9 +849,6 @@ def headline(root=ROOT) -> str:
   order = sorted(o, key=lambda f: -o[f]['train'])
   leads = sum(x['f32_ratio'] > 1 for x in o.values())
   b = bf16_runs(root)
-  fast_b = stats([r['test_accuracy'] for r in b['fast_bf16']])
-  iso_b = stats([r['test_accuracy'] for r in b['iso_bf16']])
-  iso_f = stats([r['test_accuracy'] for r in b['iso_f32']])
   a = airbench_runs(root)
   to90 = [r['to_target_seconds']['0.9'] / 60 for r in a['seeds']]
   fb = full_budget(root)
@@ -811,10 +856,8 @@ def headline(root=ROOT) -> str:
   zg, zw = z['g'], z['w']
   lr_best = max(lr.values(), key=lambda x: x['val_accuracy'])
   rows = [
-      ['A trained model in minutes on a CPU?',
-       'FastCNN\'s time to accuracy: **no committed runs**; the figure once quoted '
-       'here awaits a rerun with its per-run files',
-       '[time to accuracy](docs/performance.md#time-to-accuracy)'],
+      ['A trained model in minutes on a CPU?', fast_line(b['fast']),
+       '[results/time_to_accuracy](results/time_to_accuracy/README.md)'],
       ['Seed 002: 85.84% under 200k parameters?',
        f'the {s002["params"]:,}-parameter dilated DS residual net: '
        f'**{pct(s002["test_accuracy"], 2)}%** ({s002["overrides"]["num_epochs"]} epochs, '
@@ -849,10 +892,7 @@ def headline(root=ROOT) -> str:
        f'; against PyTorch\'s float32 best, JAX\'s float32 leads on {leads} of the '
        f'{len(o)}; bfloat16\'s elementwise work is the main remaining gap',
        '[results/onednn](results/onednn/README.md)'],
-      ['bfloat16 on a CPU: the same accuracy?',
-       f'IsoVolNet (10 epochs) **{pm(iso_b, digits=2)}%** in bfloat16 (EPYC, oneDNN) vs '
-       f'{pm(iso_f, digits=2)}% in float32 (Xeon, XLA: a cross-machine comparison); '
-       f'FastCNN **{pm(fast_b, digits=2)}%** in bfloat16, its float32 runs not committed',
+      ['bfloat16 on a CPU: the same accuracy?', precision_line(b),
        '[results/bf16](results/bf16/README.md)'],
       ['airbench94 (the fastest published recipe) ported: 94%?',
        f'**{pm(a["bf16"], digits=2)}%** test accuracy (the JPEG copy\'s test images) '
@@ -972,10 +1012,11 @@ def index(root=ROOT) -> str:
            f'{names[f].split(",")[0] if f != "isovolnet_seed" else "seed IsoVolNet"} '
            f'{ratio(o[f]["train"])}' for f in sorted(o, key=lambda f: -o[f]['train'])),
        epyc],
+      ['[time_to_accuracy](time_to_accuracy/README.md)',
+       'FastCNN\'s minutes and accuracy on 2 CPU cores, launch to exit, by dtype',
+       fast_line(b['fast']), epyc],
       ['[bf16](bf16/README.md)', 'bfloat16 training: the float32 accuracy?',
-       f'IsoVolNet {pm(stats([x["test_accuracy"] for x in b["iso_bf16"]]), digits=2)}% '
-       f'bf16 (EPYC) vs {pm(stats([x["test_accuracy"] for x in b["iso_f32"]]), digits=2)}% '
-       'f32 (Xeon): cross-machine', epyc],
+       precision_line(b), epyc],
       ['[airbench](airbench/README.md)',
        'airbench94 ported: its accuracy at 9.9 epochs, time to accuracy, each trick\'s worth',
        f'{pm(a["bf16"], digits=2)}% bf16 ({a["bf16"]["n"]} seeds) / '
@@ -1133,6 +1174,7 @@ TABLES: dict[str, Callable[[Path], str]] = {
     'onednn': onednn_table,
     'onednn.threads': onednn_threads,
     'bf16': bf16_table,
+    'time_to_accuracy': time_to_accuracy_table,
     'isovolnet_full_budget': full_budget_table,
     'default_rule': default_rule,
     'configs': configs_table,
