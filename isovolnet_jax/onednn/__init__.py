@@ -24,17 +24,19 @@ backward pass's input and kernel gradients side by side), each on one of its
 worker threads, whose OpenMP state a call leaves as it found it. How many
 threads a call gets is chosen per call by ISOVOLNET_ONEDNN_THREADS, read by
 `conv.cc` at every call (an A/B needs no rebuild and no retrace):
-  budget (the default, unset or ''): the process shares one pool of
+  budget: the process shares one pool of
     `cpu_devices.physical_cores()` threads; a call takes what is free (all of
     it when it runs alone; else the largest power of two free; at least 1,
     its own thread) and gives it back when done, so concurrent calls neither
     leave cores idle nor pile threads onto them;
-  fixed: `threads_per_call()`, the physical cores divided among the CPU
-    devices, whatever else runs (before this policy existed, the only one).
+  fixed (the default, unset or ''): `threads_per_call()`, the physical cores
+    divided among the CPU devices, whatever else runs. As fast as budget with
+    one CPU device, faster with one per core (the default), where budget lets
+    one device's call take every core and the other's still run: measured by
+    results/onednn/threads/run.sh.
 `thread_policy()` reads it here; `thread_budget()` shows the pool. The
 thread count is part of the primitive cache's key (oneDNN builds a primitive
-for the thread count current when it is created). Which policy is faster is
-measured by results/onednn/threads/run.sh.
+for the thread count current when it is created). 
 """
 
 import ctypes
@@ -233,14 +235,14 @@ def threads_per_call() -> int:
   return max(1, cores // max(1, jax.local_device_count('cpu')))
 
 
-THREAD_POLICIES = ('budget', 'fixed')
+THREAD_POLICIES = ('fixed', 'budget')  # The first is the default.
 THREADS_ENV = 'ISOVOLNET_ONEDNN_THREADS'
 
 
 def thread_policy() -> str:
-  """ISOVOLNET_ONEDNN_THREADS now ('budget' when unset or empty), as `conv.cc`
+  """ISOVOLNET_ONEDNN_THREADS now ('fixed' when unset or empty), as `conv.cc`
   reads it at every call; ValueError for anything else."""
-  policy = os.environ.get(THREADS_ENV, '') or 'budget'
+  policy = os.environ.get(THREADS_ENV, '') or THREAD_POLICIES[0]
   if policy not in THREAD_POLICIES:
     raise ValueError(f'{THREADS_ENV}={policy!r}: choose one of {THREAD_POLICIES}')
   return policy

@@ -20,7 +20,7 @@
 // Threads: each call runs oneDNN with a thread count chosen by the policy
 // that ISOVOLNET_ONEDNN_THREADS names, read at every call (so an A/B needs
 // neither a rebuild nor a retrace):
-//   budget (default): a process-wide pool of as many threads as the machine
+//   budget: a process-wide pool of as many threads as the machine
 //     has physical cores (set from Python at load). A call takes what is free,
 //     at least 1 (the calling XLA thread itself, busy either way), at most the
 //     whole pool, rounded down to a power of two when the pool is not whole
@@ -28,8 +28,9 @@
 //     back when done. Concurrent calls (one per CPU device, and the backward
 //     pass's two gradients, which XLA may run at once) share the cores; a
 //     lone call gets all of them.
-//   fixed: the `threads` attribute, i.e. the physical cores divided among the
-//     CPU devices, whatever else runs.
+//   fixed (default): the `threads` attribute, i.e. the physical cores divided
+//     among the CPU devices, whatever else runs; measured as fast as budget
+//     with 1 CPU device and faster with 2 (results/onednn/threads).
 // The count is applied by ScopedOmpThreads, which restores the calling
 // thread's OpenMP state when the call ends; the count is part of the
 // primitive cache's key, since a oneDNN primitive is built for the thread
@@ -272,12 +273,12 @@ thread_local AlignedBuffer scratch_buf, weights_buf;
 
 enum class Policy { kBudget, kFixed, kInvalid };
 
-// ISOVOLNET_ONEDNN_THREADS at this call: unset or empty = budget.
+// ISOVOLNET_ONEDNN_THREADS at this call: unset or empty = fixed.
 Policy CurrentPolicy() {
   const char* v = std::getenv("ISOVOLNET_ONEDNN_THREADS");
-  if (v == nullptr || *v == '\0' || std::strcmp(v, "budget") == 0)
-    return Policy::kBudget;
-  if (std::strcmp(v, "fixed") == 0) return Policy::kFixed;
+  if (v == nullptr || *v == '\0' || std::strcmp(v, "fixed") == 0)
+    return Policy::kFixed;
+  if (std::strcmp(v, "budget") == 0) return Policy::kBudget;
   return Policy::kInvalid;
 }
 
