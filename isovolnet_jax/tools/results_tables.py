@@ -1160,6 +1160,24 @@ def configs_table(root=ROOT) -> str:
   return table(['config', 'what it trains', 'params', 'input, classes'], rows)
 
 
+def onednn_thread_policies(root=ROOT) -> str:
+  """results/onednn/threads: train / infer img/s by policy, both rounds."""
+  d = root / 'results/onednn/threads'
+  rows = []
+  for config, name in (('cifar10', 'IsoVolNet'), ('cifar10_fast_cpu', 'FastCNN')):
+    for devices in (1, 2):
+      for variant in ('float32:onednn', 'bfloat16:onednn'):
+        cells = []
+        for key in ('train', 'infer'):
+          for policy in ('fixed', 'budget'):
+            vals = [_json_last_line(d / f'{config}-d{devices}-{policy}-{r}.txt')
+                    ['jax_variants'][variant][key] for r in (1, 2)]
+            cells.append(' / '.join(f'{v:,.0f}' for v in vals))
+        rows.append([name, str(devices), variant.split(':')[0], *cells])
+  return table(['config', 'CPU devices', 'dtype', 'train, fixed', 'train, budget',
+                'infer, fixed', 'infer, budget'], rows)
+
+
 TABLES: dict[str, Callable[[Path], str]] = {
     'loop_step': loop_step_table,
     'onednn.ab_native': ab_native_table,
@@ -1173,6 +1191,7 @@ TABLES: dict[str, Callable[[Path], str]] = {
     'airbench.ablation': airbench_ablation,
     'onednn': onednn_table,
     'onednn.threads': onednn_threads,
+    'onednn.thread_policies': onednn_thread_policies,
     'bf16': bf16_table,
     'time_to_accuracy': time_to_accuracy_table,
     'isovolnet_full_budget': full_budget_table,
