@@ -1178,6 +1178,28 @@ def onednn_thread_policies(root=ROOT) -> str:
                 'infer, fixed', 'infer, budget'], rows)
 
 
+
+def onednn_mixed(root=ROOT) -> str:
+  """results/onednn/mixed: img/s by dtype, both rounds, and the mean ratio of
+  the rounds to float32's."""
+  d = root / 'results/onednn/mixed'
+  rows = []
+  for config, name in (('cifar10', '`cifar10` (IsoVolNet)'),
+                       ('cifar10_fast_cpu', '`cifar10_fast_cpu` (FastCNN)')):
+    runs = {dt: [_json_last_line(d / f'{config}-{dt}-r{r}.txt') for r in (1, 2)]
+            for dt in DTYPE_NAMES}
+    for i, (dt, rounds) in enumerate(runs.items()):
+      cells = []
+      for key in ('jax_train_img_s', 'jax_infer_img_s'):
+        vals = [x[key] for x in rounds]
+        base = [x[key] for x in runs['float32']]
+        cells += [' / '.join(f'{v:,.0f}' for v in vals),
+                  ratio(float(np.mean([v / b for v, b in zip(vals, base)])))]
+      rows.append([name if i == 0 else '', dt, *cells])
+  return table(['config', 'dtype', 'train img/s (round 1 / 2)', '× float32',
+                'infer img/s (round 1 / 2)', '× float32'], rows)
+
+
 TABLES: dict[str, Callable[[Path], str]] = {
     'loop_step': loop_step_table,
     'onednn.ab_native': ab_native_table,
@@ -1192,6 +1214,7 @@ TABLES: dict[str, Callable[[Path], str]] = {
     'onednn': onednn_table,
     'onednn.threads': onednn_threads,
     'onednn.thread_policies': onednn_thread_policies,
+    'onednn.mixed': onednn_mixed,
     'bf16': bf16_table,
     'time_to_accuracy': time_to_accuracy_table,
     'isovolnet_full_budget': full_budget_table,
