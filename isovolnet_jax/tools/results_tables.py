@@ -1212,6 +1212,26 @@ def onednn_mixed(root=ROOT) -> str:
                 'infer img/s (round 1 / 2)', '× float32'], rows)
 
 
+
+def onednn_profile_dtypes(root=ROOT) -> str:
+  """results/onednn/profile/dtypes: JAX's per-op ms by dtype, and the
+  elementwise share (BatchNorm + the rest) of the whole forward + backward."""
+  rows = []
+  for config, name in (('cifar10', 'IsoVolNet (`cifar10`), batch 128'),
+                       ('cifar10_fast_cpu', 'FastCNN (`cifar10_fast_cpu`), batch 32')):
+    for i, dt in enumerate(DTYPE_NAMES):
+      text = (root / f'results/onednn/profile/dtypes/profile_{config}_{dt}.txt').read_text()
+      kinds = _ms_by_kind(next(l for l in text.splitlines() if l.startswith('fwd+bwd by kind')))
+      whole, rest = map(float, re.search(r'fwd\+bwd ([\d.]+) ms \(the rest.*?\+([\d.]+) ms',
+                                         text).groups())
+      conv = kinds['Conv'] + kinds.get('Conv grouped', 0)
+      elementwise = kinds['BatchNorm'] + rest
+      rows.append([name if i == 0 else '', dt, f'{conv:.1f}', f'{kinds["BatchNorm"]:.1f}',
+                   f'{rest:.1f}', f'**{whole:.1f}**', f'{100 * elementwise / whole:.0f}%'])
+  return table(['config', 'dtype', 'conv', 'BatchNorm', 'rest*', '**whole**',
+                'elementwise share (BatchNorm + rest)'], rows)
+
+
 TABLES: dict[str, Callable[[Path], str]] = {
     'loop_step': loop_step_table,
     'onednn.ab_native': ab_native_table,
@@ -1227,6 +1247,7 @@ TABLES: dict[str, Callable[[Path], str]] = {
     'onednn.threads': onednn_threads,
     'onednn.thread_policies': onednn_thread_policies,
     'onednn.mixed': onednn_mixed,
+    'onednn.profile_dtypes': onednn_profile_dtypes,
     'bf16': bf16_table,
     'time_to_accuracy': time_to_accuracy_table,
     'isovolnet_full_budget': full_budget_table,
