@@ -839,7 +839,7 @@ def precision_line(b: dict) -> str:
       parts.append(f'{name}: ' + ', '.join(
           f'{DTYPE_NAMES[dt].split(" (")[0]} {pm(accuracies(r), digits=2)}%'
           for dt, r in runs.items()))
-  return '; '.join(parts) + ' (each on one machine, one commit)'
+  return '; '.join(parts) + ' (one machine, one kernel set; commits in the study)'
 
 
 def headline(root=ROOT) -> str:
