@@ -688,8 +688,9 @@ def time_to_accuracy_table(root=ROOT) -> str:
 # ---------------------------------------------------------------- single runs
 
 
-def full_budget(root=ROOT) -> dict:
-  d = root / 'results/isovolnet_full_budget'
+def full_budget(root=ROOT, sub: str = '') -> dict:
+  """isovolnet_full_budget's seeds (SUB: the folder of another default's)."""
+  d = root / 'results/isovolnet_full_budget' / sub
   out = {'seeds': [], 'val': [], 'test': [], 'hours': []}
   for s in sorted(d.glob('seed=*')):
     rows = [json.loads(l) for l in (s / 'metrics.jsonl').open()]
@@ -701,14 +702,19 @@ def full_budget(root=ROOT) -> dict:
   return out
 
 
-def full_budget_table(root=ROOT) -> str:
-  f = full_budget(root)
+def full_budget_table(root=ROOT, sub: str = '') -> str:
+  f = full_budget(root, sub)
   rows = [[s, f'{pct(v, 2)}%', f'{pct(t, 2)}%'] for s, v, t in zip(f['seeds'], f['val'],
                                                                   f['test'])]
   rows.append(['mean ± std', pm(stats(f['val']), digits=2) + '%',
                f'**{pm(stats(f["test"]), digits=2)}%**'])
   return table(['seed', 'val accuracy, last epoch (6 views)', 'test accuracy (6 views)'],
                rows)
+
+
+def full_budget_default_table(root=ROOT) -> str:
+  """The default since 2026-12-05 (label smoothing 0.1, no lookahead)."""
+  return full_budget_table(root, 'default_2026-12-05')
 
 
 def gpu_runs(root=ROOT) -> dict:
@@ -1251,6 +1257,7 @@ TABLES: dict[str, Callable[[Path], str]] = {
     'bf16': bf16_table,
     'time_to_accuracy': time_to_accuracy_table,
     'isovolnet_full_budget': full_budget_table,
+    'isovolnet_full_budget.default': full_budget_default_table,
     'default_rule': default_rule,
     'configs': configs_table,
     'learning_rate': lr_table,
