@@ -592,6 +592,14 @@ def _ms_by_kind(line: str) -> dict[str, float]:
   return {k: float(v) for k, v in re.findall(r'([A-Za-z][\w ]*?) ([\d.]+) ms', line.split(': ', 1)[1])}
 
 
+def _jax_profile(text: str) -> tuple[dict[str, float], str, str]:
+  """A `bench.layer_profile` output's JAX side: ms by kind of layer, and the
+  whole model's forward + backward and its rest (ms, as printed)."""
+  kinds = _ms_by_kind(next(l for l in text.splitlines() if l.startswith('fwd+bwd by kind')))
+  whole, rest = re.search(r'fwd\+bwd ([\d.]+) ms \(the rest.*?\+([\d.]+) ms', text).groups()
+  return kinds, whole, rest
+
+
 def onednn_profile(root=ROOT) -> str:
   """Per-op milliseconds of one training step (results/onednn/profile/*.txt)."""
   rows = []
@@ -601,13 +609,12 @@ def onednn_profile(root=ROOT) -> str:
                    ('cifar10_fast_cpu_bf16', 'FastCNN, bfloat16 / bf16 autocast')):
     text = (root / f'results/onednn/profile/profile_{f}.txt').read_text()
     line = lambda start: next(l for l in text.splitlines() if l.startswith(start))
-    jax = _ms_by_kind(line('fwd+bwd by kind'))
+    jax, whole, jax_rest = _jax_profile(text)
     torch = _ms_by_kind(line('PyTorch') if 'by kind' in line('PyTorch') else '')
-    whole = re.search(r'fwd\+bwd ([\d.]+) ms \(the rest.*?\+([\d.]+) ms', text)
     t_whole = re.search(r'PyTorch whole model fwd\+bwd ([\d.]+) ms', text)[1]
     rest = sum(torch.get(k, 0) for k in ('activation', 'pooling', 'rest'))
     rows.append([label, f'{jax["Conv"] + jax.get("Conv grouped", 0):.1f}',
-                 f'{jax["BatchNorm"]:.1f}', whole[2], f'**{whole[1]}**',
+                 f'{jax["BatchNorm"]:.1f}', jax_rest, f'**{whole}**',
                  f'{torch["Conv"]:.1f}', f'{torch["BatchNorm"]:.1f}', f'{rest:.1f}',
                  f'**{t_whole}**'])
   return table(['config, precision', 'JAX conv', 'JAX BatchNorm', 'JAX rest*',
@@ -813,13 +820,23 @@ def dense_ds_gpu_table(root=ROOT) -> str:
 # ---------------------------------------------------------------- headline
 
 
+def mixed_runs(root: Path, config: str) -> dict[str, list[dict]]:
+  """results/onednn/mixed: {dtype: its two rounds' benchmark JSON} of a config."""
+  d = root / 'results/onednn/mixed'
+  return {dt: [_json_last_line(d / f'{config}-{dt}-r{r}.txt') for r in (1, 2)]
+          for dt in DTYPE_NAMES}
+
+
+def vs_float32(runs: dict[str, list[dict]], dtype: str, key: str) -> float:
+  """`dtype`'s figure `key` over float32's: the mean of the rounds' ratios."""
+  return float(np.mean([a[key] / b[key] for a, b in zip(runs[dtype], runs['float32'])]))
+
+
 def mixed_speedups(root=ROOT) -> str:
   """'1.15× (IsoVolNet) and 1.56× (FastCNN)': mixed_bfloat16's training img/s
-  over float32's, results/onednn/mixed (mean of the rounds' ratios)."""
-  d = root / 'results/onednn/mixed'
-  def x(config):
-    f = lambda dt, r: _json_last_line(d / f'{config}-{dt}-r{r}.txt')['jax_train_img_s']
-    return ratio(float(np.mean([f('mixed_bfloat16', r) / f('float32', r) for r in (1, 2)])))
+  over float32's (results/onednn/mixed)."""
+  x = lambda config: ratio(vs_float32(mixed_runs(root, config), 'mixed_bfloat16',
+                                      'jax_train_img_s'))
   return f'{x("cifar10")} (IsoVolNet) and {x("cifar10_fast_cpu")} (FastCNN)'
 
 
@@ -1200,23 +1217,18 @@ def onednn_thread_policies(root=ROOT) -> str:
 def onednn_mixed(root=ROOT) -> str:
   """results/onednn/mixed: img/s by dtype, both rounds, and the mean ratio of
   the rounds to float32's."""
-  d = root / 'results/onednn/mixed'
   rows = []
   for config, name in (('cifar10', '`cifar10` (IsoVolNet)'),
                        ('cifar10_fast_cpu', '`cifar10_fast_cpu` (FastCNN)')):
-    runs = {dt: [_json_last_line(d / f'{config}-{dt}-r{r}.txt') for r in (1, 2)]
-            for dt in DTYPE_NAMES}
+    runs = mixed_runs(root, config)
     for i, (dt, rounds) in enumerate(runs.items()):
       cells = []
       for key in ('jax_train_img_s', 'jax_infer_img_s'):
-        vals = [x[key] for x in rounds]
-        base = [x[key] for x in runs['float32']]
-        cells += [' / '.join(f'{v:,.0f}' for v in vals),
-                  ratio(float(np.mean([v / b for v, b in zip(vals, base)])))]
+        cells += [' / '.join(f'{x[key]:,.0f}' for x in rounds),
+                  ratio(vs_float32(runs, dt, key))]
       rows.append([name if i == 0 else '', dt, *cells])
   return table(['config', 'dtype', 'train img/s (round 1 / 2)', '× float32',
                 'infer img/s (round 1 / 2)', '× float32'], rows)
-
 
 
 def onednn_profile_dtypes(root=ROOT) -> str:
@@ -1227,9 +1239,8 @@ def onednn_profile_dtypes(root=ROOT) -> str:
                        ('cifar10_fast_cpu', 'FastCNN (`cifar10_fast_cpu`), batch 32')):
     for i, dt in enumerate(DTYPE_NAMES):
       text = (root / f'results/onednn/profile/dtypes/profile_{config}_{dt}.txt').read_text()
-      kinds = _ms_by_kind(next(l for l in text.splitlines() if l.startswith('fwd+bwd by kind')))
-      whole, rest = map(float, re.search(r'fwd\+bwd ([\d.]+) ms \(the rest.*?\+([\d.]+) ms',
-                                         text).groups())
+      kinds, whole, rest = _jax_profile(text)
+      whole, rest = float(whole), float(rest)
       conv = kinds['Conv'] + kinds.get('Conv grouped', 0)
       elementwise = kinds['BatchNorm'] + rest
       rows.append([name if i == 0 else '', dt, f'{conv:.1f}', f'{kinds["BatchNorm"]:.1f}',
