@@ -8,6 +8,7 @@ first thing (`cli.setup_devices`). It changes nothing on GPU or TPU, where the
 CPU backend is unused.
 """
 
+import functools
 import os
 
 import jax
@@ -39,10 +40,12 @@ def _parse_cpu_list(text: str) -> frozenset[int]:
   return frozenset(cpus)
 
 
+@functools.cache
 def _core_of(cpu: int, sysfs: str):
   """What identifies `cpu`'s physical core: its thread_siblings_list (the
   logical CPUs sharing the core), else (physical_package_id, core_id); None
-  where sysfs says neither."""
+  where sysfs says neither. Read once a process: the topology does not change,
+  and `physical_cores` runs each time a oneDNN conv is traced."""
   topology = os.path.join(sysfs, f'cpu{cpu}', 'topology')
   try:
     with open(os.path.join(topology, 'thread_siblings_list')) as f:

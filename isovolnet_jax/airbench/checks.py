@@ -37,11 +37,17 @@ MUON_ONLY = ('muon_momentum', 'muon_ns_steps', 'muon_normalize', 'muon_bias_lr',
              'muon_head_lr')
 
 
-def groups_on(opt: ml_collections.ConfigDict) -> set[str]:
-  """The `GROUP_KEYS` set away from their defaults (`optim.create_optimizer`
-  builds the grouped optimizer when there are any)."""
+def _default_optimizer() -> ml_collections.ConfigDict:
   from isovolnet_jax import config_defaults  # pylint: disable=import-outside-toplevel
-  defaults = config_defaults.get_base_config().optimizer
+  return config_defaults.get_base_config().optimizer
+
+
+def groups_on(opt: ml_collections.ConfigDict,
+              defaults: ml_collections.ConfigDict | None = None) -> set[str]:
+  """The `GROUP_KEYS` set away from their defaults (`defaults`: the schema's
+  optimizer, built here when not given; `optim.create_optimizer` builds the
+  grouped optimizer when there are any)."""
+  defaults = _default_optimizer() if defaults is None else defaults
   return {k for k in GROUP_KEYS if opt[k] != defaults[k]}
 
 
@@ -83,9 +89,8 @@ def check_whitening(config: ml_collections.ConfigDict) -> None:
 
 
 def check_optimizer(opt: ml_collections.ConfigDict) -> None:
-  from isovolnet_jax import config_defaults  # pylint: disable=import-outside-toplevel
-  defaults = config_defaults.get_base_config().optimizer
-  on = groups_on(opt)
+  defaults = _default_optimizer()
+  on = groups_on(opt, defaults)
   sgd_only = sorted(on - (MUON_KEYS if opt.name == 'muon' else WHITEN_KEYS))
   sgd_only += ['per_1024'] if opt.per_1024 else []
   if sgd_only and opt.name != 'sgd':

@@ -36,7 +36,7 @@ threads a call gets is chosen per call by ISOVOLNET_ONEDNN_THREADS, read by
     results/onednn/threads/run.sh.
 `thread_policy()` reads it here; `thread_budget()` shows the pool. The
 thread count is part of the primitive cache's key (oneDNN builds a primitive
-for the thread count current when it is created). 
+for the thread count current when it is created).
 """
 
 import ctypes
@@ -264,6 +264,7 @@ def threads_description() -> str:
   if policy == 'fixed':
     return f'{threads_per_call()} thread(s) per call (fixed)'
   return f'up to {cpu_devices.physical_cores()} thread(s) per call (budget)'
+
 
 def _ffi(kind, a, b, out_shape, out_dtype, geometry):
   strides, dilation, padding, groups = geometry
