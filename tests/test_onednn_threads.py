@@ -126,49 +126,7 @@ def test_thread_policy_and_description(monkeypatch):
   assert onednn.thread_budget()['total'] == cpu_devices.physical_cores()
 
 
-# --- 3. Physical cores. -----------------------------------------------------
-
-def _sysfs(root, topology):
-  """topology: {cpu: {file: text}} under root/cpuN/topology/."""
-  for cpu, files in topology.items():
-    folder = root / f'cpu{cpu}' / 'topology'
-    folder.mkdir(parents=True)
-    for name, text in files.items():
-      (folder / name).write_text(text + '\n')
-  return str(root)
-
-
-def test_physical_cores_counts_one_cpu_per_core_of_the_affinity_mask(tmp_path):
-  # 2 cores x 2 hyper-threads, Linux's usual numbering: siblings (0, 2), (1, 3).
-  smt = _sysfs(tmp_path / 'smt', {0: {'thread_siblings_list': '0,2'},
-                                  1: {'thread_siblings_list': '1,3'},
-                                  2: {'thread_siblings_list': '0,2'},
-                                  3: {'thread_siblings_list': '1,3'}})
-  assert cpu_devices.physical_cores({0, 1, 2, 3}, smt) == 2
-  assert cpu_devices.physical_cores({0, 1}, smt) == 2
-  assert cpu_devices.physical_cores({0, 2}, smt) == 1
-  assert cpu_devices.physical_cores({3}, smt) == 1
-  # Ranges in the list; 8 CPUs of 4 cores, adjacent siblings.
-  ranges = _sysfs(tmp_path / 'ranges',
-                  {c: {'thread_siblings_list': f'{c - c % 2}-{c - c % 2 + 1}'}
-                   for c in range(8)})
-  assert cpu_devices.physical_cores(set(range(8)), ranges) == 4
-  assert cpu_devices.physical_cores({0, 1, 2, 3, 5}, ranges) == 3
-  # No siblings list: (package, core id); core 0 exists in both packages.
-  ids = _sysfs(tmp_path / 'ids', {
-      0: {'physical_package_id': '0', 'core_id': '0'},
-      1: {'physical_package_id': '0', 'core_id': '1'},
-      2: {'physical_package_id': '1', 'core_id': '0'},
-      3: {'physical_package_id': '0', 'core_id': '0'}})
-  assert cpu_devices.physical_cores({0, 1, 2, 3}, ids) == 3
-  # A CPU whose topology cannot be read: the logical count.
-  assert cpu_devices.physical_cores({0, 1, 2, 9}, ids) == 4
-  assert cpu_devices.physical_cores({0, 1}, str(tmp_path / 'none')) == 2
-
-
-def test_physical_cores_of_this_machine():
-  assert 1 <= cpu_devices.physical_cores() <= cpu_devices.usable_cores()
-  assert cpu_devices._parse_cpu_list('0-3,8,10-11') == {0, 1, 2, 3, 8, 10, 11}
+# --- 3. Physical cores: tests/test_cli.py (they need no extension). -------
 
 
 # --- 4. The budget. ---------------------------------------------------------
