@@ -40,6 +40,9 @@ def get_config():
   # airbench's 6-view test-time augmentation: it beat the mirror pair in every
   # seed (docs/defaults.md), for 4 more forward passes of the test split.
   config.eval_tta = 'airbench6'
+  # bfloat16 convolutions where the CPU has native bfloat16, float32 elsewhere:
+  # faster with float32's accuracy (docs/defaults.md, "Precision").
+  config.dtype = 'auto'
   config.log_every_steps = 200
   config.eval_every_epochs = 1.0    # No validation split: nothing to evaluate mid-run.
   config.checkpoint_every_steps = 1000

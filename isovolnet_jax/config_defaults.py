@@ -164,11 +164,14 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.checkpoint_every_steps = 1000
   config.keep_checkpoints = 3     # Newest N, plus the best by val accuracy.
   config.max_train_time_minutes = 0.0  # > 0: stop (checkpoint, final eval) at this wall time.
-  config.dtype = 'float32'        # Compute dtype: float32, bfloat16 or mixed_bfloat16.
+  config.dtype = 'float32'  # Compute dtype: float32, bfloat16, mixed_bfloat16 or auto.
   # 'mixed_bfloat16': float32, but the convolutions take bfloat16 operands
   # (on CPU it avoids bfloat16's slow XLA:CPU elementwise work: BatchNorm &
-  # co. stay float32; results/onednn/mixed measures it). Params, optimizer
-  # state and BatchNorm statistics stay float32 whichever.
+  # co. stay float32; results/onednn/mixed measures it). 'auto':
+  # mixed_bfloat16 where the convs run oneDNN's kernels on a CPU with native
+  # bfloat16 (AVX512-BF16, AMX), float32 elsewhere (GPU and TPU included),
+  # chosen per platform when the step is lowered. Params, optimizer state and
+  # BatchNorm statistics stay float32 whichever.
 
   # Devices: a mesh over every device of every host. The batch is sharded
   # along 'data' and everything else is replicated; further axes (e.g.

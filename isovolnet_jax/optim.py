@@ -67,26 +67,10 @@ def create_optimizer(opt: ml_collections.ConfigDict, schedule, *, batch_size: in
     tx = airbench_optim.lookahead(
         tx, total_steps=total_steps, steps_per_epoch=steps_per_epoch,
         every=opt.lookahead_every,
-        start_step=lookahead_start_step(opt, steps_per_epoch),
+        start_step=airbench_optim.lookahead_start_step(opt, steps_per_epoch),
         base=opt.lookahead_base, power=opt.lookahead_pow,
         sync_every_epoch=opt.lookahead_sync_epochs)
   return tx
-
-
-def lookahead_start_step(opt: ml_collections.ConfigDict, steps_per_epoch: int) -> int:
-  return round(opt.lookahead_start_epochs * steps_per_epoch)
-
-
-def lookahead_warning(opt: ml_collections.ConfigDict, steps_per_epoch: int,
-                      total_steps: int) -> str | None:
-  """What to tell a run whose lookahead would start after its last step (a
-  config's start, in epochs, kept when --config.num_epochs shortens the run)."""
-  start = lookahead_start_step(opt, steps_per_epoch)
-  if opt.lookahead_every > 0 and start >= total_steps:
-    return (f'lookahead starts at step {start} (optimizer.lookahead_start_epochs='
-            f'{opt.lookahead_start_epochs}), after the last of {total_steps}: it will not '
-            f'run; set --config.optimizer.lookahead_start_epochs to about 30% of the epochs')
-  return None
 
 
 def _airbench_sgd(opt, schedule, batch_size, steps_per_epoch):

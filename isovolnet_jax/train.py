@@ -36,6 +36,7 @@ from isovolnet_jax import optim
 from isovolnet_jax import plots
 from isovolnet_jax import preemption
 from isovolnet_jax import sharding
+from isovolnet_jax.airbench import optim as airbench_optim
 from isovolnet_jax.airbench import whitening
 from isovolnet_jax.errors import InputError, Preempted
 
@@ -358,8 +359,8 @@ def build(config: ml_collections.ConfigDict, num_classes: int, image_shape,
   tx = optim.create_optimizer(config.optimizer, schedule, batch_size=config.batch_size,
                               steps_per_epoch=plan.steps_per_epoch,
                               total_steps=plan.total_steps)
-  if warning := optim.lookahead_warning(config.optimizer, plan.steps_per_epoch,
-                                        plan.total_steps):
+  if warning := airbench_optim.lookahead_warning(config.optimizer, plan.steps_per_epoch,
+                                                 plan.total_steps):
     logging.warning(warning)
   state = create_train_state(model, tuple(image_shape), tx, init_key,
                              NamedSharding(mesh, P()))
@@ -382,9 +383,9 @@ def _set_up(config, workdir: Path) -> tuple[SetUp, TrainState]:
                dataset.num_classes, jax.device_count(), plan.total_steps,
                plan.steps_per_epoch)
   logging.info('Mesh %s over %d process(es); this one feeds batch slice %d of %d; '
-               '%d micro-batch(es) per step; compute dtype %s.', dict(mesh.shape),
+               '%d micro-batch(es) per step; %s.', dict(mesh.shape),
                jax.process_count(), shard.index, shard.count, config.grad_accum_steps,
-               config.dtype)
+               models.dtype_description(config))
   _describe(config, workdir, dataset, num)
   manager = checkpointing.manager(workdir, config.keep_checkpoints)
   state, resumed = checkpointing.restore_newest_readable(manager, state)

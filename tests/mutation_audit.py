@@ -265,6 +265,39 @@ MUTATIONS = (
              ('tests/test_lowering.py::test_without_onednn_auto_is_unrolled_on_cpu_only',),
              'isovolnet_jax/models/layers.py', '    return _unrolled_on_cpu\n',
              '    return unrolled_conv.conv_general_dilated\n'),
+    # Mixed precision and dtype='auto' (models/layers.py). The 'auto' ones need
+    # the oneDNN build (their tests look at oneDNN's bf16 calls), so they build.
+    Mutation('mixed-no-cast', "dtype='mixed_bfloat16' convolves float32 operands",
+             ('tests/test_mixed_precision.py::test_train_step_convs_bf16_elementwise_f32[cifar10]',),
+             'isovolnet_jax/models/layers.py',
+             'y = conv(lhs.astype(dtype), rhs.astype(dtype), window_strides, padding, **kwargs)',
+             'y = conv(lhs, rhs, window_strides, padding, **kwargs)'),
+    Mutation('auto-float32-on-cpu', "dtype='auto' keeps float32 convs on a native-bf16 CPU",
+             ('tests/test_mixed_precision.py::test_auto_is_mixed_on_a_native_bfloat16_cpu_and_'
+              'float32_lowered_for_cuda[cifar10]',),
+             'isovolnet_jax/models/layers.py', 'cpu=branch(mixed), default=branch(conv)',
+             'cpu=branch(conv), default=branch(conv)', env=(('CI', 'true'),), build=True),
+    Mutation('auto-mixed-on-cuda', "dtype='auto' lowered for CUDA has bf16 convs too",
+             ('tests/test_mixed_precision.py::test_auto_is_mixed_on_a_native_bfloat16_cpu_and_'
+              'float32_lowered_for_cuda[cifar10]',),
+             'isovolnet_jax/models/layers.py', 'cpu=branch(mixed), default=branch(conv)',
+             'cpu=branch(mixed), default=branch(mixed)', env=(('CI', 'true'),), build=True),
+    Mutation('auto-ignores-native', "dtype='auto' is mixed on a CPU without native bfloat16",
+             ('tests/test_mixed_precision.py::test_auto_is_float32_without_native_bfloat16_or_'
+              'without_onednn[auto]',),
+             'isovolnet_jax/models/layers.py',
+             'if not (runs_onednn_on_cpu(conv) and native_bfloat16()):',
+             'if not runs_onednn_on_cpu(conv):', env=(('CI', 'true'),), build=True),
+    Mutation('auto-ignores-impl', "dtype='auto' casts XLA's CPU convs to bfloat16 too",
+             ('tests/test_mixed_precision.py::test_auto_is_float32_without_native_bfloat16_or_'
+              'without_onednn[lax]',),
+             'isovolnet_jax/models/layers.py',
+             'if not (runs_onednn_on_cpu(conv) and native_bfloat16()):',
+             'if not native_bfloat16():', env=(('CI', 'true'),), build=True),
+    Mutation('auto-config', "configs/cifar10.py leaves the schema's float32",
+             ('tests/test_mixed_precision.py::test_the_measured_configs_default_to_auto_and_'
+              'the_schema_to_float32',),
+             'configs/cifar10.py', "  config.dtype = 'auto'\n", ''),
     # The oneDNN kernels (isovolnet_jax/onednn): conv.cc rebuilt in the scratch
     # checkout; CI=true so that an extension the start-up probe refuses fails
     # the tests rather than skipping them.

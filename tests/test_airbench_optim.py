@@ -333,8 +333,8 @@ def test_lookahead_past_the_last_step_is_named():
       Path(__file__).resolve().parents[1] / 'configs' / 'cifar10.py').optimizer
   opt.update(lookahead_every=5, lookahead_start_epochs=30.0)
   per_epoch = 45_000 // 256
-  assert optim.lookahead_warning(opt, per_epoch, 100 * per_epoch) is None
-  warning = optim.lookahead_warning(opt, per_epoch, 10 * per_epoch)
+  assert optim_airbench.lookahead_warning(opt, per_epoch, 100 * per_epoch) is None
+  warning = optim_airbench.lookahead_warning(opt, per_epoch, 10 * per_epoch)
   assert f'step {30 * per_epoch}' in warning and 'lookahead_start_epochs' in warning
   opt.lookahead_every = 0
-  assert optim.lookahead_warning(opt, per_epoch, 10 * per_epoch) is None
+  assert optim_airbench.lookahead_warning(opt, per_epoch, 10 * per_epoch) is None

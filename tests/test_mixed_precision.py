@@ -216,3 +216,110 @@ def test_whiten_stems_conv_is_bf16_too(model_name):
   assert_mixed(text, model_name)
   # The stem's conv: 3 input channels, 24 outputs, 2x2, bf16 (oneDNN or XLA's).
   assert any('2x2x3x24xbf16' in l for l in conv_lines(text)), model_name
+
+
+# ---- config.dtype='auto': mixed where the CPU has native bfloat16 (and the
+# convs are oneDNN's), float32 elsewhere; chosen per platform when lowered.
+
+AUTO_CONFIGS = ('cifar10', 'cifar10_fast_cpu')
+
+
+def f32_convs(text: str, where):
+  convs = conv_lines(text)
+  assert convs, where
+  assert not any('bf16' in line for line in convs), (where, [l for l in convs if 'bf16' in l][:2])
+  # (Lowered for CUDA, the switch's unused residual slots may hold bf16 zeros.)
+  assert not bf16_arithmetic(text), (where, bf16_arithmetic(text)[:3])
+
+
+@pytest.fixture
+def native(monkeypatch):
+  """Set whether this CPU 'has' native bfloat16 (`layers.native_bfloat16`)."""
+  def set_native(value: bool):
+    monkeypatch.setattr(layers, 'native_bfloat16', lambda: value)
+  return set_native
+
+
+def test_the_measured_configs_default_to_auto_and_the_schema_to_float32():
+  for name in AUTO_CONFIGS:
+    assert load_config_file(name).dtype == 'auto', name
+  assert config_defaults.get_base_config().dtype == 'float32'
+
+
+@pytest.mark.parametrize('name', AUTO_CONFIGS)
+def test_auto_is_mixed_on_a_native_bfloat16_cpu_and_float32_lowered_for_cuda(name, native):
+  require(onednn.available(), f'oneDNN unavailable: {onednn.unavailable_reason()}')
+  native(True)
+  traced = traced_train_step(name, dtype='auto')
+  cpu = stablehlo(traced, 'cpu')
+  assert_mixed(cpu, (name, 'cpu'))
+  assert f'@{ONEDNN}' in cpu
+  f32_convs(stablehlo(traced, 'cuda'), (name, 'cuda'))
+
+
+@pytest.mark.parametrize('impl', ['auto', 'lax', 'unrolled'])
+def test_auto_is_float32_without_native_bfloat16_or_without_onednn(impl, native):
+  """No native bfloat16 (any conv_impl), or convs that are not oneDNN's
+  (XLA's or the unrolled ones, even on a native-bfloat16 CPU): float32."""
+  native(False)
+  f32_convs(stablehlo(traced_train_step('cifar10', impl, dtype='auto'), 'cpu'), impl)
+  if impl != 'auto':
+    native(True)
+    f32_convs(stablehlo(traced_train_step('cifar10', impl, dtype='auto'), 'cpu'), impl)
+
+
+def test_native_bfloat16_is_onednns_isa_and_probe():
+  expected = (onednn.available() and 'bfloat16' in onednn.supported_dtypes()
+              and onednn.isa() in ('avx512_core_bf16', 'avx512_core_fp16', 'avx512_core_amx',
+                                   'avx512_core_amx_fp16'))
+  assert layers.native_bfloat16() == expected
+
+
+def test_resolve_dtype_and_description(native):
+  config = load_config_file('cifar10')
+  for dtype in ('float32', 'bfloat16', MIXED):
+    with config.unlocked():
+      config.dtype = dtype
+    assert models.resolve_dtype(config) == models.resolve_dtype(config, 'cuda') == dtype
+    assert models.dtype_description(config) == f'compute dtype {dtype}'
+  with config.unlocked():
+    config.dtype = 'auto'
+  native(True)
+  expected_here = MIXED if onednn.available() else 'float32'
+  assert models.resolve_dtype(config) == expected_here
+  assert models.resolve_dtype(config, 'cuda') == models.resolve_dtype(config, 'tpu') == 'float32'
+  line = models.dtype_description(config)
+  assert line.startswith(f"dtype='auto' runs {expected_here} on cpu (this backend")
+  assert line.endswith('); float32 on gpu, float32 on tpu'), line
+  with config.unlocked():
+    config.model.conv_impl = 'lax'
+  assert models.resolve_dtype(config) == 'float32'
+  native(False)
+  with config.unlocked():
+    config.model.conv_impl = 'auto'
+  assert models.resolve_dtype(config) == 'float32'
+  assert 'no oneDNN bfloat16 kernels with native bfloat16 here' in models.dtype_description(config)
+
+
+def test_auto_model_has_float32_params_and_auto_convs():
+  model, variables = _model_and_variables('cifar10', 'auto')
+  _, f32 = _model_and_variables('cifar10', 'float32')
+  assert model.dtype == jnp.float32 and model.conv_dtype == 'auto'
+  shapes = lambda t: jax.tree.map(lambda a: (a.shape, a.dtype), t)
+  assert shapes(variables) == shapes(f32)
+
+
+def test_auto_trains_as_what_it_resolves_to_bit_for_bit(small_cifar, tmp_path):
+  """On this machine 'auto' trains exactly as the dtype it resolves to (the
+  start-up line says which)."""
+  config = smoke_config(small_cifar, tmp_path / 'cache', num_train_steps=3,
+                        log_every_steps=1, dtype='auto')
+  resolved = models.resolve_dtype(config)
+  losses = {}
+  for dtype in ('auto', resolved):
+    with config.unlocked():
+      config.dtype = dtype
+    train.train_and_evaluate(config, tmp_path / dtype)
+    losses[dtype] = [r['loss'] for r in metrics(tmp_path / dtype, 'train')]
+  assert len(losses['auto']) == 3
+  assert losses['auto'] == losses[resolved]

@@ -20,6 +20,7 @@ from isovolnet_jax import train
 from isovolnet_jax.airbench import whitening
 from isovolnet_jax.errors import InputError
 from isovolnet_jax.models import isovolnet
+from isovolnet_jax.airbench import model as airbench_model
 from isovolnet_jax.models import layers
 
 from helpers import smoke_config
@@ -69,7 +70,7 @@ def test_stem_is_gelu_of_the_conv_padded_below_and_right():
   class Stem(nn.Module):
     @nn.compact
     def __call__(self, x):
-      return layers.whiten_stem(x, conv_impl='lax')
+      return airbench_model.whiten_stem(x, conv_impl='lax')
 
   x = _images(6)
   variables = Stem().init(jax.random.key(0), x)

@@ -28,6 +28,30 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 
+# model.whiten_stem's padding: one row below and one column right, so a 2x2
+# conv keeps H x W (32 -> 32, where airbench's VALID gives 31) and the model's
+# own spatial plan (IsoVolNet's exact halvings, FastCNN's pools, DilatedDS's
+# 30/28/26) is the one it has without the stem. The padded last row and
+# column see zeros, patches the whitening kernel (computed from VALID patches)
+# was not fitted on: 63 of 1,024 positions on a 32x32 image.
+WHITEN_PADDING = ((0, 1), (0, 1))
+
+
+def whiten_stem(x: jnp.ndarray, *, conv_impl: str = 'auto', conv_dtype: Any = None,
+                dtype: Any = jnp.float32, kernel_size: int = 2) -> jnp.ndarray:
+  """airbench's whitening stem for the other zoo models (model.whiten_stem):
+  a k x k conv with bias named 'whiten', 2*k*k*C wide (24 for RGB: the +- pairs
+  of the k*k*C patch eigenvectors), then exact GELU, as airbench's. Called in
+  a model's compact __call__, so 'whiten' is a top-level layer: the one
+  `airbench.whitening` (whiten_images) and `airbench.optim.param_labels`
+  (freeze_whiten_kernel, whiten_bias_epochs) look for."""
+  from isovolnet_jax.models import layers  # pylint: disable=import-outside-toplevel
+  k = kernel_size
+  x = layers.Conv(2 * k * k * x.shape[-1], (k, k), padding=WHITEN_PADDING, use_bias=True,
+                 dtype=dtype, conv_impl=conv_impl, conv_dtype=conv_dtype, name='whiten')(x)
+  return nn.gelu(x, approximate=False)
+
+
 # PyTorch's default conv/linear init (kaiming_uniform, a=sqrt(5)): uniform with
 # variance 1/(3 fan_in). airbench's rates were tuned with it; flax's default
 # (lecun_normal) draws weights sqrt(3) times larger.

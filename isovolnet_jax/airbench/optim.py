@@ -312,6 +312,22 @@ class LookaheadState(NamedTuple):
   started: jax.Array  # Whether `slow` holds the slow copy yet.
 
 
+def lookahead_start_step(opt: Any, steps_per_epoch: int) -> int:
+  return round(opt.lookahead_start_epochs * steps_per_epoch)
+
+
+def lookahead_warning(opt: Any, steps_per_epoch: int,
+                      total_steps: int) -> str | None:
+  """What to tell a run whose lookahead would start after its last step (a
+  config's start, in epochs, kept when --config.num_epochs shortens the run)."""
+  start = lookahead_start_step(opt, steps_per_epoch)
+  if opt.lookahead_every > 0 and start >= total_steps:
+    return (f'lookahead starts at step {start} (optimizer.lookahead_start_epochs='
+            f'{opt.lookahead_start_epochs}), after the last of {total_steps}: it will not '
+            f'run; set --config.optimizer.lookahead_start_epochs to about 30% of the epochs')
+  return None
+
+
 def lookahead(inner: optax.GradientTransformation, *, total_steps: int, steps_per_epoch: int,
               every: int = 5, start_step: int = 0, base: float = 0.95, power: float = 3.0,
               sync_every_epoch: bool = True) -> optax.GradientTransformation:

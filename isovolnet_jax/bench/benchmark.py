@@ -219,8 +219,11 @@ def variant_config(config, variant: str):
 
 
 def variant_name(config) -> str:
+  """DTYPE:CONV_IMPL as they run here ('auto' resolved for both)."""
+  from isovolnet_jax import models
   from isovolnet_jax.models import layers
-  return f'{config.dtype}:{layers.resolve_conv_impl(config.model.get("conv_impl", "auto"))}'
+  impl = layers.resolve_conv_impl(config.model.get('conv_impl', 'auto'))
+  return f'{models.resolve_dtype(config)}:{impl}'
 
 
 def jax_training(config, image_shape, num_classes, augment: bool = False,

@@ -162,7 +162,7 @@ def main(argv):
     rows.append((path, kind, shape, *cache[key]))
 
   print(f'{config_flags.get_config_filename(FLAGS["config"])}: batch {args.batch} on {args.cores} core(s), '
-        f'conv_impl={config.model.get("conv_impl", "-")}, dtype={config.dtype}, jax {jax.__version__}')
+        f'conv_impl={config.model.get("conv_impl", "-")}, dtype={models.resolve_dtype(config)}, jax {jax.__version__}')
   print(f'{"layer":<34}{"kind":<14}{"input":<20}{"fwd ms":>9}{"fwd+bwd ms":>12}')
   for r in sorted(rows, key=lambda r: -r[4])[:args.top]:
     print(f'{r[0]:<34}{r[1]:<14}{str(tuple(r[2][1:])):<20}{r[3]:9.2f}{r[4]:12.2f}')

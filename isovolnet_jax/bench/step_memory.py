@@ -115,7 +115,7 @@ def _spawn(framework: str) -> dict:
 
 
 def run(config) -> dict:
-  from isovolnet_jax import summary
+  from isovolnet_jax import models, summary
 
   counted = summary.summarize(config, summary.default_input_shape(config),
                               summary.default_num_classes(config))
@@ -125,7 +125,7 @@ def run(config) -> dict:
                          f'PyTorch {torch_res["params"]:,}')
   outputs = sum(l['volume'] for l in counted['layers']) * config.batch_size * 4
   return {'model': config.model.name, 'batch_size': config.batch_size,
-          'dtype': config.dtype, 'torch_variant': FLAGS.torch_variant,
+          'dtype': models.resolve_dtype(config), 'torch_variant': FLAGS.torch_variant,
           'layer_outputs_mib': outputs / 2**20, 'jax': jax_res, 'torch': torch_res,
           'ratio': jax_res['step_mib'] / max(torch_res['step_mib'], 1e-9)}
 

@@ -12,10 +12,12 @@ import flax.linen as nn
 import jax.numpy as jnp
 import ml_collections
 
+from isovolnet_jax import onednn
 from isovolnet_jax.errors import InputError
 from isovolnet_jax.airbench.model import AirBench  # airbench's net lives with airbench.
 from isovolnet_jax.models.dense_ds import DenseDS
 from isovolnet_jax.models.dilated_ds import DilatedDS
+from isovolnet_jax.models import layers
 from isovolnet_jax.models.fast_cnn import FastCNN
 from isovolnet_jax.models.isovolnet import IsoVolNet
 from isovolnet_jax.models.mobilenet_v2 import MobileNetV2
@@ -23,12 +25,41 @@ from isovolnet_jax.models.resnet import CifarResNet
 from isovolnet_jax.models.simple_cnn import SimpleCNN
 
 # config.dtype -> compute dtype (params, optimizer state and BN stats stay fp32).
-DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16, 'mixed_bfloat16': jnp.float32}
+DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16, 'mixed_bfloat16': jnp.float32,
+          'auto': jnp.float32}
 # config.dtype -> the convolutions' operand dtype where it is not the compute
 # dtype: 'mixed_bfloat16' computes in float32 but for its convs, which take
 # bfloat16 operands and give float32 back (layers.conv_function's comment has
-# why: XLA:CPU's bf16 elementwise work).
-CONV_DTYPES = {'mixed_bfloat16': jnp.bfloat16}
+# why: XLA:CPU's bf16 elementwise work). 'auto': mixed_bfloat16 where it pays
+# (oneDNN's convs on a CPU with native bfloat16), float32 elsewhere, chosen
+# per platform when lowered (the comment above `layers.native_bfloat16`).
+CONV_DTYPES = {'mixed_bfloat16': jnp.bfloat16, 'auto': layers.AUTO}
+
+
+def resolve_dtype(config: ml_collections.ConfigDict, platform: str | None = None) -> str:
+  """What `config.dtype` computes in on `platform` (None: this process's
+  backend): 'auto' resolved to 'mixed_bfloat16' or 'float32', the others as
+  they are."""
+  if config.dtype != 'auto':
+    return config.dtype
+  if layers.auto_conv_dtype(config.model.get('conv_impl', 'auto'), platform) == 'bfloat16':
+    return 'mixed_bfloat16'
+  return 'float32'
+
+
+def dtype_description(config: ml_collections.ConfigDict) -> str:
+  """One line: what `config.dtype` computes in here and, for 'auto', why and
+  on the other backends."""
+  if config.dtype != 'auto':
+    return f'compute dtype {config.dtype}'
+  here = layers._platform_family(None)  # pylint: disable=protected-access
+  line = f"dtype='auto' runs {resolve_dtype(config)} on {here} (this backend"
+  if here == 'cpu':
+    line += (f": oneDNN's {onednn.isa()} has native bfloat16" if layers.native_bfloat16()
+             else ': no oneDNN bfloat16 kernels with native bfloat16 here')
+  others = sorted({f'{resolve_dtype(config, f)} on {f}' for f in ('cpu', 'gpu', 'tpu')
+                   if f != here})
+  return f"{line}); {', '.join(others)}"
 
 # model.name -> module class. The config's `model` fields other than `name`
 # are passed to it as keyword arguments.
@@ -73,7 +104,9 @@ def create_model(model_config: ml_collections.ConfigDict, num_classes: int,
   if unknown:
     raise InputError(f'model {name!r} has no option {unknown[0]!r}; '
                      f'its options are {sorted(fields - {"num_classes", "dtype", "conv_dtype"})}')
-  if conv_dtype is not None and jnp.dtype(conv_dtype) != jnp.dtype(dtype):
+  if isinstance(conv_dtype, str) and conv_dtype == layers.AUTO:
+    kwargs['conv_dtype'] = conv_dtype
+  elif conv_dtype is not None and jnp.dtype(conv_dtype) != jnp.dtype(dtype):
     kwargs['conv_dtype'] = conv_dtype
   return cls(num_classes=num_classes, dtype=dtype, **kwargs)
 
@@ -81,7 +114,8 @@ def create_model(model_config: ml_collections.ConfigDict, num_classes: int,
 def from_config(config: ml_collections.ConfigDict, num_classes: int) -> nn.Module:
   """The run's model: `config.model` computing in `config.dtype` (training,
   evaluate, predict and the benchmarks build it so): 'float32', 'bfloat16'
-  throughout, or 'mixed_bfloat16' (float32 but bfloat16 convolutions)."""
+  throughout, 'mixed_bfloat16' (float32 but bfloat16 convolutions), or 'auto'
+  (`resolve_dtype`)."""
   if config.dtype not in DTYPES:
     raise InputError(f"unknown dtype={config.dtype!r}; choose one of {', '.join(DTYPES)}")
   return create_model(config.model, num_classes, DTYPES[config.dtype],

@@ -37,6 +37,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from isovolnet_jax.errors import InputError
+from isovolnet_jax.airbench import model as airbench_model
 from isovolnet_jax.models import layers
 
 
@@ -98,7 +99,7 @@ class DilatedDS(nn.Module):
     if self.whiten_stem:
       # Padded ((0, 1), (0, 1)): 32x32 stays 32x32, so the seed's shapes
       # (30, 28, 26 after the VALID stem and blocks) are unchanged.
-      x = layers.whiten_stem(x, conv_impl=self.conv_impl, conv_dtype=self.conv_dtype,
+      x = airbench_model.whiten_stem(x, conv_impl=self.conv_impl, conv_dtype=self.conv_dtype,
                              dtype=self.dtype)
     x = ConvActNorm(self.width, padding='VALID', name='stem', **common)(x, train)
     for i, d in enumerate(self.dilations):

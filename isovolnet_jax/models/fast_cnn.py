@@ -15,6 +15,7 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
+from isovolnet_jax.airbench import model as airbench_model
 from isovolnet_jax.models import layers
 
 
@@ -85,7 +86,7 @@ class FastCNN(nn.Module):
       # Padded ((0, 1), (0, 1)): 32x32 stays 32x32, so the pools see the
       # shapes they do without the stem (16, 8, 4). conv0 then takes 24
       # channels, a plain ConvNormAct (the 3-channel PaddedConv is not needed).
-      x = layers.whiten_stem(x, conv_impl=self.conv_impl, conv_dtype=self.conv_dtype,
+      x = airbench_model.whiten_stem(x, conv_impl=self.conv_impl, conv_dtype=self.conv_dtype,
                              dtype=self.dtype)
     for i, width in enumerate(self.widths):
       unit = Stem if i == 0 and x.shape[-1] < 4 else layers.ConvNormAct

@@ -18,11 +18,12 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from isovolnet_jax.errors import InputError
+from isovolnet_jax.airbench import model as airbench_model
 from isovolnet_jax.models import layers
 
 MIN_SIDE = 32
 DEFAULT_BLOCKS = 5  # The seed's diagram: five blocks.
-WHITEN_WIDTH = 2 * 2 * 2 * 3  # layers.whiten_stem on RGB: +- pairs of 2x2x3 patches.
+WHITEN_WIDTH = 2 * 2 * 2 * 3  # airbench's whiten_stem on RGB: +- pairs of 2x2x3 patches.
 
 
 @dataclasses.dataclass(frozen=True)
@@ -121,7 +122,7 @@ class IsoVolNet(nn.Module):
       # Padded ((0, 1), (0, 1)), not airbench's VALID: 32x32 stays 32x32, so
       # H and W still halve exactly in every block (31 would not) and the
       # input stays >= MIN_SIDE.
-      x = layers.whiten_stem(x, conv_impl=self.conv_impl, conv_dtype=self.conv_dtype,
+      x = airbench_model.whiten_stem(x, conv_impl=self.conv_impl, conv_dtype=self.conv_dtype,
                              dtype=self.dtype)
     if self.stem_features:
       x = layers.ConvNormAct(self.stem_features, name='stem', **common)(x, train)

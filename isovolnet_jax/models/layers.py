@@ -205,15 +205,67 @@ def _with_operands_in(conv: Callable[..., jnp.ndarray], dtype) -> Callable[..., 
   return conv_general_dilated
 
 
+# config.dtype='auto' (models.from_config): mixed_bfloat16 where it was
+# measured faster than float32 with float32's accuracy (oneDNN's kernels on a
+# CPU with AVX512-BF16: docs/defaults.md, "Precision"), float32 elsewhere.
+# Without native bfloat16 (oneDNN's AVX-512 ISA without BF16 emulates it) or
+# without oneDNN (XLA:CPU computes bf16 convs via float32) it would only add
+# casts; on GPU and TPU float32 convs already take the tensor cores' / MXU's
+# fast paths (TF32, bf16 passes) and mixed is not measured there. Chosen per
+# platform when lowered, as conv_impl is: a trace lowered for CUDA keeps
+# float32 convs.
+AUTO = 'auto'
+_NATIVE_BFLOAT16_ISAS = ('avx512_core_bf16', 'avx512_core_fp16', 'avx512_core_amx',
+                         'avx512_core_amx_fp16')
+
+
+def native_bfloat16() -> bool:
+  """Whether oneDNN runs bfloat16 convolutions natively on this CPU: it loaded,
+  its bfloat16 start-up probe passed, and it dispatches an ISA with bfloat16
+  instructions (AVX512-BF16 or AMX)."""
+  return (onednn.available() and 'bfloat16' in onednn.supported_dtypes()
+          and onednn.isa() in _NATIVE_BFLOAT16_ISAS)
+
+
+def auto_conv_dtype(impl: str, platform: str | None = None) -> str:
+  """What conv_dtype='auto' computes `impl`'s convolutions in on `platform`
+  (None: this process's backend): 'bfloat16' where they run oneDNN's
+  kernels on a CPU with native bfloat16, else 'float32'."""
+  runs_onednn = resolve_conv_impl(impl, platform) == 'onednn'
+  return 'bfloat16' if runs_onednn and native_bfloat16() else 'float32'
+
+
+@functools.cache
+def _bfloat16_where_native(conv: Callable[..., jnp.ndarray]) -> Callable[..., jnp.ndarray]:
+  """`conv` on bfloat16 operands where lowered for CPU, as it is elsewhere;
+  `conv` itself where it is not oneDNN's or on a CPU without native bfloat16
+  (asked when traced)."""
+  mixed = _with_operands_in(conv, jnp.dtype(jnp.bfloat16))
+
+  def body(lhs, rhs, window_strides, padding, kwargs):
+    branch = lambda f: (lambda lhs, rhs: f(lhs, rhs, window_strides, padding, **kwargs))
+    if not (runs_onednn_on_cpu(conv) and native_bfloat16()):
+      return branch(conv)(lhs, rhs)
+    return lax.platform_dependent(lhs, rhs, cpu=branch(mixed), default=branch(conv))
+
+  conv_general_dilated = onednn.with_lax_conv_signature(body)
+  conv_general_dilated.inner = conv
+  conv_general_dilated.operand_dtype = AUTO
+  return conv_general_dilated
+
+
 def conv_function(impl: str, operand_dtype: Any = None) -> Callable[..., jnp.ndarray]:
   """The function nn.Conv runs in place of lax.conv_general_dilated, by
   `model.conv_impl`; logs once per process what runs. 'auto' and 'onednn'
   choose per platform when lowered (see the comment above `resolve_conv_impl`).
   `operand_dtype` (a model's `conv_dtype`; None: the operands' own): the
-  dtype it computes in, between casts (`_with_operands_in`)."""
+  dtype it computes in, between casts (`_with_operands_in`); 'auto':
+  bfloat16 where `auto_conv_dtype` says so, chosen per platform when lowered."""
   conv = _conv_function(impl)
   if operand_dtype is None:
     return conv
+  if isinstance(operand_dtype, str) and operand_dtype == AUTO:
+    return _bfloat16_where_native(conv)
   return _with_operands_in(conv, jnp.dtype(operand_dtype))
 
 
@@ -241,29 +293,6 @@ def Conv(features: int, kernel_size, *, conv_impl: str = 'auto', conv_dtype: Any
   `conv_impl`, computing in `conv_dtype` where given (`conv_function`)."""
   return nn.Conv(features, kernel_size,
                  conv_general_dilated=conv_function(conv_impl, conv_dtype), **kwargs)
-
-
-# model.whiten_stem's padding: one row below and one column right, so a 2x2
-# conv keeps H x W (32 -> 32, where airbench's VALID gives 31) and the model's
-# own spatial plan (IsoVolNet's exact halvings, FastCNN's pools, DilatedDS's
-# 30/28/26) is the one it has without the stem. The padded last row and
-# column see zeros, patches the whitening kernel (computed from VALID patches)
-# was not fitted on: 63 of 1,024 positions on a 32x32 image.
-WHITEN_PADDING = ((0, 1), (0, 1))
-
-
-def whiten_stem(x: jnp.ndarray, *, conv_impl: str = 'auto', conv_dtype: Any = None,
-                dtype: Any = jnp.float32, kernel_size: int = 2) -> jnp.ndarray:
-  """airbench's whitening stem for the other zoo models (model.whiten_stem):
-  a k x k conv with bias named 'whiten', 2*k*k*C wide (24 for RGB: the +- pairs
-  of the k*k*C patch eigenvectors), then exact GELU, as airbench's. Called in
-  a model's compact __call__, so 'whiten' is a top-level layer: the one
-  `airbench.whitening` (whiten_images) and `airbench.optim.param_labels`
-  (freeze_whiten_kernel, whiten_bias_epochs) look for."""
-  k = kernel_size
-  x = Conv(2 * k * k * x.shape[-1], (k, k), padding=WHITEN_PADDING, use_bias=True,
-           dtype=dtype, conv_impl=conv_impl, conv_dtype=conv_dtype, name='whiten')(x)
-  return nn.gelu(x, approximate=False)
 
 
 @jax.custom_vjp

@@ -553,24 +553,27 @@ def onednn_table(root=ROOT) -> str:
     best = lambda k: max(v, key=lambda n: v[n][k])
     def cell(k):
       b = v.get('float32:unrolled', {}).get(k)
-      f32 = bold(fb(v['float32:onednn'][k]), best(k) == 'float32:onednn')
-      b16 = bold(fb(v['bfloat16:onednn'][k]), best(k) == 'bfloat16:onednn')
-      return f'{fb(b) if b else "not timed†"} → {f32} / {b16}'
+      after = ' / '.join(bold(fb(v[n][k]), best(k) == n) if n in v else '–'
+                         for n in ('float32:onednn', 'bfloat16:onednn', 'mixed_bfloat16:onednn'))
+      return f'{fb(b) if b else "not timed†"} → {after}'
     tt, ti = r['torch_train_best'], r['torch_infer_best']
+    ratios = lambda train, infer: f'{bold(ratio(train), train >= 1)}, {ratio(infer)}'
     rows.append([f'`{"cifar10_" if not f.startswith("cifar10") else ""}{f}` ({label})',
-                 str(r['batch_size']), cell('train'), cell('infer'),
+                 str(r['batch_size']), f'`{r["jax_variant"].split(":")[0]}`',
+                 cell('train'), cell('infer'),
                  f'{tv[tt]["train"]:,.0f} ({TORCH_NAMES[tt]}) / '
                  f'{tv[ti]["infer"]:,.0f} ({TORCH_NAMES[ti]})',
-                 f'{bold(ratio(r["best_train_ratio"]), r["best_train_ratio"] >= 1)}, '
-                 f'{ratio(r["best_infer_ratio"])}'])
+                 ratios(r['train_ratio'], r['infer_ratio']),
+                 ratios(r['best_train_ratio'], r['best_infer_ratio'])])
   s = onednn_summary(root)
   speed = ', '.join(f'{s[f]["speedup"]:.2f}× on {label}' for f, label in ONEDNN
                     if s[f]['speedup'])
   f32 = ', '.join(f'{label} {ratio(s[f]["f32_ratio"])}' for f, label in ONEDNN)
-  return (table(['config', 'batch', 'JAX train img/s: before → float32 oneDNN / bf16 oneDNN',
-                 'JAX infer img/s: before → float32 / bf16',
-                 'best PyTorch train / infer', 'best JAX / best PyTorch: train, infer'],
-                rows) +
+  return (table(['config', 'batch', 'default dtype',
+                 'JAX train img/s: before → oneDNN float32 / bf16 / mixed',
+                 'JAX infer img/s: before → float32 / bf16 / mixed',
+                 'best PyTorch train / infer', 'the default / best PyTorch: train, infer',
+                 'best JAX / best PyTorch: train, infer'], rows) +
           f'\n\noneDNN\'s float32 training step over the `\'unrolled\'` one: {speed}. '
           f'JAX float32 (oneDNN) over PyTorch\'s best float32 training (eager, '
           f'channels_last or compiled): {f32}.\n')
@@ -1231,6 +1234,27 @@ def onednn_mixed(root=ROOT) -> str:
                 'infer img/s (round 1 / 2)', '× float32'], rows)
 
 
+def precision_rule(root=ROOT) -> str:
+  """docs/defaults.md's precision rule on each net: mixed_bfloat16's accuracy
+  against float32's mean and spread (3 seeds, one machine and commit each),
+  and its training speed against float32's (results/onednn/mixed)."""
+  b = bf16_runs(root)
+  rows = []
+  for key, config, name in (('iso', 'cifar10', 'IsoVolNet (`cifar10`, 10 epochs)'),
+                            ('fast', 'cifar10_fast_cpu', 'FastCNN (`cifar10_fast_cpu`)')):
+    f32, mixed = accuracies(b[key]['float32']), accuracies(b[key]['mixed_bfloat16'])
+    gap = mixed['test_accuracy'] - f32['test_accuracy']
+    holds = abs(gap) <= f32['test_accuracy_std']
+    speed = vs_float32(mixed_runs(root, config), 'mixed_bfloat16', 'jax_train_img_s')
+    rows.append([name, pm(f32, digits=2) + '%', pm(mixed, digits=2) + '%',
+                 f'{100 * gap:+.2f}', pct(f32['test_accuracy_std'], 2),
+                 'yes' if holds else 'no', ratio(speed),
+                 '**auto**' if holds and speed > 1 else 'float32'])
+  return table(['net', 'float32 test accuracy', 'mixed_bfloat16', 'difference (points)',
+                'float32 spread', 'accuracy holds', 'mixed train × float32', 'config dtype'],
+               rows)
+
+
 def onednn_profile_dtypes(root=ROOT) -> str:
   """results/onednn/profile/dtypes: JAX's per-op ms by dtype, and the
   elementwise share (BatchNorm + the rest) of the whole forward + backward."""
@@ -1270,6 +1294,7 @@ TABLES: dict[str, Callable[[Path], str]] = {
     'isovolnet_full_budget': full_budget_table,
     'isovolnet_full_budget.default': full_budget_default_table,
     'default_rule': default_rule,
+    'precision_rule': precision_rule,
     'configs': configs_table,
     'learning_rate': lr_table,
     'batch_size': batch_table,

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The oneDNN study's benchmark: one bench.benchmark run per config, JAX before
 # (float32 with XLA's convs and the shifted-slice depthwise convs, 'unrolled')
-# and after (float32 and bfloat16 with oneDNN, the config's own 'auto'), against
+# and after (the config as it is, and float32, bfloat16 and mixed_bfloat16 with
+# oneDNN), against
 # PyTorch's eager, channels_last, compiled and bfloat16-autocast variants.
 # Run from the repository root with nothing else running:
 #   bash results/onednn/run.sh [CONFIG ...]
@@ -27,7 +28,7 @@ for c in "${configs[@]}"; do
       --skip_torch --config.model.conv_impl=unrolled --jax_variants= > "$out/${c}_before.txt"
   fi
   python -m isovolnet_jax.bench.benchmark --json --config="$config" "${steps[@]}" \
-    --jax_variants=${before}bfloat16:onednn \
+    --jax_variants=${before}float32:onednn,bfloat16:onednn,mixed_bfloat16:onednn \
     --torch_variants=nchw,channels_last,compile,bf16,bf16_compile > "$out/$c.txt"
   grep -E '^(model|CPU|jax|torch|JAX|best)' "$out/$c.txt"
 done
