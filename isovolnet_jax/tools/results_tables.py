@@ -698,6 +698,9 @@ def time_to_accuracy_table(root=ROOT) -> str:
 # ---------------------------------------------------------------- single runs
 
 
+FULL_BUDGET_DEFAULT = 'default_2026-12-05'  # Today's default's runs.
+
+
 def full_budget(root=ROOT, sub: str = '') -> dict:
   """isovolnet_full_budget's seeds (SUB: the folder of another default's)."""
   d = root / 'results/isovolnet_full_budget' / sub
@@ -722,9 +725,26 @@ def full_budget_table(root=ROOT, sub: str = '') -> str:
                rows)
 
 
+def full_budget_compare(root=ROOT) -> str:
+  """Today's default at 100 epochs against the previous default's, seed by
+  seed (test accuracy, 6 views)."""
+  old, new = full_budget(root), full_budget(root, FULL_BUDGET_DEFAULT)
+  old_by_seed = dict(zip(old['seeds'], old['test']))
+  rows, diffs = [], []
+  for seed, acc in zip(new['seeds'], new['test']):
+    if seed in old_by_seed:
+      diffs.append(acc - old_by_seed[seed])
+      rows.append([seed, f'{pct(old_by_seed[seed], 2)}%', f'{pct(acc, 2)}%',
+                   f'{100 * diffs[-1]:+.2f}'])
+  rows.append(['mean', pm2(old['test']), pm2(new['test']),
+               f'**{100 * np.mean(diffs):+.2f}**' if diffs else ''])
+  return table(['seed', 'previous default (label smoothing 0.2, lookahead)',
+                'today\'s default', 'difference (points)'], rows)
+
+
 def full_budget_default_table(root=ROOT) -> str:
   """The default since 2026-12-05 (label smoothing 0.1, no lookahead)."""
-  return full_budget_table(root, 'default_2026-12-05')
+  return full_budget_table(root, FULL_BUDGET_DEFAULT)
 
 
 def gpu_runs(root=ROOT) -> dict:
@@ -887,7 +907,7 @@ def headline(root=ROOT) -> str:
   b = bf16_runs(root)
   a = airbench_runs(root)
   to90 = [r['to_target_seconds']['0.9'] / 60 for r in a['seeds']]
-  fb = full_budget(root)
+  fb, fbd = full_budget(root), full_budget(root, FULL_BUDGET_DEFAULT)
   z = zoo_equal_time(root)
   zg, zw = z['g'], z['w']
   lr_best = max(lr.values(), key=lambda x: x['val_accuracy'])
@@ -944,9 +964,11 @@ def headline(root=ROOT) -> str:
        'official CIFAR-10: the gap is most likely the JPEG copy\'s',
        '[results/airbench](results/airbench/README.md)'],
       ['IsoVolNet at its full budget (100 epochs)',
-       f'the default of 2026-12-03 (label smoothing 0.2, lookahead): '
-       f'**{pm(stats(fb["test"]), digits=2)}%** test accuracy (6-view TTA, '
-       f'{len(fb["test"])} seeds), {int(zg["isovolnet_tricks"]["params"]):,} parameters',
+       f'today\'s default: **{pm(stats(fbd["test"]), digits=2)}%** test accuracy '
+       f'(6-view TTA, {len(fbd["test"])} seed{"s" if len(fbd["test"]) > 1 else ""}, '
+       f'float32), {int(zg["isovolnet_tricks"]["params"]):,} parameters; the default '
+       f'of 2026-12-03 (label smoothing 0.2, lookahead): {pm(stats(fb["test"]), digits=2)}% '
+       f'({len(fb["test"])} seeds)',
        '[results/isovolnet_full_budget](results/isovolnet_full_budget/README.md)'],
       ['airbench\'s tricks on the zoo, at equal time',
        f'the 6-view TTA transfers: IsoVolNet **{pm(z["iso6"], digits=2)}%** '
@@ -995,7 +1017,7 @@ def index(root=ROOT) -> str:
   names = dict(ONEDNN)
   b = bf16_runs(root)
   a = airbench_runs(root)
-  fb = full_budget(root)
+  fb, fbd = full_budget(root), full_budget(root, FULL_BUDGET_DEFAULT)
   z = zoo_equal_time(root)
   zg = z['g']
   best = lambda gs: max(gs.values(), key=lambda x: x['val_accuracy'])
@@ -1061,7 +1083,9 @@ def index(root=ROOT) -> str:
        f'{pct(a["f32"]["final_test_accuracy_6view"], 2)}% f32; this repository\'s PyTorch '
        f'rewrite on the same images {pct(a["torch"]["tta_accuracy"], 2)}% (one seed)', epyc],
       ['[isovolnet_full_budget](isovolnet_full_budget/README.md)',
-       'IsoVolNet\'s default of 2026-12-03 (label smoothing 0.2, lookahead) at 100 epochs',
+       'IsoVolNet\'s default at 100 epochs: today\'s, and that of 2026-12-03 (label '
+       'smoothing 0.2, lookahead)',
+       f'{pm(stats(fbd["test"]), digits=2)}% ({len(fbd["test"])} seeds) / '
        f'{pm(stats(fb["test"]), digits=2)}% (6 views, {len(fb["test"])} seeds)', epyc],
       ['[airbench/zoo](airbench/zoo/README.md)',
        'airbench\'s tricks (label smoothing, lookahead, 6-view TTA, whitening stem) on '
@@ -1293,6 +1317,7 @@ TABLES: dict[str, Callable[[Path], str]] = {
     'time_to_accuracy': time_to_accuracy_table,
     'isovolnet_full_budget': full_budget_table,
     'isovolnet_full_budget.default': full_budget_default_table,
+    'isovolnet_full_budget.compare': full_budget_compare,
     'default_rule': default_rule,
     'precision_rule': precision_rule,
     'configs': configs_table,
