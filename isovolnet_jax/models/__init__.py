@@ -52,7 +52,7 @@ def dtype_description(config: ml_collections.ConfigDict) -> str:
   on the other backends."""
   if config.dtype != 'auto':
     return f'compute dtype {config.dtype}'
-  here = layers._platform_family(None)  # pylint: disable=protected-access
+  here = layers.platform_family(None)
   line = f"dtype='auto' runs {resolve_dtype(config)} on {here} (this backend"
   if here == 'cpu':
     line += (f": oneDNN's {onednn.isa()} has native bfloat16" if layers.native_bfloat16()

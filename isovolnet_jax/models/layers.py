@@ -72,7 +72,7 @@ CONV_IMPLS = ('auto', 'lax', 'unrolled', 'onednn')
 _GPU_PLATFORMS = ('gpu', 'cuda', 'rocm')
 
 
-def _platform_family(platform: str | None) -> str:
+def platform_family(platform: str | None) -> str:
   """'cpu', 'gpu' or 'tpu' (or another backend's name) for a jax platform or
   backend name; None: this process's default backend."""
   platform = platform or jax.default_backend()
@@ -95,7 +95,7 @@ def resolve_conv_impl(impl: str, platform: str | None = None) -> str:
   if impl not in CONV_IMPLS:
     raise InputError(f'unknown model.conv_impl={impl!r}; choose one of '
                      f'{list(CONV_IMPLS)}')
-  family = _platform_family(platform)
+  family = platform_family(platform)
   if impl == 'auto':
     if family == 'gpu':
       return 'lax+unrolled'  # `_gpu_conv`: by kind of layer.
@@ -110,7 +110,7 @@ def resolve_conv_impl(impl: str, platform: str | None = None) -> str:
 def conv_impl_description(impl: str) -> str:
   """One line: what `impl` runs on this process's backend (for oneDNN, on which
   ISA) and, where it differs, on the other backends."""
-  here = _platform_family(None)
+  here = platform_family(None)
   chosen = resolve_conv_impl(impl)
   line = f'model.conv_impl={impl!r} runs {chosen!r}'
   if chosen == 'onednn':
