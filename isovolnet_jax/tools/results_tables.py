@@ -946,9 +946,9 @@ def headline(root=ROOT) -> str:
        'faster than before; against PyTorch\'s fastest (bf16 autocast or compiled): ' +
        ', '.join(f'{names[f]} {ratio(o[f]["train"])}' for f in order) +
        f'; against PyTorch\'s float32 best, JAX\'s float32 leads on {leads} of the '
-       f'{len(o)}; bfloat16 convolutions with float32 elementwise work '
-       f'(`dtype=mixed_bfloat16`) train {mixed_speedups(root)} float32\'s speed '
-       '(same run, PyTorch not beside it)',
+       f'{len(o)}; FastCNN and IsoVolNet default to `dtype=\'auto\'`, on this CPU '
+       f'bfloat16 convolutions with float32 elementwise work, which trains '
+       f'{mixed_speedups(root)} float32\'s speed (results/onednn/mixed)',
        '[results/onednn](results/onednn/README.md)'],
       ['bfloat16 on a CPU: the same accuracy?', precision_line(b),
        '[results/bf16](results/bf16/README.md)'],
