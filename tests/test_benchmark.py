@@ -118,6 +118,7 @@ def test_every_precision_and_conv_impl_is_timed_and_the_fastest_is_the_reference
   assert 'oneDNN (JAX) dispatches avx512' in result['cpu']  # This project's CPUs.
 
 
+@pytest.mark.long
 def test_time_to_accuracy_times_each_seed_and_reads_the_test_accuracy(small_cifar, cache_dir,
                                                                      tmp_path):
   start = time.perf_counter()

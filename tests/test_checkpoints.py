@@ -82,7 +82,8 @@ def wait_for_step(proc, workdir, step, timeout=300):
   return False
 
 
-@pytest.mark.parametrize('kills', [3, pytest.param(10, marks=pytest.mark.slow)])
+@pytest.mark.parametrize('kills', [pytest.param(3, marks=pytest.mark.long),
+                                   pytest.param(10, marks=pytest.mark.slow)])
 def test_kill_9_at_random_points_ends_bit_identical(kills, main_reference, data, tmp_path):
   workdir = tmp_path / 'w'
   rng = np.random.default_rng(int(time.time()))
@@ -111,6 +112,7 @@ def assert_every_checkpoint_readable(workdir):
   return steps
 
 
+@pytest.mark.long
 def test_kill_9_while_saving_every_step_leaves_every_checkpoint_readable(
     main_reference, data, tmp_path):
   """With a save every step one is nearly always in flight, so the kills land
@@ -153,6 +155,7 @@ def interrupt(workdir, data, signum):
   return saved
 
 
+@pytest.mark.long
 def test_sigterm_saves_a_checkpoint_and_exits_cleanly(main_reference, data, tmp_path):
   workdir = tmp_path / 'w'
   saved = interrupt(workdir, data, signal.SIGTERM)

@@ -4,6 +4,8 @@ of compiling it, and the off switches leave the cache dir empty."""
 
 import os
 
+import pytest
+
 from isovolnet_jax import cli
 
 from helpers import run_main
@@ -37,6 +39,7 @@ def test_second_launch_hits_the_cache_and_the_first_misses(small_cifar, cache_di
   assert 'Compilation cache hit for the train step' in second.stderr
 
 
+@pytest.mark.long
 def test_the_flag_and_the_environment_turn_it_off(small_cifar, cache_dir, tmp_path):
   by_flag = run_main(tmp_path / 'a', LAX, '--config.num_train_steps=1',
                      '--compilation_cache=false', data_path=small_cifar, cache_dir=cache_dir)

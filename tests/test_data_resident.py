@@ -93,6 +93,7 @@ def test_resident_training_equals_host_fed_training_bit_for_bit(small_cifar, tmp
   assert runs['on'] == runs['off']
 
 
+@pytest.mark.long
 def test_on_eight_devices_resident_training_equals_host_fed(small_cifar, tmp_path):
   """Through `main`, data parallel over 8 CPU devices: the split replicated
   on each, each device gathering its block of the batch: the same losses, bit

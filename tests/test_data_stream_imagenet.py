@@ -11,6 +11,7 @@ import textwrap
 
 import numpy as np
 from PIL import Image
+import pytest
 
 from helpers import ROOT, metrics
 
@@ -71,6 +72,7 @@ def check_trained(workdir, num_test):
   return info
 
 
+@pytest.mark.long
 def test_imagenet_config_trains_on_mock_imagenet2012(tmp_path):
   out = run(['-c', MOCK_MAIN, str(tmp_path / 'tfds')], tmp_path / 'run')
   assert "Streaming imagenet2012: train='train'" in out.stderr

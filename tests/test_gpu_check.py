@@ -5,6 +5,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from isovolnet_jax.bench import gpu_check
 
 from helpers import ROOT
@@ -33,6 +35,7 @@ def test_refusal_rules():
   assert gpu_check.slug('NVIDIA H200') == 'nvidia_h200'
 
 
+@pytest.mark.long
 def test_allow_cpu_runs_every_part_and_writes_the_json(small_cifar, cache_dir, tmp_path):
   results = tmp_path / 'results'
   proc = _run(f'--results={results}', '--allow_cpu', '--steps=4', f'--data={small_cifar}',

@@ -89,6 +89,7 @@ def test_restore_and_evaluate(small_cifar, tmp_path):
   assert (tmp_path / 'run' / 'eval' / 'test_confusion_matrix.png').stat().st_size > 0
 
 
+@pytest.mark.long
 def test_colab_tpu_trains_restores_and_predicts(small_cifar, tmp_path):
   nb = execute('colab_tpu.ipynb', {
       'WORKDIR': str(tmp_path / 'run'), 'NUM_TRAIN_STEPS': 10, 'DATA_SOURCE': 'folder',

@@ -77,6 +77,7 @@ def assert_all_ok(results):
     assert rc == 0, f'process {i} exited {rc}:\n{text[-3000:]}'
 
 
+@pytest.mark.long
 def test_two_processes_match_one_process_and_one_device(small_cifar, tmp_path):
   """2 processes x 2 CPU devices = 1 process x 4 devices = 1 device.
 

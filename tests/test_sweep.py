@@ -303,6 +303,7 @@ def test_sweep_files_apply_to_cifar10(name):
   assert sorted({c.seed for c in configs}) == [0, 1, 2]
 
 
+@pytest.mark.long
 def test_cli_sweep_uses_several_cpu_devices_and_per_point_config_files(
     small_cifar, tmp_path):
   """--cpu_devices splits each point's batch (main.py's set-up), and a point's

@@ -243,6 +243,7 @@ def test_rerun_resumes_from_the_last_checkpoint(main_run):
       {30, 40, 45, best})
 
 
+@pytest.mark.long
 def test_training_on_real_images_beats_chance(small_cifar, tmp_path):
   """500 CIFAR images, 150 steps of the default IsoVolNet (5 blocks).
 
@@ -279,6 +280,7 @@ def test_same_config_and_seed_give_bit_identical_runs(small_cifar, tmp_path):
   assert params_digest(tmp_path / 'c') != runs[0][1]
 
 
+@pytest.mark.long
 def test_eight_devices_match_one_device(small_cifar, tmp_path):
   """Data parallel over 8 fake CPU devices: the same losses as on 1 device.
 
@@ -329,6 +331,7 @@ def test_cli_errors_are_one_line(small_cifar, tmp_path):
       (tmp_path / 'w' / 'checkpoints').iterdir())
 
 
+@pytest.mark.long
 def test_nan_loss_stops_naming_the_step_and_the_last_good_checkpoint(small_cifar, tmp_path):
   workdir = tmp_path / 'w'
   ok = run_main(workdir, '--config.num_train_steps=10', data_path=small_cifar,
