@@ -61,6 +61,7 @@ def dtype_description(config: ml_collections.ConfigDict) -> str:
                    if f != here})
   return f"{line}); {', '.join(others)}"
 
+
 # model.name -> module class. The config's `model` fields other than `name`
 # are passed to it as keyword arguments.
 MODELS: dict[str, type[nn.Module]] = {
