@@ -105,9 +105,8 @@ def create_model(model_config: ml_collections.ConfigDict, num_classes: int,
   if unknown:
     raise InputError(f'model {name!r} has no option {unknown[0]!r}; '
                      f'its options are {sorted(fields - {"num_classes", "dtype", "conv_dtype"})}')
-  if isinstance(conv_dtype, str) and conv_dtype == layers.AUTO:
-    kwargs['conv_dtype'] = conv_dtype
-  elif conv_dtype is not None and jnp.dtype(conv_dtype) != jnp.dtype(dtype):
+  if layers.is_auto(conv_dtype) or (conv_dtype is not None and
+                                    jnp.dtype(conv_dtype) != jnp.dtype(dtype)):
     kwargs['conv_dtype'] = conv_dtype
   return cls(num_classes=num_classes, dtype=dtype, **kwargs)
 

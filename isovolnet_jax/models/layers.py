@@ -219,6 +219,11 @@ _NATIVE_BFLOAT16_ISAS = ('avx512_core_bf16', 'avx512_core_fp16', 'avx512_core_am
                          'avx512_core_amx_fp16')
 
 
+def is_auto(operand_dtype: Any) -> bool:
+  """Whether a model's `conv_dtype` is 'auto' (not a dtype: jnp.dtype refuses it)."""
+  return isinstance(operand_dtype, str) and operand_dtype == AUTO
+
+
 def native_bfloat16() -> bool:
   """Whether oneDNN runs bfloat16 convolutions natively on this CPU: it loaded,
   its bfloat16 start-up probe passed, and it dispatches an ISA with bfloat16
@@ -264,7 +269,7 @@ def conv_function(impl: str, operand_dtype: Any = None) -> Callable[..., jnp.nda
   conv = _conv_function(impl)
   if operand_dtype is None:
     return conv
-  if isinstance(operand_dtype, str) and operand_dtype == AUTO:
+  if is_auto(operand_dtype):
     return _bfloat16_where_native(conv)
   return _with_operands_in(conv, jnp.dtype(operand_dtype))
 
