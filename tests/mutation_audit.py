@@ -338,8 +338,8 @@ MUTATIONS = (
              'thread count',
              ('tests/test_onednn_threads.py::test_two_thread_counts_build_two_primitives_'
               'and_the_policy_is_read_per_call',),
-             'isovolnet_jax/onednn/conv.cc', 'pad_l[1], pad_r[0], pad_r[1], threads};',
-             'pad_l[1], pad_r[0], pad_r[1], 0};', env=(('CI', 'true'),), build=True),
+             'isovolnet_jax/onednn/conv.cc', 'pad_l[1], pad_r[0], pad_r[1], threads, act,',
+             'pad_l[1], pad_r[0], pad_r[1], 0, act,', env=(('CI', 'true'),), build=True),
     Mutation('onednn-budget-kept', 'conv.cc never gives threads back to the budget',
              ('tests/test_onednn_threads.py::test_concurrent_calls_compute_right_and_'
               'return_the_budget',),
@@ -351,6 +351,40 @@ MUTATIONS = (
               'used_and_evicted_shapes_still_compute',),
              'isovolnet_jax/onednn/conv.cc', '  EvictLocked();\n  return entry;',
              '  return entry;', env=(('CI', 'true'),), build=True),
+    # Inference's conv + BatchNorm + activation in one oneDNN call
+    # (tests/test_onednn_bias_act.py).
+    Mutation('bias-act-no-post-op', 'conv.cc drops the activation post-op',
+             ('tests/test_onednn_bias_act.py::test_values_match_plain_jax_and_the_handler_'
+              'ran',),
+             'isovolnet_jax/onednn/conv.cc', '    attr.set_post_ops(ops);', '    (void)ops;',
+             env=(('CI', 'true'),), build=True),
+    Mutation('bias-act-swish-alpha', "onednn's swish post-op takes alpha 2 (x * sigmoid(2x))",
+             ('tests/test_onednn_bias_act.py::test_values_match_plain_jax_and_the_handler_'
+              'ran',),
+             'isovolnet_jax/onednn/__init__.py', "'swish': (2, 1.0, 0.0),",
+             "'swish': (2, 2.0, 0.0),", env=(('CI', 'true'),), build=True),
+    Mutation('bias-act-bias-unchecked', "conv.cc does not check the bias's shape",
+             ('tests/test_onednn_bias_act.py::test_malformed_calls_are_refused_by_the_'
+              'handler',),
+             'isovolnet_jax/onednn/conv.cc', '        bias.dimensions()[0] != g.o)',
+             '        false)', env=(('CI', 'true'),), build=True),
+    Mutation('bias-act-fold-no-scale', 'the fold leaves the kernel unscaled by BatchNorm',
+             ('tests/test_onednn_bias_act.py::test_models_in_inference_equal_the_unfused_'
+              'modules',),
+             'isovolnet_jax/models/layers.py',
+             'w = (kernel.astype(jnp.float32) * mul).astype(operand)',
+             'w = kernel.astype(operand)', env=(('CI', 'true'),), build=True),
+    Mutation('bias-act-fold-no-mean', "the fold's bias leaves out the running mean",
+             ('tests/test_onednn_bias_act.py::test_models_in_inference_equal_the_unfused_'
+              'modules',),
+             'isovolnet_jax/models/layers.py', 'b = (bias - mean * mul).astype(jnp.float32)',
+             'b = bias.astype(jnp.float32)', env=(('CI', 'true'),), build=True),
+    Mutation('bias-act-on-cuda', 'conv_bias_act lowers its CPU custom call for every platform',
+             ('tests/test_onednn_bias_act.py::test_isovolnet_inference_is_all_fused_on_cpu_'
+              'and_unfused_for_cuda',),
+             'isovolnet_jax/onednn/__init__.py',
+             'return lax.platform_dependent(x, kernel, bias, cpu=fused, default=reference)',
+             'return fused(x, kernel, bias)', env=(('CI', 'true'),), build=True),
     Mutation('physical-cores-logical', 'cpu_devices.physical_cores counts hyper-threads',
              ('tests/test_cli.py::test_physical_cores_counts_one_cpu_per_core_'
               'of_the_affinity_mask',),

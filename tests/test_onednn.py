@@ -215,14 +215,14 @@ def test_malformed_ffi_calls_are_refused_by_the_handler(name, a, b, out, groups,
   """The handler itself checks every dimension (padding 1 on each side)."""
   x, k = jnp.ones(a, jnp.float32), jnp.ones(b, jnp.float32)
   with pytest.raises(Exception, match=f'onednn_conv: .*{re.escape(why)}'):
-    jax.block_until_ready(onednn._ffi(0, x, k, out, jnp.float32,
+    jax.block_until_ready(onednn._ffi(0, (x, k), out, jnp.float32,
                                       ((1, 1), (1, 1), (1, 1, 1, 1), groups)))
 
 
 def test_mixed_dtypes_are_refused_by_the_handler():
   x, k = jnp.ones((1, 4, 4, 2), jnp.float32), jnp.ones((3, 3, 2, 2), jnp.bfloat16)
   with pytest.raises(Exception, match='onednn_conv: all three buffers'):
-    jax.block_until_ready(onednn._ffi(0, x, k, (1, 4, 4, 2), jnp.float32,
+    jax.block_until_ready(onednn._ffi(0, (x, k), (1, 4, 4, 2), jnp.float32,
                                       ((1, 1), (1, 1), (1, 1, 1, 1), 1)))
 
 

@@ -252,9 +252,12 @@ def test_bfloat16_computes_in_bf16_and_keeps_float32_state():
   assert 'float32' in _dtypes(state.opt_state)
 
   x = augment.normalize(images[:4])
-  logits, inter = model.apply({'params': state.params, 'batch_stats': state.batch_stats},
-                              x, train=False, capture_intermediates=True,
-                              mutable=['intermediates'])
+  variables = {'params': state.params, 'batch_stats': state.batch_stats}
+  assert model.apply(variables, x, train=False).dtype == jnp.float32  # Cast back.
+  # In training mode: in inference on CPU, conv + BatchNorm + activation are
+  # one oneDNN call (layers.conv_bn_act_inference), with no Conv_0 to capture.
+  logits, inter = model.apply(variables, x, train=True, capture_intermediates=True,
+                              mutable=['intermediates', 'batch_stats'])
   assert logits.dtype == jnp.float32  # The models cast the logits back.
   flat = jax.tree_util.tree_flatten_with_path(inter['intermediates'])[0]
   conv_out = {jax.tree_util.keystr(p): v.dtype for p, v in flat if 'Conv_0' in

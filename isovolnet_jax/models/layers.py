@@ -1,5 +1,7 @@
 """Building blocks shared by the models."""
 
+import contextlib
+import contextvars
 import functools
 from typing import Any, Callable
 
@@ -28,6 +30,9 @@ def activation_fn(name: str) -> Callable[[jnp.ndarray], jnp.ndarray]:
   return ACTIVATIONS[name]
 
 
+BATCH_NORM_EPSILON = 1e-5
+
+
 def norm_layer(name: str, train: bool, dtype: Any) -> Callable[..., Any]:
   """BatchNorm (statistics kept in float32 whatever the compute dtype).
 
@@ -37,7 +42,7 @@ def norm_layer(name: str, train: bool, dtype: Any) -> Callable[..., Any]:
   """
   if name == 'batch':
     return functools.partial(nn.BatchNorm, use_running_average=not train,
-                             momentum=0.9, epsilon=1e-5, dtype=dtype,
+                             momentum=0.9, epsilon=BATCH_NORM_EPSILON, dtype=dtype,
                              param_dtype=jnp.float32)
   if name == 'none':
     return lambda **kw: (lambda x: x)
@@ -348,8 +353,76 @@ def avg_pool_2x2(x: jnp.ndarray) -> jnp.ndarray:
   return _windows_2x2(x).mean(axis=(2, 4))
 
 
+_FUSE_INFERENCE = contextvars.ContextVar('fuse_inference', default=True)
+
+
+@contextlib.contextmanager
+def fused_inference(enabled: bool):
+  """Whether ConvNormAct runs inference as one oneDNN call
+  (`conv_bn_act_inference`; on by default) in what is traced inside:
+  `with layers.fused_inference(False):` traces the separate modules (e.g. to
+  capture Conv_0 / BatchNorm_0 intermediates, or to time the two). jit caches
+  a function's trace: jit a new function inside the block."""
+  token = _FUSE_INFERENCE.set(bool(enabled))
+  try:
+    yield
+  finally:
+    _FUSE_INFERENCE.reset(token)
+
+
+def _cpu_operand_dtype(conv_dtype: Any, dtype: Any):
+  """The dtype a conv of `conv_dtype` (a model's field) computes in on CPU."""
+  if conv_dtype is None:
+    return jnp.dtype(dtype)
+  if is_auto(conv_dtype):
+    return jnp.dtype(auto_conv_dtype('onednn', 'cpu'))
+  return jnp.dtype(conv_dtype)
+
+
+def conv_bn_act_inference(x, kernel, scale, bias, mean, var, *, activation, strides,
+                          dilation, groups, conv_impl, conv_dtype, dtype):
+  """ConvNormAct in inference (BatchNorm with its running statistics).
+
+  Lowered for CPU: BatchNorm folded into the kernel (times scale / std) and a
+  float32 bias, and the conv, bias and activation one oneDNN call
+  (`onednn.conv_bias_act`): one pass over the output where the layer took a
+  conv and an XLA fusion that read the output back (BatchNorm, activation,
+  the cast). Lowered elsewhere: what the modules compute (conv, flax's
+  BatchNorm, activation). Only called where `conv_impl` runs oneDNN on CPU.
+  """
+  x, kernel = x.astype(dtype), kernel.astype(dtype)  # nn.Conv's promotion.
+  act = activation_fn(activation) if activation is not None else (lambda y: y)
+  conv_args = dict(rhs_dilation=(dilation, dilation), feature_group_count=groups)
+  window = (strides, strides)
+  mul = lax.rsqrt(var + BATCH_NORM_EPSILON) * scale
+
+  def unfused(x, kernel):
+    y = conv_function(conv_impl, conv_dtype)(
+        x, kernel, window, 'SAME', dimension_numbers=('NHWC', 'HWIO', 'NHWC'), **conv_args)
+    return act(((y - mean) * mul + bias).astype(dtype))  # flax's BatchNorm, eval mode.
+
+  def folded(x, kernel):
+    operand = _cpu_operand_dtype(conv_dtype, dtype)
+    w = (kernel.astype(jnp.float32) * mul).astype(operand)
+    b = (bias - mean * mul).astype(jnp.float32)
+
+    def reference(x, w, b):  # What the oneDNN call computes, in plain JAX.
+      y = lax.conv_general_dilated(x, w, window, 'SAME', dimension_numbers=(
+          'NHWC', 'HWIO', 'NHWC'), preferred_element_type=jnp.float32, **conv_args)
+      return act(y + b).astype(x.dtype)
+    y = onednn.conv_bias_act(x.astype(operand), w, b, activation, window, 'SAME',
+                             conv_args['rhs_dilation'], groups, reference)
+    return y.astype(dtype)
+
+  return lax.platform_dependent(x, kernel, cpu=folded, default=unfused)
+
+
 class ConvNormAct(nn.Module):
-  """conv -> norm -> activation, the unit every model here repeats."""
+  """conv -> norm -> activation, the unit every model here repeats.
+
+  In inference with BatchNorm, where the convs run oneDNN on CPU, one oneDNN
+  call computes all three (`conv_bn_act_inference`); same parameters.
+  """
   features: int
   kernel_size: tuple[int, int] = (3, 3)
   strides: int = 1
@@ -363,6 +436,16 @@ class ConvNormAct(nn.Module):
 
   @nn.compact
   def __call__(self, x, train: bool):
+    if (not train and self.norm == 'batch' and _FUSE_INFERENCE.get()
+        and not self.is_initializing() and runs_onednn_on_cpu(conv_function(self.conv_impl))):
+      params, stats = self.variables['params'], self.variables['batch_stats']
+      bn = params['BatchNorm_0']
+      return conv_bn_act_inference(
+          x, params['Conv_0']['kernel'], bn['scale'], bn['bias'],
+          stats['BatchNorm_0']['mean'], stats['BatchNorm_0']['var'],
+          activation=self.activation, strides=self.strides, dilation=self.dilation,
+          groups=self.groups, conv_impl=self.conv_impl, conv_dtype=self.conv_dtype,
+          dtype=self.dtype)
     x = Conv(self.features, self.kernel_size, strides=self.strides,
              kernel_dilation=self.dilation, padding='SAME',
              feature_group_count=self.groups, use_bias=self.norm == 'none',

@@ -59,7 +59,8 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 from isovolnet_jax import cpu_devices
 
 TARGET = 'isovolnet_onednn_conv'
-_FORWARD, _BACKWARD_DATA, _BACKWARD_WEIGHTS = 0, 1, 2
+TARGET_BIAS_ACT = 'isovolnet_onednn_conv_bias_act'
+_FORWARD, _BACKWARD_DATA, _BACKWARD_WEIGHTS, _BIAS_ACT = 0, 1, 2, 3
 _NHWC = lax.conv_dimension_numbers((1, 1, 1, 1), (1, 1, 1, 1),
                                    ('NHWC', 'HWIO', 'NHWC'))
 
@@ -172,6 +173,9 @@ def _load_and_probe() -> tuple[ctypes.CDLL | None, str, dict[str, str]]:
         f'{k}: {v}' for k, v in probes.items()), {}
   jax.ffi.register_ffi_target(TARGET, jax.ffi.pycapsule(lib.IsovolnetOnednnConv),
                               platform='cpu')
+  jax.ffi.register_ffi_target(TARGET_BIAS_ACT,
+                              jax.ffi.pycapsule(lib.IsovolnetOnednnConvBiasAct),
+                              platform='cpu')
   return lib, '', probes
 
 
@@ -217,6 +221,13 @@ def calls() -> tuple[int, int, int]:
   in this process (the start-up probe's included)."""
   lib = _load()[0]
   return tuple(lib.isovolnet_onednn_calls(k) for k in range(3)) if lib else (0, 0, 0)
+
+
+def bias_act_calls() -> int:
+  """How many inference calls of conv + bias + activation (`conv_bias_act`)
+  ran in oneDNN in this process (the start-up probe's included)."""
+  lib = _load()[0]
+  return lib.isovolnet_onednn_calls(_BIAS_ACT) if lib else 0
 
 
 def cache_info() -> dict[str, int]:
@@ -266,16 +277,23 @@ def threads_description() -> str:
   return f'up to {cpu_devices.physical_cores()} thread(s) per call (budget)'
 
 
-def _ffi(kind, a, b, out_shape, out_dtype, geometry):
+def _ffi(kind, operands, out_shape, out_dtype, geometry, act=None):
+  """One FFI call: `operands` (a, b) of `kind`, or (x, kernel, bias) of
+  _BIAS_ACT with `act` = (code, alpha, beta)."""
   strides, dilation, padding, groups = geometry
   thread_policy()  # An unknown policy fails here, when traced, not in a step.
-  return jax.ffi.ffi_call(
-      TARGET, jax.ShapeDtypeStruct(out_shape, out_dtype),
-      vmap_method='sequential')(
-          a, b, kind=np.int64(kind), strides=np.array(strides, np.int64),
-          dilation=np.array(dilation, np.int64),
-          padding=np.array(padding, np.int64), groups=np.int64(groups),
-          threads=np.int64(threads_per_call()))
+  attrs = dict(strides=np.array(strides, np.int64), dilation=np.array(dilation, np.int64),
+               padding=np.array(padding, np.int64), groups=np.int64(groups),
+               threads=np.int64(threads_per_call()))
+  if kind == _BIAS_ACT:
+    code, alpha, beta = act
+    target = TARGET_BIAS_ACT
+    attrs.update(act=np.int64(code), alpha=np.float32(alpha), beta=np.float32(beta))
+  else:
+    target = TARGET
+    attrs.update(kind=np.int64(kind))
+  return jax.ffi.ffi_call(target, jax.ShapeDtypeStruct(out_shape, out_dtype),
+                          vmap_method='sequential')(*operands, **attrs)
 
 
 # --- Sharding: a batch-sharded call runs per device. -----------------------
@@ -291,12 +309,12 @@ def _as_tuple(axes):
   return () if axes is None else (axes if isinstance(axes, tuple) else (axes,))
 
 
-def _partitioned(kind, out_shape, out_dtype, geometry):
+def _partitioned(kind, out_shape, out_dtype, geometry, act=None):
   """The FFI call for one `kind`, wrapped so that GSPMD/Shardy split it by batch."""
 
   @custom_partitioning
-  def call(a, b):
-    return _ffi(kind, a, b, out_shape, out_dtype, geometry)
+  def call(*operands):
+    return _ffi(kind, operands, out_shape, out_dtype, geometry, act)
 
   def specs(mesh, arg_shapes):
     batch = _batch_axes(arg_shapes[0].sharding)
@@ -307,6 +325,8 @@ def _partitioned(kind, out_shape, out_dtype, geometry):
       out = whole
     else:
       args, out = (batch_spec, whole), batch_spec
+    if kind == _BIAS_ACT:
+      args += (P(None),)
     return batch, [NamedSharding(mesh, s) for s in args], NamedSharding(mesh, out)
 
   def infer(mesh, arg_shapes, result_shape):
@@ -315,10 +335,11 @@ def _partitioned(kind, out_shape, out_dtype, geometry):
   def partition(mesh, arg_shapes, result_shape):
     batch, arg_shardings, out_sharding = specs(mesh, arg_shapes)
 
-    def lower(a, b):
+    def lower(*operands):
       # Sized from the shard this device holds: its rows of `a` (x or dy).
+      a = operands[0]
       shape = out_shape if kind == _BACKWARD_WEIGHTS else (a.shape[0], *out_shape[1:])
-      y = _ffi(kind, a, b, shape, out_dtype, geometry)
+      y = _ffi(kind, operands, shape, out_dtype, geometry, act)
       if kind == _BACKWARD_WEIGHTS and _as_tuple(batch):
         y = lax.psum(y, _as_tuple(batch))
       return y
@@ -326,6 +347,8 @@ def _partitioned(kind, out_shape, out_dtype, geometry):
 
   if kind == _BACKWARD_WEIGHTS:
     rule = 'n h w c, n p q o -> i j k l'
+  elif kind == _BIAS_ACT:
+    rule = 'n h w c, i j k l, m -> n p q o'
   else:
     rule = 'n h w c, i j k l -> n p q o'
   call.def_partition(infer_sharding_from_operands=infer, partition=partition,
@@ -333,21 +356,25 @@ def _partitioned(kind, out_shape, out_dtype, geometry):
   return call
 
 
-def _run(kind, a, b, out_shape, out_dtype, geometry):
+def _run(kind, a, b, out_shape, out_dtype, geometry, bias=None, act=None):
   """One FFI call, split by batch under sharding; under vmap, one call per
-  vmapped element (custom_partitioning has no batching rule of its own)."""
+  vmapped element (custom_partitioning has no batching rule of its own).
+  `bias` and `act`: _BIAS_ACT's."""
+  operands = (a, b) if bias is None else (a, b, bias)
+
   @jax.custom_batching.custom_vmap
-  def call(a, b):
-    return _partitioned(kind, tuple(out_shape), out_dtype, geometry)(a, b)
+  def call(*operands):
+    return _partitioned(kind, tuple(out_shape), out_dtype, geometry, act)(*operands)
 
   @call.def_vmap
-  def _vmapped(axis_size, in_batched, a, b):
-    a, b = (x if batched else jnp.broadcast_to(x, (axis_size, *x.shape))
-            for batched, x in zip(in_batched, (a, b)))
-    one = lambda ab: _run(kind, *ab, out_shape, out_dtype, geometry)
-    return lax.map(one, (a, b)), True
+  def _vmapped(axis_size, in_batched, *operands):
+    operands = tuple(x if batched else jnp.broadcast_to(x, (axis_size, *x.shape))
+                     for batched, x in zip(in_batched, operands))
+    one = lambda ops: _run(kind, ops[0], ops[1], out_shape, out_dtype, geometry,
+                           *ops[2:], act=act)
+    return lax.map(one, operands), True
 
-  return call(a, b)
+  return call(*operands)
 
 
 # --- The differentiable convolution. ---------------------------------------
@@ -476,3 +503,58 @@ def make_conv_general_dilated(fallback):
 
 
 conv_general_dilated = make_conv_general_dilated(lax.conv_general_dilated)
+
+
+# --- Inference: conv + bias + activation in one call. ----------------------
+
+# The activations `conv_bias_act` applies as a oneDNN post-op: the name
+# (models/layers.py's ACTIVATIONS; None = none) -> (conv.cc's `Act` code,
+# alpha, beta), oneDNN's eltwise with the same values as the JAX function.
+BIAS_ACT_ACTIVATIONS = {
+    None: (0, 0.0, 0.0),
+    'relu': (1, 0.0, 0.0),
+    'leaky_relu': (1, 0.01, 0.0),  # nn.leaky_relu's slope.
+    'swish': (2, 1.0, 0.0),        # x * sigmoid(1 * x).
+    'relu6': (3, 0.0, 6.0),        # clip to [0, 6].
+}
+
+
+def conv_bias_act(x, kernel, bias, activation, window_strides, padding, rhs_dilation,
+                  feature_group_count, reference):
+  """act(conv(x, kernel) + bias) for inference: x NHWC and kernel HWIO in one
+  dtype (float32 or bfloat16), bias float32 of the output's channels, the
+  result in x's dtype, the activation applied to the float32 sum.
+
+  oneDNN's convolution with the bias and `activation` (a key of
+  BIAS_ACT_ACTIVATIONS) as post-ops, one pass over the output, where lowered
+  for CPU and oneDNN can take the call (`_normalise`, this dtype's start-up
+  probe); `reference(x, kernel, bias)` (plain JAX, the same function)
+  everywhere else. Shaped by lax first, so a call lax refuses raises lax's
+  error. Differentiable: its derivatives are `reference`'s.
+  """
+  dimension_numbers = ('NHWC', 'HWIO', 'NHWC')
+  out = jax.eval_shape(
+      lambda l, r: lax.conv_general_dilated(
+          l, r, window_strides, padding, rhs_dilation=rhs_dilation,
+          dimension_numbers=dimension_numbers, feature_group_count=feature_group_count),
+      jax.ShapeDtypeStruct(jnp.shape(x), jnp.result_type(x)),
+      jax.ShapeDtypeStruct(jnp.shape(kernel), jnp.result_type(kernel)))
+  plan = None
+  if (available() and activation in BIAS_ACT_ACTIVATIONS
+      and jnp.result_type(bias) == jnp.float32 and jnp.shape(bias) == (out.shape[-1],)):
+    plan = _normalise(x, kernel, out.shape, window_strides, padding, rhs_dilation, None,
+                      dimension_numbers, feature_group_count, 1)
+  if plan is None:
+    return reference(x, kernel, bias)
+  out_shape, geometry = plan
+  act = BIAS_ACT_ACTIVATIONS[activation]
+
+  @jax.custom_jvp
+  def fused(x, kernel, bias):
+    return _run(_BIAS_ACT, x, kernel, out_shape, x.dtype, geometry, bias=bias, act=act)
+
+  @fused.defjvp
+  def _fused_jvp(primals, tangents):
+    return fused(*primals), jax.jvp(reference, primals, tangents)[1]
+
+  return lax.platform_dependent(x, kernel, bias, cpu=fused, default=reference)

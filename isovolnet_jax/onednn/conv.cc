@@ -45,6 +45,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <exception>
+#include <initializer_list>
 #include <list>
 #include <memory>
 #include <mutex>
@@ -71,14 +72,23 @@ using tag = dnnl::memory::format_tag;
 
 namespace {
 
-enum Kind : int64_t { kForward = 0, kBackwardData = 1, kBackwardWeights = 2 };
+// kForwardBiasAct: inference's conv + bias + activation in one primitive
+// (BatchNorm folded into the kernel and bias by the caller; the activation a
+// oneDNN post-op applied to the float32 accumulator before the store).
+enum Kind : int64_t {
+  kForward = 0, kBackwardData = 1, kBackwardWeights = 2, kForwardBiasAct = 3
+};
+constexpr int kKinds = 4;
+
+// The activation of kForwardBiasAct, as the FFI attribute `act` codes it.
+enum Act : int64_t { kNone = 0, kRelu = 1, kSwish = 2, kClip = 3 };
 
 dnnl::engine& Engine() {
   static dnnl::engine engine(dnnl::engine::kind::cpu, 0);
   return engine;
 }
 
-constexpr size_t kKeySize = 21;
+constexpr size_t kKeySize = 24;
 using Key = std::array<int64_t, kKeySize>;
 
 // What defines a convolution; the three kinds share it. Built only from
@@ -89,6 +99,8 @@ struct Geometry {
   int64_t kh, kw, groups;   // kernel (HWIO, I = c / groups)
   memory::dims strides, dilates, pad_l, pad_r;  // dilates count from 0
   memory::data_type type;
+  int64_t act = kNone;             // kForwardBiasAct only
+  float alpha = 0.f, beta = 0.f;   // the activation's parameters
 
   memory::desc Activations(int64_t rows, int64_t cols, int64_t channels) const {
     // NHWC memory, dims in oneDNN's logical order (N, C, H, W).
@@ -115,7 +127,13 @@ struct Geometry {
   Key MakeKey(int64_t kind, int64_t threads) const {
     return {kind, static_cast<int64_t>(type), n, h, w, c, oh, ow, o, kh, kw,
             groups, strides[0], strides[1], dilates[0], dilates[1], pad_l[0],
-            pad_l[1], pad_r[0], pad_r[1], threads};
+            pad_l[1], pad_r[0], pad_r[1], threads, act, FloatBits(alpha),
+            FloatBits(beta)};
+  }
+  static int64_t FloatBits(float f) {
+    uint32_t u;
+    std::memcpy(&u, &f, 4);
+    return u;
   }
 };
 
@@ -143,6 +161,24 @@ dnnl::convolution_forward::primitive_desc ForwardDesc(const Geometry& g) {
       g.strides, g.dilates, g.pad_l, g.pad_r, UserScratchpad());
 }
 
+// Inference's conv + bias (float32, per output channel) + activation.
+dnnl::convolution_forward::primitive_desc BiasActDesc(const Geometry& g) {
+  dnnl::primitive_attr attr = UserScratchpad();
+  if (g.act != kNone) {
+    dnnl::post_ops ops;
+    const auto alg = g.act == kRelu    ? dnnl::algorithm::eltwise_relu
+                     : g.act == kSwish ? dnnl::algorithm::eltwise_swish
+                                       : dnnl::algorithm::eltwise_clip_v2;
+    ops.append_eltwise(alg, g.alpha, g.beta);
+    attr.set_post_ops(ops);
+  }
+  return dnnl::convolution_forward::primitive_desc(
+      Engine(), dnnl::prop_kind::forward_inference,
+      dnnl::algorithm::convolution_direct, g.Src(), g.AnyWeights(),
+      memory::desc({g.o}, memory::data_type::f32, tag::a), g.Dst(), g.strides,
+      g.dilates, g.pad_l, g.pad_r, attr);
+}
+
 // A built primitive with what a call needs besides the buffers: the kernel
 // layout it wants and, when that is not HWIO, the reorder to (forward,
 // backward-data) or from (backward-weights) HWIO.
@@ -158,8 +194,8 @@ struct Entry {
 
 Entry Build(const Geometry& g, int64_t kind) {
   Entry e;
-  if (kind == kForward) {
-    auto pd = ForwardDesc(g);
+  if (kind == kForward || kind == kForwardBiasAct) {
+    auto pd = kind == kForward ? ForwardDesc(g) : BiasActDesc(g);
     e.prim = dnnl::convolution_forward(pd);
     e.weights = pd.weights_desc();
     e.scratch = pd.scratchpad_desc();
@@ -202,7 +238,7 @@ std::mutex cache_mutex;
 Lru lru;  // most recently used first
 std::unordered_map<Key, Lru::iterator, KeyHash> cache_index;
 std::atomic<int64_t> builds{0};
-std::atomic<int64_t> calls[3];
+std::atomic<int64_t> calls[kKinds];
 
 // Drops the least recently used entries past the capacity; holds the lock.
 void EvictLocked() {
@@ -353,7 +389,9 @@ class ScopedOmpThreads {
 
 // Runs one checked convolution with the calling thread's current OpenMP
 // thread count; throws on oneDNN's or the allocator's errors.
-void ExecuteHere(const Geometry& g, int64_t kind, void* a, void* b, void* out) {
+// `bias`: kForwardBiasAct's float32 bias (nullptr for the other kinds).
+void ExecuteHere(const Geometry& g, int64_t kind, void* a, void* b, void* out,
+                 void* bias) {
   auto entry = Lookup(g, kind);
   auto& eng = Engine();
   dnnl::stream stream(eng);
@@ -376,12 +414,16 @@ void ExecuteHere(const Geometry& g, int64_t kind, void* a, void* b, void* out) {
                  {DNNL_ARG_SCRATCHPAD, rscratch}});
   };
 
-  if (kind == kForward) {
+  if (kind == kForward || kind == kForwardBiasAct) {
     if (entry->reorder) run_reorder();
     memory src(g.Src(), eng, a);
     memory dst(g.Dst(), eng, out);
-    entry->prim.execute(stream, {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, weights},
-                                 {DNNL_ARG_DST, dst}, {DNNL_ARG_SCRATCHPAD, scratch}});
+    std::unordered_map<int, memory> args{{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, weights},
+                                         {DNNL_ARG_DST, dst}, {DNNL_ARG_SCRATCHPAD, scratch}};
+    if (kind == kForwardBiasAct)
+      args.emplace(DNNL_ARG_BIAS,
+                   memory(memory::desc({g.o}, memory::data_type::f32, tag::a), eng, bias));
+    entry->prim.execute(stream, args);
   } else if (kind == kBackwardData) {
     if (entry->reorder) run_reorder();
     memory diff_dst(g.Dst(), eng, a);
@@ -406,14 +448,14 @@ void ExecuteHere(const Geometry& g, int64_t kind, void* a, void* b, void* out) {
 // the fixed count, <= 0 leaving the current one), the calling thread's
 // OpenMP state restored after, the budget returned, exception or not.
 void Execute(const Geometry& g, int64_t kind, void* a, void* b, void* out,
-             Policy policy, int64_t fixed) {
+             Policy policy, int64_t fixed, void* bias = nullptr) {
   if (policy == Policy::kFixed) {
     ScopedOmpThreads omp(fixed);
-    ExecuteHere(g, kind, a, b, out);
+    ExecuteHere(g, kind, a, b, out, bias);
   } else {
     BudgetHold hold(budget_total.load());
     ScopedOmpThreads omp(hold.threads());
-    ExecuteHere(g, kind, a, b, out);
+    ExecuteHere(g, kind, a, b, out, bias);
   }
 }
 
@@ -433,7 +475,7 @@ std::string Check(int64_t kind, ffi::Span<const int64_t> x,
                   ffi::Span<const int64_t> y, ffi::Span<const int64_t> k,
                   ffi::Span<const int64_t> strides, ffi::Span<const int64_t> dilation,
                   ffi::Span<const int64_t> padding, int64_t groups, Geometry& g) {
-  if (kind < kForward || kind > kBackwardWeights) return "unknown kind";
+  if (kind < kForward || kind >= kKinds) return "unknown kind";
   if (x.size() != 4 || y.size() != 4 || k.size() != 4)
     return "rank-4 NHWC/HWIO operands only";
   if (strides.size() != 2 || dilation.size() != 2 || padding.size() != 4)
@@ -471,32 +513,13 @@ std::string Check(int64_t kind, ffi::Span<const int64_t> x,
   return "";
 }
 
-ffi::Error Run(int64_t kind, ffi::AnyBuffer a, ffi::AnyBuffer b,
-               ffi::Result<ffi::AnyBuffer> out, ffi::Span<const int64_t> strides,
-               ffi::Span<const int64_t> dilation, ffi::Span<const int64_t> padding,
-               int64_t groups, int64_t threads) {
+// Runs `body` (which returns '' or why the call is malformed), turning every
+// C++ exception into an FFI error: nothing thrown here ends the process.
+template <typename Body>
+ffi::Error Guarded(Body body) {
   try {
-    const auto x_dims = kind == kBackwardData ? out->dimensions() : a.dimensions();
-    const auto y_dims = kind == kForward ? out->dimensions()
-                        : kind == kBackwardData ? a.dimensions() : b.dimensions();
-    const auto k_dims = kind == kBackwardWeights ? out->dimensions() : b.dimensions();
-    Geometry g;
-    const std::string why = Check(kind, x_dims, y_dims, k_dims, strides, dilation,
-                                  padding, groups, g);
-    if (!why.empty())
-      return ffi::Error::InvalidArgument("onednn_conv: " + why);
-    const auto type = ToDnnl(a.element_type());
-    if (type == memory::data_type::undef || a.element_type() != b.element_type() ||
-        a.element_type() != out->element_type())
-      return ffi::Error::InvalidArgument(
-          "onednn_conv: all three buffers must be float32, or all bfloat16");
-    g.type = type;
-    const Policy policy = CurrentPolicy();
-    if (policy == Policy::kInvalid)
-      return ffi::Error::InvalidArgument(
-          "onednn_conv: ISOVOLNET_ONEDNN_THREADS must be 'budget', 'fixed' or unset");
-    Execute(g, kind, a.untyped_data(), b.untyped_data(), out->untyped_data(),
-            policy, threads);
+    const std::string why = body();
+    if (!why.empty()) return ffi::Error::InvalidArgument("onednn_conv: " + why);
   } catch (const dnnl::error& e) {
     return ffi::Error::Internal(std::string("onednn_conv: oneDNN: ") + e.what());
   } catch (const std::bad_alloc&) {
@@ -510,7 +533,81 @@ ffi::Error Run(int64_t kind, ffi::AnyBuffer a, ffi::AnyBuffer b,
   return ffi::Error::Success();
 }
 
+// The dtype of buffers that must all be float32 or all bfloat16, else undef.
+memory::data_type CommonType(std::initializer_list<ffi::DataType> types) {
+  const auto type = ToDnnl(*types.begin());
+  for (auto t : types)
+    if (t != *types.begin()) return memory::data_type::undef;
+  return type;
+}
+
+std::string CheckPolicy(Policy& policy) {
+  policy = CurrentPolicy();
+  return policy == Policy::kInvalid
+             ? "ISOVOLNET_ONEDNN_THREADS must be 'budget', 'fixed' or unset"
+             : "";
+}
+
+ffi::Error Run(int64_t kind, ffi::AnyBuffer a, ffi::AnyBuffer b,
+               ffi::Result<ffi::AnyBuffer> out, ffi::Span<const int64_t> strides,
+               ffi::Span<const int64_t> dilation, ffi::Span<const int64_t> padding,
+               int64_t groups, int64_t threads) {
+  return Guarded([&]() -> std::string {
+    if (kind == kForwardBiasAct) return "the bias + activation kind has its own target";
+    const auto x_dims = kind == kBackwardData ? out->dimensions() : a.dimensions();
+    const auto y_dims = kind == kForward ? out->dimensions()
+                        : kind == kBackwardData ? a.dimensions() : b.dimensions();
+    const auto k_dims = kind == kBackwardWeights ? out->dimensions() : b.dimensions();
+    Geometry g;
+    std::string why = Check(kind, x_dims, y_dims, k_dims, strides, dilation,
+                            padding, groups, g);
+    if (!why.empty()) return why;
+    g.type = CommonType({a.element_type(), b.element_type(), out->element_type()});
+    if (g.type == memory::data_type::undef)
+      return "all three buffers must be float32, or all bfloat16";
+    Policy policy;
+    if (!(why = CheckPolicy(policy)).empty()) return why;
+    Execute(g, kind, a.untyped_data(), b.untyped_data(), out->untyped_data(),
+            policy, threads);
+    return "";
+  });
+}
+
+// Inference's y = act(conv(x, kernel) + bias): x and y NHWC, kernel HWIO, in
+// one dtype (float32 or bfloat16); bias float32 of y's channels; `act` an
+// `Act` with its `alpha` and `beta` (oneDNN's eltwise parameters).
+ffi::Error RunBiasAct(ffi::AnyBuffer x, ffi::AnyBuffer kernel, ffi::AnyBuffer bias,
+                      ffi::Result<ffi::AnyBuffer> out, ffi::Span<const int64_t> strides,
+                      ffi::Span<const int64_t> dilation, ffi::Span<const int64_t> padding,
+                      int64_t groups, int64_t threads, int64_t act, float alpha,
+                      float beta) {
+  return Guarded([&]() -> std::string {
+    Geometry g;
+    std::string why = Check(kForwardBiasAct, x.dimensions(), out->dimensions(),
+                            kernel.dimensions(), strides, dilation, padding, groups, g);
+    if (!why.empty()) return why;
+    g.type = CommonType({x.element_type(), kernel.element_type(), out->element_type()});
+    if (g.type == memory::data_type::undef)
+      return "input, kernel and output must be float32, or all bfloat16";
+    if (bias.element_type() != ffi::DataType::F32 || bias.dimensions().size() != 1 ||
+        bias.dimensions()[0] != g.o)
+      return "the bias must be float32 of the output's channels";
+    if (act < kNone || act > kClip) return "unknown activation";
+    if (!std::isfinite(alpha) || !std::isfinite(beta))
+      return "activation parameters must be finite";
+    g.act = act;
+    g.alpha = alpha;
+    g.beta = beta;
+    Policy policy;
+    if (!(why = CheckPolicy(policy)).empty()) return why;
+    Execute(g, kForwardBiasAct, x.untyped_data(), kernel.untyped_data(),
+            out->untyped_data(), policy, threads, bias.untyped_data());
+    return "";
+  });
+}
+
 // --- The start-up probe: a tiny conv of each kind against a direct loop. ----
+// (kForwardBiasAct's with a bias and ReLU.)
 
 uint16_t ToBf16(float f) {
   uint32_t u;
@@ -601,6 +698,16 @@ std::string Probe(bool bf16, int64_t threads) {
     const Policy policy = threads > 0 ? Policy::kFixed : Policy::kBudget;
     Execute(g, kForward, xb.data(), kb.data(), yb.data(), policy, threads);
     if (!matches(yb, y)) return "the forward pass gave wrong values";
+    std::vector<float> bias(o), y_act(y.size());
+    for (int64_t oc = 0; oc < o; ++oc) bias[oc] = static_cast<float>(oc) - 3;
+    for (size_t i = 0; i < y.size(); ++i) y_act[i] = std::max(0.f, y[i] + bias[i % o]);
+    Geometry g_act = g;
+    g_act.act = kRelu;
+    std::vector<uint8_t> y_act_b(y.size() * bytes);
+    Execute(g_act, kForwardBiasAct, xb.data(), kb.data(), y_act_b.data(), policy, threads,
+            bias.data());
+    if (!matches(y_act_b, y_act))
+      return "the forward pass with bias and ReLU gave wrong values";
     Execute(g, kBackwardData, dyb.data(), kb.data(), dxb.data(), policy, threads);
     if (!matches(dxb, dx)) return "the input gradient gave wrong values";
     Execute(g, kBackwardWeights, xb.data(), dyb.data(), dkb.data(), policy, threads);
@@ -630,6 +737,22 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(
         .Attr<int64_t>("groups")
         .Attr<int64_t>("threads"));
 
+XLA_FFI_DEFINE_HANDLER_SYMBOL(
+    IsovolnetOnednnConvBiasAct, RunBiasAct,
+    ffi::Ffi::Bind()
+        .Arg<ffi::AnyBuffer>()
+        .Arg<ffi::AnyBuffer>()
+        .Arg<ffi::AnyBuffer>()
+        .Ret<ffi::AnyBuffer>()
+        .Attr<ffi::Span<const int64_t>>("strides")
+        .Attr<ffi::Span<const int64_t>>("dilation")
+        .Attr<ffi::Span<const int64_t>>("padding")
+        .Attr<int64_t>("groups")
+        .Attr<int64_t>("threads")
+        .Attr<int64_t>("act")
+        .Attr<float>("alpha")
+        .Attr<float>("beta"));
+
 extern "C" {
 
 // The instruction set oneDNN dispatches to on this CPU, e.g. "avx512_core_bf16".
@@ -653,9 +776,10 @@ const char* isovolnet_onednn_isa() {
 // How many primitives have been built (the cache's misses), for the tests.
 int64_t isovolnet_onednn_builds() { return builds.load(); }
 
-// How many calls of `kind` (0 forward, 1 input, 2 kernel gradient) ran.
+// How many calls of `kind` (0 forward, 1 input, 2 kernel gradient, 3
+// inference's conv + bias + activation) ran.
 int64_t isovolnet_onednn_calls(int64_t kind) {
-  return kind >= 0 && kind < 3 ? calls[kind].load() : -1;
+  return kind >= 0 && kind < kKinds ? calls[kind].load() : -1;
 }
 
 // Entries in the primitive cache, and its bound.

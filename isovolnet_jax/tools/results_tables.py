@@ -1258,6 +1258,33 @@ def onednn_mixed(root=ROOT) -> str:
                 'infer img/s (round 1 / 2)', '× float32'], rows)
 
 
+FUSED_INFERENCE_CONFIGS = (
+    ('cifar10', 'IsoVolNet, 4 blocks'), ('cifar10_fast_cpu', 'FastCNN'),
+    ('cifar10_resnet20', 'ResNet-20'), ('cifar10_isovolnet_seed', "IsoVolNet, the seed's 5 blocks"),
+    ('cifar10_mobilenet_v2', 'MobileNetV2'), ('cifar10_dilated_ds', 'dilated DS net'),
+    ('cifar10_dense_ds', 'dense DS net'))
+
+
+def onednn_fused_inference(root=ROOT) -> str:
+  """results/onednn/fused_inference: inference img/s with the separate
+  modules and with one oneDNN call a ConvNormAct, same process, by round."""
+  d = root / 'results/onednn/fused_inference'
+  rows = []
+  for config, name in FUSED_INFERENCE_CONFIGS:
+    path = d / f'{config}.txt'
+    if not path.exists():
+      continue
+    r = _json_last_line(path)
+    cell = lambda k: ' / '.join(f'{x:,.0f}' for x in r['rounds'][k])
+    rows.append([f'`{config}` ({name})', r['variant'].split(':')[0],
+                 str(r['fused_calls_per_batch']), cell('unfused'), cell('fused'),
+                 f"**{ratio(r['fused_over_unfused'])}**",
+                 f"{r['max_abs_logit_diff'] / r['max_abs_logit']:.1e}"])
+  return table(['config', 'dtype', 'fused calls a batch', 'unfused img/s by round',
+                'fused img/s by round', 'fused / unfused (medians)',
+                'max abs logit difference / max abs logit'], rows)
+
+
 def precision_rule(root=ROOT) -> str:
   """docs/defaults.md's precision rule on each net: mixed_bfloat16's accuracy
   against float32's mean and spread (3 seeds, one machine and commit each),
@@ -1312,6 +1339,7 @@ TABLES: dict[str, Callable[[Path], str]] = {
     'onednn.threads': onednn_threads,
     'onednn.thread_policies': onednn_thread_policies,
     'onednn.mixed': onednn_mixed,
+    'onednn.fused_inference': onednn_fused_inference,
     'onednn.profile_dtypes': onednn_profile_dtypes,
     'bf16': bf16_table,
     'time_to_accuracy': time_to_accuracy_table,
