@@ -164,8 +164,11 @@ def _model(name, dtype):
   return model, jax.tree_util.tree_map_with_path(moved, variables), x
 
 
-# The zoo's models built of ConvNormAct, each activation the zoo uses.
-MODEL_CONFIGS = ['cifar10', 'cifar10_fast_cpu', 'cifar10_resnet20', 'cifar10_mobilenet_v2']
+# The zoo's models built of ConvNormAct, each activation the zoo uses (the
+# two defaults in the default run; ResNet-20's and MobileNetV2's in `-m long`).
+MODEL_CONFIGS = ['cifar10', 'cifar10_fast_cpu',
+                 pytest.param('cifar10_resnet20', marks=pytest.mark.long),
+                 pytest.param('cifar10_mobilenet_v2', marks=pytest.mark.long)]
 
 
 @pytest.mark.parametrize('name', MODEL_CONFIGS)
