@@ -196,6 +196,7 @@ def test_torch_profile_sorts_ops_by_layer_kind():
 # ---------------------------------------------------------------- accelerators, the loop
 
 
+@pytest.mark.long
 def test_the_loop_figure_runs_the_real_loop_on_the_data(small_cifar, cache_dir):
   from helpers import smoke_config
   config = smoke_config(small_cifar, cache_dir, **{'model.conv_impl': 'lax'})

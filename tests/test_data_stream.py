@@ -257,6 +257,7 @@ MEMORY_SCRIPT = textwrap.dedent('''
 ''')
 
 
+@pytest.mark.long
 def test_streaming_a_folder_larger_than_the_memory_budget(tmp_path):
   """2,000 JPEGs of 512x512 (1.5 GiB decoded) through a process allowed 1 GiB."""
   budget_mib, n, side = 1024, 2000, 512

@@ -80,6 +80,7 @@ def test_imagenet_config_trains_on_mock_imagenet2012(tmp_path):
   assert len(info['class_names']) == 1000
 
 
+@pytest.mark.long
 def test_imagenet_config_trains_on_a_224_folder(tmp_path):
   """train/ and validation/ (no test/): evaluation finds 'validation'."""
   rng = np.random.default_rng(0)

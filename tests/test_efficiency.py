@@ -4,6 +4,8 @@ import csv
 import subprocess
 import sys
 
+import pytest
+
 from helpers import ROOT
 
 
@@ -25,6 +27,7 @@ def smoke_counts(separable: bool) -> tuple[int, int]:
   return params + c * 10 + 10, flops + 2 * c * 10 + 10
 
 
+@pytest.mark.long
 def test_report_compares_separable_with_standard(tmp_path):
   batch = 8
   out = subprocess.run(

@@ -250,6 +250,7 @@ print('ok')
 '''
 
 
+@pytest.mark.long
 def test_batch_sharded_inference_runs_per_device():
   """Over 2 devices each call takes its device's 4 of 8 images, no gather."""
   out = subprocess.run([sys.executable, '-c', _SHARDED], cwd=ROOT / 'tests',

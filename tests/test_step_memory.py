@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from isovolnet_jax.bench import step_memory
 
@@ -45,6 +46,7 @@ def _measure(batch):
   return out.stdout, json.loads(out.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.long
 def test_both_frameworks_measured_and_memory_grows_with_the_batch():
   _linux()
   require_torch()

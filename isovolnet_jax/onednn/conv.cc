@@ -1,5 +1,6 @@
 // 2-D convolutions (forward, backward-data, backward-weights) by oneDNN, as
-// one XLA FFI handler for JAX's CPU backend.
+// one XLA FFI handler for JAX's CPU backend, and a second handler for
+// inference's conv + bias + activation (the activation a oneDNN post-op).
 //
 // Layouts are the ones flax uses: activations NHWC, kernels HWIO with
 // I = C / groups. Activations are handed to oneDNN in place (no reorder);
