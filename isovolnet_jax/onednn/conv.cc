@@ -108,6 +108,8 @@ struct Geometry {
     return memory::desc({n, channels, rows, cols}, type, tag::nhwc);
   }
   memory::desc Src() const { return Activations(h, w, c); }
+  // kForwardBiasAct's bias: float32, one per output channel.
+  memory::desc Bias() const { return memory::desc({o}, memory::data_type::f32, tag::a); }
   memory::desc Dst() const { return Activations(oh, ow, o); }
   // The HWIO kernel, in oneDNN's logical (O, I, H, W) or (G, O/G, I/G, H, W).
   memory::desc UserWeights() const {
@@ -176,7 +178,7 @@ dnnl::convolution_forward::primitive_desc BiasActDesc(const Geometry& g) {
   return dnnl::convolution_forward::primitive_desc(
       Engine(), dnnl::prop_kind::forward_inference,
       dnnl::algorithm::convolution_direct, g.Src(), g.AnyWeights(),
-      memory::desc({g.o}, memory::data_type::f32, tag::a), g.Dst(), g.strides,
+      g.Bias(), g.Dst(), g.strides,
       g.dilates, g.pad_l, g.pad_r, attr);
 }
 
@@ -423,7 +425,7 @@ void ExecuteHere(const Geometry& g, int64_t kind, void* a, void* b, void* out,
                                          {DNNL_ARG_DST, dst}, {DNNL_ARG_SCRATCHPAD, scratch}};
     if (kind == kForwardBiasAct)
       args.emplace(DNNL_ARG_BIAS,
-                   memory(memory::desc({g.o}, memory::data_type::f32, tag::a), eng, bias));
+                   memory(g.Bias(), eng, bias));
     entry->prim.execute(stream, args);
   } else if (kind == kBackwardData) {
     if (entry->reorder) run_reorder();
