@@ -44,6 +44,19 @@ class Mutation:
 
 
 MUTATIONS = (
+    Mutation('avg-pool-grad-scale', "avg_pool_2x2's gradient spreads g / 2, not g / 4",
+             ('tests/test_layers.py::test_pooling_matches_flax_values_and_gradients',),
+             'isovolnet_jax/models/layers.py',
+             'quarter = (g.astype(jnp.float32) * 0.25)', 'quarter = (g.astype(jnp.float32) * 0.5)'),
+    Mutation('avg-pool-odd-rows', "avg_pool_2x2's gradient shifts an odd input's dropped row "
+             "to the top", ('tests/test_layers.py::test_pooling_matches_flax_values_and_gradients',),
+             'isovolnet_jax/models/layers.py',
+             'return (jnp.pad(dx, ((0, 0), (0, odd_h), (0, odd_w), (0, 0))),)',
+             'return (jnp.pad(dx, ((0, 0), (odd_h, 0), (0, odd_w), (0, 0))),)'),
+    Mutation('avg-pool-phase', 'avg_pool_2x2 sums one phase twice and drops another',
+             ('tests/test_layers.py::test_pooling_matches_flax_values_and_gradients',),
+             'isovolnet_jax/models/layers.py', 'for i in (0, 1) for j in (0, 1)]',
+             'for i in (0, 0) for j in (0, 1)]'),
     Mutation('invariant', 'IsoVolNet: the H*W*C chex check removed',
              ('tests/test_models_isovolnet.py::test_invariant_is_checked_with_chex',),
              'isovolnet_jax/models/isovolnet.py',

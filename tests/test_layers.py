@@ -198,14 +198,23 @@ def test_conv_keeps_nn_conv_parameters():
 @pytest.mark.parametrize('ours, ref', [(layers.max_pool_2x2, nn.max_pool),
                                        (layers.avg_pool_2x2, nn.avg_pool)],
                          ids=['max', 'avg'])
-def test_pooling_matches_flax_values_and_gradients(shape, ours, ref):
-  x = jax.random.normal(jax.random.key(0), shape)  # No ties: continuous values.
+@pytest.mark.parametrize('dtype', [jnp.float32, jnp.bfloat16])
+def test_pooling_matches_flax_values_and_gradients(shape, ours, ref, dtype):
+  # No ties: continuous values (bfloat16's 8 bits could tie in a window).
+  x = jax.random.permutation(jax.random.key(0), np.prod(shape)).reshape(shape)
+  x = (x / x.size - 0.5).astype(dtype)
   pool_ref = lambda x: ref(x, (2, 2), strides=(2, 2))
-  np.testing.assert_allclose(ours(x), pool_ref(x), rtol=1e-6)
-  w = jax.random.normal(jax.random.key(1), pool_ref(x).shape)
-  g = jax.grad(lambda x: (ours(x) * w).sum())(x)
-  g_ref = jax.grad(lambda x: (pool_ref(x) * w).sum())(x)
-  np.testing.assert_allclose(g, g_ref, rtol=1e-6)
+  y = ours(x)
+  assert y.dtype == dtype
+  # Against flax on float32 values: the pool rounds once, to x's dtype.
+  tol = 1e-6 if dtype == jnp.float32 else 2.0**-8
+  y_ref = pool_ref(x.astype(jnp.float32))
+  np.testing.assert_allclose(y.astype(np.float32), y_ref, rtol=tol)
+  w = jax.random.normal(jax.random.key(1), pool_ref(x).shape).astype(dtype)
+  loss = lambda f: lambda x: (f(x).astype(jnp.float32) * w).sum()
+  g, g_ref = jax.grad(loss(ours))(x), jax.grad(loss(pool_ref))(x)
+  assert g.dtype == dtype
+  np.testing.assert_allclose(g.astype(np.float32), g_ref.astype(np.float32), rtol=1e-6)
 
 
 def test_channel_sum_equals_a_plain_sum():
