@@ -44,6 +44,16 @@ class Mutation:
 
 
 MUTATIONS = (
+    Mutation('swish-after-call-dropped', "a narrow depthwise conv's swish, moved out of the "
+             'oneDNN call, is never applied',
+             ('tests/test_onednn_bias_act.py::test_models_in_inference_equal_the_unfused_modules',),
+             'isovolnet_jax/models/layers.py', '      y = act(y.astype(jnp.float32))',
+             '      y = y.astype(jnp.float32)'),
+    Mutation('swish-narrow-in-post-op', "a narrow depthwise conv's swish stays a post-op",
+             ('tests/test_onednn_bias_act.py::test_a_narrow_depthwise_convs_swish_runs_after_'
+              'the_call',),
+             'isovolnet_jax/models/layers.py', '_SWISH_IN_XLA_MAX_CHANNELS = 8',
+             '_SWISH_IN_XLA_MAX_CHANNELS = 0'),
     Mutation('avg-pool-grad-scale', "avg_pool_2x2's gradient spreads g / 2, not g / 4",
              ('tests/test_layers.py::test_pooling_matches_flax_values_and_gradients',),
              'isovolnet_jax/models/layers.py',

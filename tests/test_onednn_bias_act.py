@@ -208,6 +208,22 @@ def test_isovolnet_inference_is_all_fused_on_cpu_and_unfused_for_cuda():
   assert len(kernels) == 8 and all(k.startswith('%arg') for k in kernels), kernels
 
 
+def test_a_narrow_depthwise_convs_swish_runs_after_the_call():
+  """IsoVolNet's first depthwise conv (3 channels) calls oneDNN without a
+  post-op and its swish follows in XLA; every wider conv carries its swish as
+  the post-op (layers._SWISH_IN_XLA_MAX_CHANNELS). The values: the model test
+  above."""
+  model, variables, x = _model('cifar10', 'auto')
+  traced = jax.jit(lambda v, x: model.apply(v, x, train=False)).trace(variables, x)
+  cpu = traced.lower(lowering_platforms=('cpu',)).as_text()
+  calls = [(int(re.search(r'act = (\d+)', l).group(1)), int(re.search(
+      r'-> tensor<\w+x(\d+)x\w+>$', l.strip()).group(1)))
+           for l in cpu.splitlines() if f'@{onednn.TARGET_BIAS_ACT}' in l]
+  swish = onednn.BIAS_ACT_ACTIVATIONS['swish'][0]
+  assert calls == [(0, 3)] + [(swish, c) for c in (12, 12, 48, 48, 192, 192, 768)], calls
+  assert 'stablehlo.logistic' in cpu or 'stablehlo.exponential' in cpu
+
+
 def test_conv_bias_act_lowered_for_cuda_is_the_reference():
   case = CASES['3x3']
   x, k, b = _inputs(case, jnp.float32)

@@ -415,6 +415,14 @@ def _cpu_operand_dtype(conv_dtype: Any, dtype: Any):
   return jnp.dtype(conv_dtype)
 
 
+# oneDNN's depthwise kernel computes a post-op on a 16-lane vector a pixel, so
+# for a grouped conv with few output channels the swish (an exp and a divide a
+# lane) runs mostly on padding lanes: with this many channels or fewer it is
+# faster as an XLA fusion after the call (docs/performance.md, "Figures behind
+# code choices"). ReLU-like post-ops cost next to nothing either way.
+_SWISH_IN_XLA_MAX_CHANNELS = 8
+
+
 def conv_bn_act_inference(x, kernel, scale, bias, mean, var, *, activation, strides,
                           dilation, groups, conv_impl, conv_dtype, dtype):
   """ConvNormAct in inference (BatchNorm with its running statistics).
@@ -423,7 +431,8 @@ def conv_bn_act_inference(x, kernel, scale, bias, mean, var, *, activation, stri
   float32 bias, and the conv, bias and activation one oneDNN call
   (`onednn.conv_bias_act`): one pass over the output where the layer took a
   conv and an XLA fusion that read the output back (BatchNorm, activation,
-  the cast). Lowered elsewhere: what the modules compute (conv, flax's
+  the cast); a narrow depthwise conv's swish follows the call in XLA
+  (`_SWISH_IN_XLA_MAX_CHANNELS`). Lowered elsewhere: what the modules compute (conv, flax's
   BatchNorm, activation). Only called where `conv_impl` runs oneDNN on CPU.
   """
   x, kernel = x.astype(dtype), kernel.astype(dtype)  # nn.Conv's promotion.
@@ -441,13 +450,19 @@ def conv_bn_act_inference(x, kernel, scale, bias, mean, var, *, activation, stri
     operand = _cpu_operand_dtype(conv_dtype, dtype)
     w = (kernel.astype(jnp.float32) * mul).astype(operand)
     b = (bias - mean * mul).astype(jnp.float32)
+    post_op = activation
+    if activation == 'swish' and groups > 1 and kernel.shape[-1] <= _SWISH_IN_XLA_MAX_CHANNELS:
+      post_op = None  # Applied below, in XLA, to the call's output.
+    post_act = activation_fn(post_op) if post_op is not None else (lambda y: y)
 
     def reference(x, w, b):  # What the oneDNN call computes, in plain JAX.
       y = lax.conv_general_dilated(x, w, window, 'SAME', dimension_numbers=(
           'NHWC', 'HWIO', 'NHWC'), preferred_element_type=jnp.float32, **conv_args)
-      return act(y + b).astype(x.dtype)
-    y = onednn.conv_bias_act(x.astype(operand), w, b, activation, window, 'SAME',
+      return post_act(y + b).astype(x.dtype)
+    y = onednn.conv_bias_act(x.astype(operand), w, b, post_op, window, 'SAME',
                              conv_args['rhs_dilation'], groups, reference)
+    if post_op != activation:
+      y = act(y.astype(jnp.float32))
     return y.astype(dtype)
 
   return lax.platform_dependent(x, kernel, cpu=folded, default=unfused)
