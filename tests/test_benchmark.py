@@ -272,3 +272,25 @@ def test_pytorch_runs_on_cuda_when_jax_runs_on_a_gpu(monkeypatch):
   assert seen == [('nchw', 'cuda'), ('channels_last', 'cuda')]
   assert out['torch_device'] == 'cuda' and out['torch_device_name'] == 'NVIDIA H200'
   assert out['train_ratio'] == 0.5 and out['infer_ratio'] == 2.0
+
+
+def test_layer_choices_times_both_sides_of_each_choice():
+  import jax
+  import numpy as np
+
+  from isovolnet_jax import onednn
+  from isovolnet_jax.models import layers
+  from isovolnet_jax.bench import layer_choices
+  pools = layer_choices.pooling(batch=2, repeats=1)
+  assert [(r['shape'][1:], r['dtype']) for r in pools] == [
+      ([h, h, c], dt) for h, c in layer_choices.POOL_SHAPES for dt in ('float32', 'bfloat16')]
+  assert all(r[k][t] > 0 for r in pools for k in ('reshape_mean', 'phases')
+             for t in ('forward_ms', 'forward_backward_ms'))
+  # The old pooling it times is the same function.
+  x = jax.random.normal(jax.random.key(0), (2, 8, 8, 3))
+  np.testing.assert_allclose(layer_choices._avg_pool_reshape(x), layers.avg_pool_2x2(x),
+                             atol=1e-6)
+  if onednn.available():
+    swish = layer_choices.narrow_swish(batch=2, repeats=1)
+    assert [r['shape'][3] for r in swish] == list(layer_choices.SWISH_CHANNELS)
+    assert all(r['post_op_ms'] > 0 and r['xla_after_ms'] > 0 for r in swish)

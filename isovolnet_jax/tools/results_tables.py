@@ -672,16 +672,19 @@ def accuracies(result: dict) -> dict:
 
 def bf16_runs(root=ROOT) -> dict:
   """Each config's runs by dtype: FastCNN's are the timed ones of
-  time_to_accuracy, IsoVolNet's bf16's own (10 epochs)."""
+  time_to_accuracy, the two IsoVolNets' bf16's own (10 epochs)."""
   return {'fast': tta_files(root / 'results/time_to_accuracy', 'fast_cpu'),
-          'iso': tta_files(root / 'results/bf16', 'cifar10')}
+          'iso': tta_files(root / 'results/bf16', 'cifar10'),
+          'seed': tta_files(root / 'results/bf16', 'cifar10_isovolnet_seed')}
 
 
 def bf16_table(root=ROOT) -> str:
   b = bf16_runs(root)
   rows = []
   for cfg, key in (('`cifar10_fast_cpu` (FastCNN, 10 epochs)', 'fast'),
-                   ('`cifar10` (IsoVolNet, 4 blocks, 10 epochs)', 'iso')):
+                   ('`cifar10` (IsoVolNet, 4 blocks, 10 epochs)', 'iso'),
+                   ("`cifar10_isovolnet_seed` (IsoVolNet, the seed's 5 blocks, 10 epochs)",
+                    'seed')):
     for i, (dt, result) in enumerate(b[key].items()):
       accs = [r['test_accuracy'] for r in sorted(result['runs'], key=lambda r: r['seed'])]
       rows.append([cfg if i == 0 else '', DTYPE_NAMES[dt], *[pct(x, 2) for x in accs],
@@ -1257,7 +1260,10 @@ def onednn_mixed(root=ROOT) -> str:
   the rounds to float32's."""
   rows = []
   for config, name in (('cifar10', '`cifar10` (IsoVolNet)'),
-                       ('cifar10_fast_cpu', '`cifar10_fast_cpu` (FastCNN)')):
+                       ('cifar10_fast_cpu', '`cifar10_fast_cpu` (FastCNN)'),
+                       ('cifar10_isovolnet_seed', "`cifar10_isovolnet_seed` (the seed's IsoVolNet)")):
+    if not (root / f'results/onednn/mixed/{config}-float32-r1.txt').exists():
+      continue
     runs = mixed_runs(root, config)
     for i, (dt, rounds) in enumerate(runs.items()):
       cells = []
@@ -1303,7 +1309,11 @@ def precision_rule(root=ROOT) -> str:
   b = bf16_runs(root)
   rows = []
   for key, config, name in (('iso', 'cifar10', 'IsoVolNet (`cifar10`, 10 epochs)'),
-                            ('fast', 'cifar10_fast_cpu', 'FastCNN (`cifar10_fast_cpu`)')):
+                            ('fast', 'cifar10_fast_cpu', 'FastCNN (`cifar10_fast_cpu`)'),
+                            ('seed', 'cifar10_isovolnet_seed',
+                             "the seed's IsoVolNet (`cifar10_isovolnet_seed`, 10 epochs)")):
+    if len(b[key]) < 2 or not (root / f'results/onednn/mixed/{config}-float32-r1.txt').exists():
+      continue  # Not measured.
     f32, mixed = accuracies(b[key]['float32']), accuracies(b[key]['mixed_bfloat16'])
     gap = mixed['test_accuracy'] - f32['test_accuracy']
     holds = abs(gap) <= f32['test_accuracy_std']

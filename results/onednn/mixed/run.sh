@@ -11,15 +11,18 @@
 # Raw output: results/onednn/mixed/<config>-<dtype>-r<round>.txt, then the
 # summary table (summary.txt). A quick check that it runs end to end:
 #   OUT=/tmp/mixed STEPS='--steps=2 --warmup=1 --repeats=1' bash results/onednn/mixed/run.sh
+# CONFIGS='cifar10_isovolnet_seed' runs only the configs named (the seed's
+# IsoVolNet is timed for docs/defaults.md's precision rule: not in the default list).
 set -euo pipefail
 out=${OUT:-results/onednn/mixed}
 read -r -a steps <<< "${STEPS:---steps=20 --warmup=3 --repeats=3}"
 mkdir -p "$out"
 dtypes=(float32 bfloat16 mixed_bfloat16)
+read -r -a configs <<< "${CONFIGS:-cifar10 cifar10_fast_cpu}"
 for round in 1 2; do
   order=("${dtypes[@]}")
   [ "$round" = 2 ] && order=(mixed_bfloat16 bfloat16 float32)
-  for c in cifar10 cifar10_fast_cpu; do
+  for c in "${configs[@]}"; do
     for d in "${order[@]}"; do
       python -m isovolnet_jax.bench.benchmark --json --config="configs/$c.py" "${steps[@]}" \
         --skip_torch --loop_steps=0 --jax_variants= --config.dtype="$d" \
@@ -34,7 +37,9 @@ out = pathlib.Path(sys.argv[1])
 print('img/s, median of the two rounds (each round: the median of the repeats); '
       'round 1 / round 2 in brackets; x = against float32')
 print(f'{"config":<18}{"dtype":<16}{"train img/s":>28}{"x":>7}{"infer img/s":>28}{"x":>7}')
-for c in ('cifar10', 'cifar10_fast_cpu'):
+for c in ('cifar10', 'cifar10_fast_cpu', 'cifar10_isovolnet_seed'):
+  if not (out / f'{c}-float32-r1.txt').exists():
+    continue
   base = {}
   for d in ('float32', 'bfloat16', 'mixed_bfloat16'):
     runs = []

@@ -1,0 +1,132 @@
+r"""The alternatives behind two of `models.layers`' code choices, timed.
+
+  python -m isovolnet_jax.bench.layer_choices [--batch=128] [--cores=1] [--json]
+
+1. 2x2 average pooling (`layers.avg_pool_2x2`): the reshape + mean it was
+   (`_avg_pool_reshape` here) against the four stride-2 phases summed in
+   float32 with its custom VJP, at IsoVolNet's and FastCNN's pooled shapes,
+   float32 and bfloat16, forward and forward + backward.
+2. A depthwise conv's swish in inference (`layers._SWISH_IN_XLA_MAX_CHANNELS`):
+   as oneDNN's post-op against an XLA fusion after a call without one, for
+   3 to 16 channels, bfloat16 (the default configs' mixed precision on a CPU
+   with native bfloat16). Needs the oneDNN extension.
+
+Each figure: the median of `--repeats` calls of the jitted function after two
+warm-up calls, on `--cores` cores (the process is pinned to them; one core is
+one CPU device's share of a batch-256 step on 2 devices at `--batch=128`).
+"""
+
+import json
+import os
+
+from isovolnet_jax import cli
+
+if __name__ == '__main__':
+  cli.use_tcmalloc()  # Before JAX starts.
+
+from absl import app
+from absl import flags
+
+from isovolnet_jax.bench.conv_layers import _median_ms
+
+FLAGS = flags.FLAGS
+
+# (H, C) of pooled activations: IsoVolNet's four blocks', then wider maps.
+POOL_SHAPES = ((32, 12), (16, 48), (8, 192), (4, 768), (32, 64), (16, 128), (8, 256))
+SWISH_CHANNELS = (3, 4, 6, 8, 12, 16)
+
+
+def define_flags():
+  flags.DEFINE_integer('batch', 128, 'Batch of the timed functions.')
+  flags.DEFINE_integer('cores', 1, 'Cores the process is pinned to.')
+  flags.DEFINE_integer('repeats', 30, 'Timed calls per figure (the median is printed).')
+  flags.DEFINE_bool('json', False, 'Print the results as JSON on the last line.')
+
+
+def _avg_pool_reshape(x):
+  """avg_pool_2x2 before 2026-12-05: a reshape and a mean over the windows."""
+  b, h, w, c = x.shape
+  return x.reshape(b, h // 2, 2, w // 2, 2, c).mean(axis=(2, 4))
+
+
+def pooling(batch, repeats):
+  import jax
+  import jax.numpy as jnp
+  import numpy as np
+
+  from isovolnet_jax.models import layers
+
+  rows = []
+  for h, c in POOL_SHAPES:
+    for dtype in ('float32', 'bfloat16'):
+      x = jnp.asarray(np.random.default_rng(0).normal(size=(batch, h, h, c)), dtype)
+      row = {'shape': [batch, h, h, c], 'dtype': dtype}
+      for name, pool in (('reshape_mean', _avg_pool_reshape), ('phases', layers.avg_pool_2x2)):
+        fwd = jax.jit(pool)
+        grad = jax.jit(jax.grad(lambda x, pool=pool: (pool(x).astype(jnp.float32) ** 2).sum()))
+        row[name] = {'forward_ms': _median_ms(lambda: fwd(x).block_until_ready(), repeats),
+                     'forward_backward_ms': _median_ms(
+                         lambda: grad(x).block_until_ready(), repeats)}
+      rows.append(row)
+  return rows
+
+
+def narrow_swish(batch, repeats):
+  import jax
+  import jax.numpy as jnp
+  import numpy as np
+
+  from isovolnet_jax import onednn
+  from isovolnet_jax.models import layers
+
+  swish = layers.activation_fn('swish')
+  rows = []
+  for c in SWISH_CHANNELS:
+    h = 32 if c < 8 else 16  # IsoVolNet's first block has 3 channels at 32x32.
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.normal(size=(batch, h, h, c)), jnp.bfloat16)
+    k = jnp.asarray(0.1 * rng.normal(size=(3, 3, 1, c)), jnp.bfloat16)
+    b = jnp.zeros((c,), jnp.float32)
+    call = lambda x, k, b, act: onednn.conv_bias_act(x, k, b, act, (1, 1), 'SAME', (1, 1), c,
+                                                      None)
+    post_op = jax.jit(lambda x, k, b: call(x, k, b, 'swish'))
+    after = jax.jit(lambda x, k, b: swish(call(x, k, b, None).astype(jnp.float32)).astype(
+        jnp.bfloat16))
+    rows.append({'shape': [batch, h, h, c],
+                 'post_op_ms': _median_ms(lambda: post_op(x, k, b).block_until_ready(), repeats),
+                 'xla_after_ms': _median_ms(lambda: after(x, k, b).block_until_ready(), repeats)})
+  return rows
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[:FLAGS.cores])
+  from isovolnet_jax import onednn
+  from isovolnet_jax.bench import benchmark
+
+  result = {'cpu': benchmark.cpu_description(), 'tcmalloc': cli.tcmalloc_loaded(),
+            'cores': FLAGS.cores, 'batch': FLAGS.batch,
+            'pooling': pooling(FLAGS.batch, FLAGS.repeats)}
+  print(f'{result["cpu"]}; {FLAGS.cores} core(s), batch {FLAGS.batch}, ms (median)')
+  print('2x2 average pooling: reshape + mean -> four phases (forward, forward + backward)')
+  for r in result['pooling']:
+    a, b = r['reshape_mean'], r['phases']
+    print(f'  {"x".join(map(str, r["shape"][1:])):>10} {r["dtype"]:<9}'
+          f'{a["forward_ms"]:7.3f} -> {b["forward_ms"]:6.3f}'
+          f'{a["forward_backward_ms"]:9.3f} -> {b["forward_backward_ms"]:6.3f}')
+  if onednn.available():
+    result['narrow_swish'] = narrow_swish(FLAGS.batch, FLAGS.repeats)
+    print('depthwise 3x3 conv + swish, bfloat16: post-op vs XLA after the call')
+    for r in result['narrow_swish']:
+      print(f'  {"x".join(map(str, r["shape"][1:])):>10}{r["post_op_ms"]:8.3f}'
+            f'{r["xla_after_ms"]:8.3f}')
+  else:
+    print(f'narrow swish: not timed, oneDNN unavailable ({onednn.unavailable_reason()})')
+  if FLAGS.json:
+    print(json.dumps(result))
+
+
+if __name__ == '__main__':
+  define_flags()
+  app.run(main)
