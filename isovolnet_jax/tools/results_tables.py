@@ -1162,6 +1162,51 @@ def ab_native_table(root=ROOT) -> str:
   return table(['config', 'dtype', 'train img/s before', 'after', 'after/before',
                 'infer img/s before', 'after', 'after/before'], rows)
 
+def layer_choices_table(root=ROOT) -> str:
+  """results/onednn/layer_choices: IsoVolNet's steps before and after, by round."""
+  d = root / 'results/onednn/layer_choices'
+  runs = {side: [_json_last_line(f) for f in sorted(d.glob(f'cifar10-{side}-r*.txt'))]
+          for side in ('before', 'after')}
+  if not runs['before'] or not runs['after']:
+    return table(['step', 'img/s before (by round)', 'after', 'after/before'], [])
+  rows = []
+  for step, key in (('training', 'jax_train_img_s'), ('inference', 'jax_infer_img_s')):
+    mean = lambda side: float(np.mean([r[key] for r in runs[side]]))
+    rows.append([step, *[' / '.join(f'{r[key]:,.0f}' for r in runs[side])
+                         for side in ('before', 'after')],
+                 f"**{ratio(mean('after') / mean('before'))}**"])
+  return table(['step', 'img/s before (by round)', 'after', 'after/before'], rows)
+
+
+def layer_choices_pooling(root=ROOT) -> str:
+  """results/onednn/layer_choices: 2x2 average pooling, reshape + mean against
+  the four phases (bench.layer_choices)."""
+  r = _json_last_line(root / 'results/onednn/layer_choices/layer_choices.txt')
+  rows = []
+  for p in r['pooling']:
+    a, b = p['reshape_mean'], p['phases']
+    rows.append(['×'.join(map(str, p['shape'][1:])), p['dtype'],
+                 f"{a['forward_ms']:.3f} → {b['forward_ms']:.3f}",
+                 f"{a['forward_backward_ms']:.3f} → {b['forward_backward_ms']:.3f}"])
+  return table(['input (H×W×C)', 'dtype', 'forward ms: reshape + mean → phases',
+                'forward + backward ms'], rows)
+
+
+def layer_choices_swish(root=ROOT) -> str:
+  """results/onednn/layer_choices: a depthwise conv's swish as oneDNN's
+  post-op or in XLA after the call, and which one layers takes."""
+  from isovolnet_jax.models import layers
+  r = _json_last_line(root / 'results/onednn/layer_choices/layer_choices.txt')
+  rows = []
+  for p in r.get('narrow_swish', []):
+    c = p['shape'][3]
+    xla = c <= layers._SWISH_IN_XLA_MAX_CHANNELS
+    cell = lambda ms, bold: f'**{ms:.3f}**' if bold else f'{ms:.3f}'
+    rows.append(['×'.join(map(str, p['shape'][1:])), cell(p['post_op_ms'], not xla),
+                 cell(p['xla_after_ms'], xla), 'XLA after the call' if xla else 'post-op'])
+  return table(['input (H×W×C)', 'post-op ms', 'XLA after the call ms', 'layers takes'], rows)
+
+
 # ---------------------------------------------------------------- docs/defaults.md
 
 
@@ -1348,6 +1393,9 @@ def onednn_profile_dtypes(root=ROOT) -> str:
 TABLES: dict[str, Callable[[Path], str]] = {
     'loop_step': loop_step_table,
     'onednn.ab_native': ab_native_table,
+    'onednn.layer_choices': layer_choices_table,
+    'onednn.layer_choices_pooling': layer_choices_pooling,
+    'onednn.layer_choices_swish': layer_choices_swish,
     'headline': headline,
     'index': index,
     'isovolnet_equal_time': equal_time_main,
