@@ -321,6 +321,11 @@ MUTATIONS = (
              ('tests/test_mixed_precision.py::test_the_measured_configs_default_to_auto_and_'
               'the_schema_to_float32',),
              'configs/cifar10.py', "  config.dtype = 'auto'\n", ''),
+    Mutation('auto-config-seed', "configs/cifar10_isovolnet_seed.py leaves the schema's float32 "
+             "(configs/cifar10.py sets 'auto' itself)",
+             ('tests/test_mixed_precision.py::test_the_measured_configs_default_to_auto_and_'
+              'the_schema_to_float32',),
+             'configs/cifar10_isovolnet_seed.py', "  config.dtype = 'auto'\n", ''),
     # The oneDNN kernels (isovolnet_jax/onednn): conv.cc rebuilt in the scratch
     # checkout; CI=true so that an extension the start-up probe refuses fails
     # the tests rather than skipping them.
