@@ -869,12 +869,25 @@ def vs_float32(runs: dict[str, list[dict]], dtype: str, key: str) -> float:
   return float(np.mean([a[key] / b[key] for a, b in zip(runs[dtype], runs['float32'])]))
 
 
+MIXED_NAMES = (('cifar10', 'IsoVolNet'), ('cifar10_fast_cpu', 'FastCNN'),
+               ('cifar10_isovolnet_seed', "the seed's IsoVolNet"))
+
+
 def mixed_speedups(root=ROOT) -> str:
-  """'1.15× (IsoVolNet) and 1.56× (FastCNN)': mixed_bfloat16's training img/s
-  over float32's (results/onednn/mixed)."""
-  x = lambda config: ratio(vs_float32(mixed_runs(root, config), 'mixed_bfloat16',
-                                      'jax_train_img_s'))
-  return f'{x("cifar10")} (IsoVolNet) and {x("cifar10_fast_cpu")} (FastCNN)'
+  """'1.15× (IsoVolNet), 1.56× (FastCNN) and ...': mixed_bfloat16's training
+  img/s over float32's (results/onednn/mixed), each config timed there."""
+  parts = [f"{ratio(vs_float32(mixed_runs(root, c), 'mixed_bfloat16', 'jax_train_img_s'))} "
+           f'({name})' for c, name in MIXED_NAMES
+           if (root / f'results/onednn/mixed/{c}-float32-r1.txt').exists()]
+  return ', '.join(parts[:-1]) + ' and ' + parts[-1] if len(parts) > 1 else ''.join(parts)
+
+
+def auto_dtype_configs(root=ROOT) -> str:
+  """'FastCNN, IsoVolNet and ...': the timed configs whose file sets dtype='auto'."""
+  from isovolnet_jax import config_defaults  # pylint: disable=g-import-not-at-top
+  names = [name for c, name in sorted(MIXED_NAMES, key=lambda x: x[0] != 'cifar10_fast_cpu')
+           if config_defaults.load_config_file(str(root / f'configs/{c}.py')).dtype == 'auto']
+  return ', '.join(names[:-1]) + ' and ' + names[-1] if len(names) > 1 else ''.join(names)
 
 
 def fast_line(fast: dict) -> str:
@@ -894,7 +907,8 @@ def fast_line(fast: dict) -> str:
 def precision_line(b: dict) -> str:
   """Each config's accuracy by dtype, one machine and commit a config."""
   parts = []
-  for name, runs in (('FastCNN', b['fast']), ('IsoVolNet (10 epochs)', b['iso'])):
+  for name, runs in (('FastCNN', b['fast']), ('IsoVolNet (10 epochs)', b['iso']),
+                     ("the seed's IsoVolNet (10 epochs)", b['seed'])):
     if runs:
       parts.append(f'{name}: ' + ', '.join(
           f'{DTYPE_NAMES[dt].split(" (")[0]} {pm(accuracies(r), digits=2)}%'
@@ -960,7 +974,7 @@ def headline(root=ROOT) -> str:
        'faster than before; against PyTorch\'s fastest (bf16 autocast or compiled): ' +
        ', '.join(f'{names[f]} {ratio(o[f]["train"])}' for f in order) +
        f'; against PyTorch\'s float32 best, JAX\'s float32 leads on {leads} of the '
-       f'{len(o)}; FastCNN and IsoVolNet default to `dtype=\'auto\'`, on this CPU '
+       f'{len(o)}; {auto_dtype_configs(root)} default to `dtype=\'auto\'`, on this CPU '
        f'bfloat16 convolutions with float32 elementwise work, which trains '
        f'{mixed_speedups(root)} float32\'s speed (results/onednn/mixed)',
        '[results/onednn](results/onednn/README.md)'],
@@ -1163,19 +1177,24 @@ def ab_native_table(root=ROOT) -> str:
                 'infer img/s before', 'after', 'after/before'], rows)
 
 def layer_choices_table(root=ROOT) -> str:
-  """results/onednn/layer_choices: IsoVolNet's steps before and after, by round."""
+  """results/onednn/layer_choices: IsoVolNet's steps before and after, by
+  round, on 2 CPU devices and on one core."""
   d = root / 'results/onednn/layer_choices'
-  runs = {side: [_json_last_line(f) for f in sorted(d.glob(f'cifar10-{side}-r*.txt'))]
-          for side in ('before', 'after')}
-  if not runs['before'] or not runs['after']:
-    return table(['step', 'img/s before (by round)', 'after', 'after/before'], [])
   rows = []
-  for step, key in (('training', 'jax_train_img_s'), ('inference', 'jax_infer_img_s')):
-    mean = lambda side: float(np.mean([r[key] for r in runs[side]]))
-    rows.append([step, *[' / '.join(f'{r[key]:,.0f}' for r in runs[side])
-                         for side in ('before', 'after')],
-                 f"**{ratio(mean('after') / mean('before'))}**"])
-  return table(['step', 'img/s before (by round)', 'after', 'after/before'], rows)
+  for where, stem in (('2 devices', 'cifar10'), ('1 core', 'cifar10-1core')):
+    runs = {side: [_json_last_line(f) for f in sorted(d.glob(f'{stem}-{side}-r*.txt'))]
+            for side in ('before', 'after')}
+    if not runs['before'] or not runs['after']:
+      continue
+    for step, key in (('training', 'jax_train_img_s'), ('inference', 'jax_infer_img_s')):
+      mean = lambda side: float(np.mean([r[key] for r in runs[side]]))
+      wins = sum(a[key] > b[key] for a, b in zip(runs['after'], runs['before']))
+      rows.append([f'{step}, {where}', *[' / '.join(f'{r[key]:,.0f}' for r in runs[side])
+                                         for side in ('before', 'after')],
+                   f"**{ratio(mean('after') / mean('before'))}**",
+                   f"{wins} of {len(runs['after'])}"])
+  return table(['step', 'img/s before (by round)', 'after', 'after/before (means)',
+                'rounds after is faster'], rows)
 
 
 def layer_choices_pooling(root=ROOT) -> str:

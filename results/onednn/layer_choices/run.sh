@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Two layer choices of 2026-12-05 (2x2 average pooling as four stride-2
+# phases; a narrow depthwise conv's swish in XLA after the oneDNN call):
+# 1. bench.layer_choices: each choice's two sides alone, one core, batch 128;
+# 2. configs/cifar10.py (IsoVolNet, which has both) before -> after, whole
+#    training and inference steps (bench.benchmark --skip_torch, the config as
+#    it is), from a checkout of the commit before them ($BEFORE, its extension
+#    built) and from this one, in three interleaved rounds (every other round
+#    in the reverse order). Run from the repository root with nothing else running:
+#   git worktree add ../before b6db449 && (cd ../before && python setup.py build_ext --inplace)
+#   BEFORE=../before bash results/onednn/layer_choices/run.sh
+# About 12 minutes on the 2-core EPYC.
+set -euo pipefail
+out=${OUT:-results/onednn/layer_choices}
+before=${BEFORE:?BEFORE=a checkout of the commit before the change}
+read -r -a steps <<< "${STEPS:---steps=20 --warmup=3 --repeats=3}"
+mkdir -p "$out"
+# ROUNDS='4 5 6' MICRO=0: three more rounds, the choices alone not re-timed.
+[ "${MICRO:-1}" = 0 ] || python -m isovolnet_jax.bench.layer_choices --json > "$out/layer_choices.txt"
+here=$(pwd)
+for round in ${ROUNDS:-1 2 3}; do
+  order=(before after)
+  [ $((round % 2)) = 0 ] && order=(after before)
+  for side in "${order[@]}"; do
+    dir=$here
+    [ "$side" = before ] && dir=$before
+    (cd "$dir" && python -m isovolnet_jax.bench.benchmark --json --config=configs/cifar10.py \
+      "${steps[@]}" --skip_torch --loop_steps=0 --jax_variants=) > "$out/cifar10-$side-r$round.txt"
+    grep -E '^jax' "$out/cifar10-$side-r$round.txt" | sed "s/^/[$side r$round] /"
+    # The same on one core (one device, one oneDNN thread): no second device's
+    # work on the shared caches and memory, the quieter figure.
+    (cd "$dir" && taskset -c 0 python -m isovolnet_jax.bench.benchmark --json \
+      --config=configs/cifar10.py "${steps[@]}" --skip_torch --loop_steps=0 --jax_variants= \
+      --cpu_devices=1) > "$out/cifar10-1core-$side-r$round.txt"
+    grep -E '^jax' "$out/cifar10-1core-$side-r$round.txt" | sed "s/^/[1 core $side r$round] /"
+  done
+done
