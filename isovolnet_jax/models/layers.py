@@ -432,8 +432,9 @@ def conv_bn_act_inference(x, kernel, scale, bias, mean, var, *, activation, stri
   (`onednn.conv_bias_act`): one pass over the output where the layer took a
   conv and an XLA fusion that read the output back (BatchNorm, activation,
   the cast); a narrow depthwise conv's swish follows the call in XLA
-  (`_SWISH_IN_XLA_MAX_CHANNELS`). Lowered elsewhere: what the modules compute (conv, flax's
-  BatchNorm, activation). Only called where `conv_impl` runs oneDNN on CPU.
+  (`_SWISH_IN_XLA_MAX_CHANNELS`). Lowered elsewhere: what the modules
+  compute (conv, flax's BatchNorm, activation). Only called where
+  `conv_impl` runs oneDNN on CPU.
   """
   x, kernel = x.astype(dtype), kernel.astype(dtype)  # nn.Conv's promotion.
   act = activation_fn(activation) if activation is not None else (lambda y: y)
