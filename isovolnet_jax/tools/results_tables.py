@@ -1178,10 +1178,11 @@ def ab_native_table(root=ROOT) -> str:
 
 def layer_choices_table(root=ROOT) -> str:
   """results/onednn/layer_choices: IsoVolNet's steps before and after, by
-  round, on 2 CPU devices and on one core."""
+  round, on 2 CPU devices and on one core; the dense DS net's on 2 devices."""
   d = root / 'results/onednn/layer_choices'
   rows = []
-  for where, stem in (('2 devices', 'cifar10'), ('1 core', 'cifar10-1core')):
+  for where, stem in (('IsoVolNet, 2 devices', 'cifar10'), ('IsoVolNet, 1 core', 'cifar10-1core'),
+                      ('dense DS net, 2 devices', 'cifar10_dense_ds')):
     runs = {side: [_json_last_line(f) for f in sorted(d.glob(f'{stem}-{side}-r*.txt'))]
             for side in ('before', 'after')}
     if not runs['before'] or not runs['after']:
@@ -1189,12 +1190,12 @@ def layer_choices_table(root=ROOT) -> str:
     for step, key in (('training', 'jax_train_img_s'), ('inference', 'jax_infer_img_s')):
       mean = lambda side: float(np.mean([r[key] for r in runs[side]]))
       wins = sum(a[key] > b[key] for a, b in zip(runs['after'], runs['before']))
-      rows.append([f'{step}, {where}', *[' / '.join(f'{r[key]:,.0f}' for r in runs[side])
+      rows.append([f'{where}: {step}', *[' / '.join(f'{r[key]:,.0f}' for r in runs[side])
                                          for side in ('before', 'after')],
                    f"**{ratio(mean('after') / mean('before'))}**",
                    f"{wins} of {len(runs['after'])}"])
-  return table(['step', 'img/s before (by round)', 'after', 'after/before (means)',
-                'rounds after is faster'], rows)
+  return table(['model, where: step', 'img/s before (by round)', 'after',
+                'after/before (means)', 'rounds after is faster'], rows)
 
 
 def layer_choices_pooling(root=ROOT) -> str:

@@ -9,7 +9,7 @@
 #    in the reverse order). Run from the repository root with nothing else running:
 #   git worktree add ../before b6db449 && (cd ../before && python setup.py build_ext --inplace)
 #   BEFORE=../before bash results/onednn/layer_choices/run.sh
-# About 12 minutes on the 2-core EPYC.
+# About 20 minutes on the 2-core EPYC.
 set -euo pipefail
 out=${OUT:-results/onednn/layer_choices}
 before=${BEFORE:?BEFORE=a checkout of the commit before the change}
@@ -33,5 +33,20 @@ for round in ${ROUNDS:-1 2 3}; do
       --config=configs/cifar10.py "${steps[@]}" --skip_torch --loop_steps=0 --jax_variants= \
       --cpu_devices=1) > "$out/cifar10-1core-$side-r$round.txt"
     grep -E '^jax' "$out/cifar10-1core-$side-r$round.txt" | sed "s/^/[1 core $side r$round] /"
+  done
+done
+# The dense DS net (its transitions average-pool; no narrow swish): 2 devices,
+# fewer steps (one takes seconds). DENSE=0 skips it.
+[ "${DENSE:-1}" = 0 ] && exit 0
+for round in ${DENSE_ROUNDS:-1 2}; do
+  order=(before after)
+  [ $((round % 2)) = 0 ] && order=(after before)
+  for side in "${order[@]}"; do
+    dir=$here
+    [ "$side" = before ] && dir=$before
+    (cd "$dir" && python -m isovolnet_jax.bench.benchmark --json \
+      --config=configs/cifar10_dense_ds.py --steps=4 --warmup=2 --repeats=3 --skip_torch \
+      --loop_steps=0 --jax_variants=) > "$out/cifar10_dense_ds-$side-r$round.txt"
+    grep -E '^jax' "$out/cifar10_dense_ds-$side-r$round.txt" | sed "s/^/[dense DS $side r$round] /"
   done
 done
