@@ -44,29 +44,6 @@ class Mutation:
 
 
 MUTATIONS = (
-    Mutation('swish-after-call-dropped', "a narrow depthwise conv's swish, moved out of the "
-             'oneDNN call, is never applied',
-             ('tests/test_onednn_bias_act.py::test_models_in_inference_equal_the_unfused_modules',),
-             'isovolnet_jax/models/layers.py', '      y = act(y.astype(jnp.float32))',
-             '      y = y.astype(jnp.float32)', env=(('CI', 'true'),), build=True),
-    Mutation('swish-narrow-in-post-op', "a narrow depthwise conv's swish stays a post-op",
-             ('tests/test_onednn_bias_act.py::test_a_narrow_depthwise_convs_swish_runs_after_'
-              'the_call',),
-             'isovolnet_jax/models/layers.py', '_SWISH_IN_XLA_MAX_CHANNELS = 8',
-             '_SWISH_IN_XLA_MAX_CHANNELS = 0', env=(('CI', 'true'),), build=True),
-    Mutation('avg-pool-grad-scale', "avg_pool_2x2's gradient spreads g / 2, not g / 4",
-             ('tests/test_layers.py::test_pooling_matches_flax_values_and_gradients',),
-             'isovolnet_jax/models/layers.py',
-             'quarter = (g.astype(jnp.float32) * 0.25)', 'quarter = (g.astype(jnp.float32) * 0.5)'),
-    Mutation('avg-pool-odd-rows', "avg_pool_2x2's gradient shifts an odd input's dropped row "
-             "to the top", ('tests/test_layers.py::test_pooling_matches_flax_values_and_gradients',),
-             'isovolnet_jax/models/layers.py',
-             'return (jnp.pad(dx, ((0, 0), (0, odd_h), (0, odd_w), (0, 0))),)',
-             'return (jnp.pad(dx, ((0, 0), (odd_h, 0), (0, odd_w), (0, 0))),)'),
-    Mutation('avg-pool-phase', 'avg_pool_2x2 sums one phase twice and drops another',
-             ('tests/test_layers.py::test_pooling_matches_flax_values_and_gradients',),
-             'isovolnet_jax/models/layers.py', 'for i in (0, 1) for j in (0, 1)]',
-             'for i in (0, 0) for j in (0, 1)]'),
     Mutation('invariant', 'IsoVolNet: the H*W*C chex check removed',
              ('tests/test_models_isovolnet.py::test_invariant_is_checked_with_chex',),
              'isovolnet_jax/models/isovolnet.py',
@@ -379,6 +356,20 @@ MUTATIONS = (
               'used_and_evicted_shapes_still_compute',),
              'isovolnet_jax/onednn/conv.cc', '  EvictLocked();\n  return entry;',
              '  return entry;', env=(('CI', 'true'),), build=True),
+    # models/layers.py's 2x2 average pooling (four phases, custom VJP).
+    Mutation('avg-pool-grad-scale', "avg_pool_2x2's gradient spreads g / 2, not g / 4",
+             ('tests/test_layers.py::test_pooling_matches_flax_values_and_gradients',),
+             'isovolnet_jax/models/layers.py',
+             'quarter = (g.astype(jnp.float32) * 0.25)', 'quarter = (g.astype(jnp.float32) * 0.5)'),
+    Mutation('avg-pool-odd-rows', "avg_pool_2x2's gradient shifts an odd input's dropped row "
+             "to the top", ('tests/test_layers.py::test_pooling_matches_flax_values_and_gradients',),
+             'isovolnet_jax/models/layers.py',
+             'return (jnp.pad(dx, ((0, 0), (0, odd_h), (0, odd_w), (0, 0))),)',
+             'return (jnp.pad(dx, ((0, 0), (odd_h, 0), (0, odd_w), (0, 0))),)'),
+    Mutation('avg-pool-phase', 'avg_pool_2x2 sums one phase twice and drops another',
+             ('tests/test_layers.py::test_pooling_matches_flax_values_and_gradients',),
+             'isovolnet_jax/models/layers.py', 'for i in (0, 1) for j in (0, 1)]',
+             'for i in (0, 0) for j in (0, 1)]'),
     # Inference's conv + BatchNorm + activation in one oneDNN call
     # (tests/test_onednn_bias_act.py).
     # (Dropping every post-op fails the start-up probe's bias + ReLU call, and
@@ -421,6 +412,16 @@ MUTATIONS = (
              'isovolnet_jax/onednn/__init__.py',
              'return lax.platform_dependent(x, kernel, bias, cpu=fused, default=reference)',
              'return fused(x, kernel, bias)', env=(('CI', 'true'),), build=True),
+    Mutation('swish-after-call-dropped', "a narrow depthwise conv's swish, moved out of the "
+             'oneDNN call, is never applied',
+             ('tests/test_onednn_bias_act.py::test_models_in_inference_equal_the_unfused_modules',),
+             'isovolnet_jax/models/layers.py', '      y = act(y.astype(jnp.float32))',
+             '      y = y.astype(jnp.float32)', env=(('CI', 'true'),), build=True),
+    Mutation('swish-narrow-in-post-op', "a narrow depthwise conv's swish stays a post-op",
+             ('tests/test_onednn_bias_act.py::test_a_narrow_depthwise_convs_swish_runs_after_'
+              'the_call',),
+             'isovolnet_jax/models/layers.py', '_SWISH_IN_XLA_MAX_CHANNELS = 8',
+             '_SWISH_IN_XLA_MAX_CHANNELS = 0', env=(('CI', 'true'),), build=True),
     Mutation('physical-cores-logical', 'cpu_devices.physical_cores counts hyper-threads',
              ('tests/test_cli.py::test_physical_cores_counts_one_cpu_per_core_'
               'of_the_affinity_mask',),

@@ -45,8 +45,8 @@ def define_flags():
 
 def _avg_pool_reshape(x):
   """avg_pool_2x2 before 2026-12-05: a reshape and a mean over the windows."""
-  b, h, w, c = x.shape
-  return x.reshape(b, h // 2, 2, w // 2, 2, c).mean(axis=(2, 4))
+  from isovolnet_jax.models import layers
+  return layers._windows_2x2(x).mean(axis=(2, 4))  # pylint: disable=protected-access
 
 
 def pooling(batch, repeats):

@@ -437,7 +437,8 @@ def conv_bn_act_inference(x, kernel, scale, bias, mean, var, *, activation, stri
   `conv_impl` runs oneDNN on CPU.
   """
   x, kernel = x.astype(dtype), kernel.astype(dtype)  # nn.Conv's promotion.
-  act = activation_fn(activation) if activation is not None else (lambda y: y)
+  activate = lambda name: activation_fn(name) if name is not None else (lambda y: y)
+  act = activate(activation)
   conv_args = dict(rhs_dilation=(dilation, dilation), feature_group_count=groups)
   window = (strides, strides)
   mul = lax.rsqrt(var + BATCH_NORM_EPSILON) * scale
@@ -454,7 +455,7 @@ def conv_bn_act_inference(x, kernel, scale, bias, mean, var, *, activation, stri
     post_op = activation
     if activation == 'swish' and groups > 1 and kernel.shape[-1] <= _SWISH_IN_XLA_MAX_CHANNELS:
       post_op = None  # Applied below, in XLA, to the call's output.
-    post_act = activation_fn(post_op) if post_op is not None else (lambda y: y)
+    post_act = activate(post_op)
 
     def reference(x, w, b):  # What the oneDNN call computes, in plain JAX.
       y = lax.conv_general_dilated(x, w, window, 'SAME', dimension_numbers=(

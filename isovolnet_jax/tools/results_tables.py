@@ -873,13 +873,22 @@ MIXED_NAMES = (('cifar10', 'IsoVolNet'), ('cifar10_fast_cpu', 'FastCNN'),
                ('cifar10_isovolnet_seed', "the seed's IsoVolNet"))
 
 
+def mixed_timed(root: Path, config: str) -> bool:
+  """Whether results/onednn/mixed has `config`'s runs (its run.sh's CONFIGS)."""
+  return (root / f'results/onednn/mixed/{config}-float32-r1.txt').exists()
+
+
+def and_list(items: list[str]) -> str:
+  """'a, b and c'."""
+  return ', '.join(items[:-1]) + ' and ' + items[-1] if len(items) > 1 else ''.join(items)
+
+
 def mixed_speedups(root=ROOT) -> str:
   """'1.15× (IsoVolNet), 1.56× (FastCNN) and ...': mixed_bfloat16's training
   img/s over float32's (results/onednn/mixed), each config timed there."""
   parts = [f"{ratio(vs_float32(mixed_runs(root, c), 'mixed_bfloat16', 'jax_train_img_s'))} "
-           f'({name})' for c, name in MIXED_NAMES
-           if (root / f'results/onednn/mixed/{c}-float32-r1.txt').exists()]
-  return ', '.join(parts[:-1]) + ' and ' + parts[-1] if len(parts) > 1 else ''.join(parts)
+           f'({name})' for c, name in MIXED_NAMES if mixed_timed(root, c)]
+  return and_list(parts)
 
 
 def auto_dtype_configs(root=ROOT) -> str:
@@ -887,7 +896,7 @@ def auto_dtype_configs(root=ROOT) -> str:
   from isovolnet_jax import config_defaults  # pylint: disable=g-import-not-at-top
   names = [name for c, name in sorted(MIXED_NAMES, key=lambda x: x[0] != 'cifar10_fast_cpu')
            if config_defaults.load_config_file(str(root / f'configs/{c}.py')).dtype == 'auto']
-  return ', '.join(names[:-1]) + ' and ' + names[-1] if len(names) > 1 else ''.join(names)
+  return and_list(names)
 
 
 def fast_line(fast: dict) -> str:
@@ -1176,6 +1185,7 @@ def ab_native_table(root=ROOT) -> str:
   return table(['config', 'dtype', 'train img/s before', 'after', 'after/before',
                 'infer img/s before', 'after', 'after/before'], rows)
 
+
 def layer_choices_table(root=ROOT) -> str:
   """results/onednn/layer_choices: IsoVolNet's steps before and after, by
   round, on 2 CPU devices and on one core; the dense DS net's on 2 devices."""
@@ -1327,7 +1337,7 @@ def onednn_mixed(root=ROOT) -> str:
   for config, name in (('cifar10', '`cifar10` (IsoVolNet)'),
                        ('cifar10_fast_cpu', '`cifar10_fast_cpu` (FastCNN)'),
                        ('cifar10_isovolnet_seed', "`cifar10_isovolnet_seed` (the seed's IsoVolNet)")):
-    if not (root / f'results/onednn/mixed/{config}-float32-r1.txt').exists():
+    if not mixed_timed(root, config):
       continue
     runs = mixed_runs(root, config)
     for i, (dt, rounds) in enumerate(runs.items()):
@@ -1377,7 +1387,7 @@ def precision_rule(root=ROOT) -> str:
                             ('fast', 'cifar10_fast_cpu', 'FastCNN (`cifar10_fast_cpu`)'),
                             ('seed', 'cifar10_isovolnet_seed',
                              "the seed's IsoVolNet (`cifar10_isovolnet_seed`, 10 epochs)")):
-    if len(b[key]) < 2 or not (root / f'results/onednn/mixed/{config}-float32-r1.txt').exists():
+    if len(b[key]) < 2 or not mixed_timed(root, config):
       continue  # Not measured.
     f32, mixed = accuracies(b[key]['float32']), accuracies(b[key]['mixed_bfloat16'])
     gap = mixed['test_accuracy'] - f32['test_accuracy']

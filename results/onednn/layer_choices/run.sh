@@ -18,35 +18,34 @@ mkdir -p "$out"
 # ROUNDS='4 5 6' MICRO=0: three more rounds, the choices alone not re-timed.
 [ "${MICRO:-1}" = 0 ] || python -m isovolnet_jax.bench.layer_choices --json > "$out/layer_choices.txt"
 here=$(pwd)
+run=(python -m isovolnet_jax.bench.benchmark)
+# bench NAME SIDE ROUND COMMAND...: one JAX-only run (the config as it is) of
+# SIDE's checkout, into $out/NAME-SIDE-rROUND.txt.
+bench() {
+  local name=$1 side=$2 round=$3 dir=$here
+  shift 3
+  [ "$side" = before ] && dir=$before
+  (cd "$dir" && "$@" --json --skip_torch --loop_steps=0 --jax_variants=) \
+    > "$out/$name-$side-r$round.txt"
+  grep -E '^jax' "$out/$name-$side-r$round.txt" | sed "s/^/[$name $side r$round] /"
+}
+# The sides' order in round ROUND: reversed in the even rounds.
+sides() { if [ $(($1 % 2)) = 0 ]; then echo after before; else echo before after; fi; }
 for round in ${ROUNDS:-1 2 3}; do
-  order=(before after)
-  [ $((round % 2)) = 0 ] && order=(after before)
-  for side in "${order[@]}"; do
-    dir=$here
-    [ "$side" = before ] && dir=$before
-    (cd "$dir" && python -m isovolnet_jax.bench.benchmark --json --config=configs/cifar10.py \
-      "${steps[@]}" --skip_torch --loop_steps=0 --jax_variants=) > "$out/cifar10-$side-r$round.txt"
-    grep -E '^jax' "$out/cifar10-$side-r$round.txt" | sed "s/^/[$side r$round] /"
+  for side in $(sides "$round"); do
+    bench cifar10 "$side" "$round" "${run[@]}" --config=configs/cifar10.py "${steps[@]}"
     # The same on one core (one device, one oneDNN thread): no second device's
     # work on the shared caches and memory, the quieter figure.
-    (cd "$dir" && taskset -c 0 python -m isovolnet_jax.bench.benchmark --json \
-      --config=configs/cifar10.py "${steps[@]}" --skip_torch --loop_steps=0 --jax_variants= \
-      --cpu_devices=1) > "$out/cifar10-1core-$side-r$round.txt"
-    grep -E '^jax' "$out/cifar10-1core-$side-r$round.txt" | sed "s/^/[1 core $side r$round] /"
+    bench cifar10-1core "$side" "$round" taskset -c 0 "${run[@]}" \
+      --config=configs/cifar10.py "${steps[@]}" --cpu_devices=1
   done
 done
 # The dense DS net (its transitions average-pool; no narrow swish): 2 devices,
 # fewer steps (one takes seconds). DENSE=0 skips it.
 [ "${DENSE:-1}" = 0 ] && exit 0
 for round in ${DENSE_ROUNDS:-1 2}; do
-  order=(before after)
-  [ $((round % 2)) = 0 ] && order=(after before)
-  for side in "${order[@]}"; do
-    dir=$here
-    [ "$side" = before ] && dir=$before
-    (cd "$dir" && python -m isovolnet_jax.bench.benchmark --json \
-      --config=configs/cifar10_dense_ds.py --steps=4 --warmup=2 --repeats=3 --skip_torch \
-      --loop_steps=0 --jax_variants=) > "$out/cifar10_dense_ds-$side-r$round.txt"
-    grep -E '^jax' "$out/cifar10_dense_ds-$side-r$round.txt" | sed "s/^/[dense DS $side r$round] /"
+  for side in $(sides "$round"); do
+    bench cifar10_dense_ds "$side" "$round" "${run[@]}" --config=configs/cifar10_dense_ds.py \
+      --steps=4 --warmup=2 --repeats=3
   done
 done
