@@ -40,7 +40,8 @@ def norm_layer(name: str, train: bool, dtype: Any) -> Callable[..., Any]:
 
   flax's own: a BatchNorm with wide-minor reductions and a closed-form
   custom-VJP backward pass was no faster for IsoVolNet and slower for FastCNN
-  and MobileNetV2 (docs/performance.md, "Figures behind code choices").
+  and MobileNetV2 (docs/performance.md, "Figures behind code choices"); only
+  ConvNormAct's training layers of few channels take `BatchNormAct`.
   """
   if name == 'batch':
     return functools.partial(nn.BatchNorm, use_running_average=not train,
@@ -534,7 +535,8 @@ class ConvNormAct(nn.Module):
   """conv -> norm -> activation, the unit every model here repeats.
 
   In inference with BatchNorm, where the convs run oneDNN on CPU, one oneDNN
-  call computes all three (`conv_bn_act_inference`); same parameters.
+  call computes all three (`conv_bn_act_inference`); in training, a layer of
+  15 channels or fewer takes `BatchNormAct`. Same parameters either way.
   """
   features: int
   kernel_size: tuple[int, int] = (3, 3)

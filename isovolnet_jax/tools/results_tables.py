@@ -672,10 +672,11 @@ def accuracies(result: dict) -> dict:
 
 def bf16_runs(root=ROOT) -> dict:
   """Each config's runs by dtype: FastCNN's are the timed ones of
-  time_to_accuracy, the two IsoVolNets' bf16's own (10 epochs)."""
+  time_to_accuracy, the two IsoVolNets' and ResNet-20's bf16's own (10 epochs)."""
   return {'fast': tta_files(root / 'results/time_to_accuracy', 'fast_cpu'),
           'iso': tta_files(root / 'results/bf16', 'cifar10'),
-          'seed': tta_files(root / 'results/bf16', 'cifar10_isovolnet_seed')}
+          'seed': tta_files(root / 'results/bf16', 'cifar10_isovolnet_seed'),
+          'resnet': tta_files(root / 'results/bf16', 'cifar10_resnet20')}
 
 
 def bf16_table(root=ROOT) -> str:
@@ -684,7 +685,8 @@ def bf16_table(root=ROOT) -> str:
   for cfg, key in (('`cifar10_fast_cpu` (FastCNN, 10 epochs)', 'fast'),
                    ('`cifar10` (IsoVolNet, 4 blocks, 10 epochs)', 'iso'),
                    ("`cifar10_isovolnet_seed` (IsoVolNet, the seed's 5 blocks, 10 epochs)",
-                    'seed')):
+                    'seed'),
+                   ('`cifar10_resnet20` (ResNet-20, 10 epochs)', 'resnet')):
     for i, (dt, result) in enumerate(b[key].items()):
       accs = [r['test_accuracy'] for r in sorted(result['runs'], key=lambda r: r['seed'])]
       rows.append([cfg if i == 0 else '', DTYPE_NAMES[dt], *[pct(x, 2) for x in accs],
@@ -870,7 +872,8 @@ def vs_float32(runs: dict[str, list[dict]], dtype: str, key: str) -> float:
 
 
 MIXED_NAMES = (('cifar10', 'IsoVolNet'), ('cifar10_fast_cpu', 'FastCNN'),
-               ('cifar10_isovolnet_seed', "the seed's IsoVolNet"))
+               ('cifar10_isovolnet_seed', "the seed's IsoVolNet"),
+               ('cifar10_resnet20', 'ResNet-20'))
 
 
 def mixed_timed(root: Path, config: str) -> bool:
@@ -1186,13 +1189,11 @@ def ab_native_table(root=ROOT) -> str:
                 'infer img/s before', 'after', 'after/before'], rows)
 
 
-def layer_choices_table(root=ROOT) -> str:
-  """results/onednn/layer_choices: IsoVolNet's steps before and after, by
-  round, on 2 CPU devices and on one core; the dense DS net's on 2 devices."""
-  d = root / 'results/onednn/layer_choices'
+def before_after_steps(d: Path, stems) -> str:
+  """A before -> after study's whole steps (bench.benchmark JSON in
+  d/STEM-{before,after}-rROUND.txt), by round, for each (label, STEM)."""
   rows = []
-  for where, stem in (('IsoVolNet, 2 devices', 'cifar10'), ('IsoVolNet, 1 core', 'cifar10-1core'),
-                      ('dense DS net, 2 devices', 'cifar10_dense_ds')):
+  for where, stem in stems:
     runs = {side: [_json_last_line(f) for f in sorted(d.glob(f'{stem}-{side}-r*.txt'))]
             for side in ('before', 'after')}
     if not runs['before'] or not runs['after']:
@@ -1206,6 +1207,38 @@ def layer_choices_table(root=ROOT) -> str:
                    f"{wins} of {len(runs['after'])}"])
   return table(['model, where: step', 'img/s before (by round)', 'after',
                 'after/before (means)', 'rounds after is faster'], rows)
+
+
+def layer_choices_table(root=ROOT) -> str:
+  """results/onednn/layer_choices: IsoVolNet's steps before and after, by
+  round, on 2 CPU devices and on one core; the dense DS net's on 2 devices."""
+  return before_after_steps(root / 'results/onednn/layer_choices', (
+      ('IsoVolNet, 2 devices', 'cifar10'), ('IsoVolNet, 1 core', 'cifar10-1core'),
+      ('dense DS net, 2 devices', 'cifar10_dense_ds')))
+
+
+def narrow_batch_norm_table(root=ROOT) -> str:
+  """results/onednn/narrow_batch_norm: IsoVolNet's steps before and after."""
+  return before_after_steps(root / 'results/onednn/narrow_batch_norm', (
+      ('IsoVolNet, 2 devices', 'cifar10'), ('IsoVolNet, 1 core', 'cifar10-1core')))
+
+
+def narrow_batch_norm_layers(root=ROOT) -> str:
+  """results/onednn/narrow_batch_norm: training BatchNorm + swish, flax's
+  against the (N, H, W*C) view, and which one layers takes."""
+  from isovolnet_jax.models import layers
+  r = _json_last_line(root / 'results/onednn/narrow_batch_norm/layer_choices.txt')
+  rows = []
+  for p in r['narrow_batch_norm']:
+    a, b = p['flax'], p['wide_view']
+    wide = p['shape'][3] <= layers._WIDE_BATCH_NORM_MAX_CHANNELS
+    rows.append(['×'.join(map(str, p['shape'][1:])),
+                 f"{a['forward_ms']:.3f} → {b['forward_ms']:.3f}",
+                 f"{a['forward_backward_ms']:.3f} → {b['forward_backward_ms']:.3f}",
+                 ratio(a['forward_backward_ms'] / b['forward_backward_ms']),
+                 '(N, H, W·C) view' if wide else "flax's"])
+  return table(['input (H×W×C)', "forward ms: flax's → the view", 'forward + backward ms',
+                'forward + backward speed-up', 'layers takes'], rows)
 
 
 def layer_choices_pooling(root=ROOT) -> str:
@@ -1386,7 +1419,9 @@ def precision_rule(root=ROOT) -> str:
   for key, config, name in (('iso', 'cifar10', 'IsoVolNet (`cifar10`, 10 epochs)'),
                             ('fast', 'cifar10_fast_cpu', 'FastCNN (`cifar10_fast_cpu`)'),
                             ('seed', 'cifar10_isovolnet_seed',
-                             "the seed's IsoVolNet (`cifar10_isovolnet_seed`, 10 epochs)")):
+                             "the seed's IsoVolNet (`cifar10_isovolnet_seed`, 10 epochs)"),
+                            ('resnet', 'cifar10_resnet20',
+                             'ResNet-20 (`cifar10_resnet20`, 10 epochs)')):
     if len(b[key]) < 2 or not mixed_timed(root, config):
       continue  # Not measured.
     f32, mixed = accuracies(b[key]['float32']), accuracies(b[key]['mixed_bfloat16'])
@@ -1426,6 +1461,8 @@ TABLES: dict[str, Callable[[Path], str]] = {
     'onednn.layer_choices': layer_choices_table,
     'onednn.layer_choices_pooling': layer_choices_pooling,
     'onednn.layer_choices_swish': layer_choices_swish,
+    'onednn.narrow_batch_norm': narrow_batch_norm_table,
+    'onednn.narrow_batch_norm_layers': narrow_batch_norm_layers,
     'headline': headline,
     'index': index,
     'isovolnet_equal_time': equal_time_main,
