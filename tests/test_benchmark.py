@@ -294,7 +294,3 @@ def test_layer_choices_times_both_sides_of_each_choice():
     swish = layer_choices.narrow_swish(batch=2, repeats=1)
     assert [r['shape'][3] for r in swish] == list(layer_choices.SWISH_CHANNELS)
     assert all(r['post_op_ms'] > 0 and r['xla_after_ms'] > 0 for r in swish)
-  norms = layer_choices.narrow_batch_norm(batch=2, repeats=1)
-  assert [r['shape'][1:] for r in norms] == [[h, h, c] for h, c in layer_choices.BATCH_NORM_SHAPES]
-  assert all(r[k][t] > 0 for r in norms for k in ('flax', 'wide_view')
-             for t in ('forward_ms', 'forward_backward_ms'))

@@ -221,7 +221,7 @@ def test_whiten_stems_conv_is_bf16_too(model_name):
 # ---- config.dtype='auto': mixed where the CPU has native bfloat16 (and the
 # convs are oneDNN's), float32 elsewhere; chosen per platform when lowered.
 
-AUTO_CONFIGS = ('cifar10', 'cifar10_fast_cpu', 'cifar10_isovolnet_seed')
+AUTO_CONFIGS = ('cifar10', 'cifar10_fast_cpu', 'cifar10_isovolnet_seed', 'cifar10_resnet20')
 
 
 def f32_convs(text: str, where):

@@ -1,7 +1,6 @@
-r"""The alternatives behind three of `models.layers`' code choices, timed.
+r"""The alternatives behind two of `models.layers`' code choices, timed.
 
-  python -m isovolnet_jax.bench.layer_choices [--batch=128] [--cores=1] [--json] \
-    [--choices=pooling,narrow_swish,narrow_batch_norm]
+  python -m isovolnet_jax.bench.layer_choices [--batch=128] [--cores=1] [--json]
 
 1. 2x2 average pooling (`layers.avg_pool_2x2`): the reshape + mean it was
    (`_avg_pool_reshape` here) against the four stride-2 phases summed in
@@ -11,11 +10,6 @@ r"""The alternatives behind three of `models.layers`' code choices, timed.
    as oneDNN's post-op against an XLA fusion after a call without one, for
    3 to 16 channels, bfloat16 (the default configs' mixed precision on a CPU
    with native bfloat16). Needs the oneDNN extension.
-3. Training BatchNorm + swish of few channels (`layers.BatchNormAct`,
-   `layers._WIDE_BATCH_NORM_MAX_CHANNELS`): flax's nn.BatchNorm and the
-   swish against BatchNormAct on the (N, H, W*C) view, float32 (the models'
-   elementwise dtype under mixed precision), forward and forward + backward
-   (the gradients of the parameters and the input), for 3 to 48 channels.
 
 Each figure: the median of `--repeats` calls of the jitted function after two
 warm-up calls, on `--cores` cores (the process is pinned to them; one core is
@@ -40,10 +34,6 @@ FLAGS = flags.FLAGS
 # (H, C) of pooled activations: IsoVolNet's four blocks', then wider maps.
 POOL_SHAPES = ((32, 12), (16, 48), (8, 192), (4, 768), (32, 64), (16, 128), (8, 256))
 SWISH_CHANNELS = (3, 4, 6, 8, 12, 16)
-# (H, C) of IsoVolNet's three narrow BatchNorms (32x32x3, 32x32x12,
-# 16x16x12), then wider ones.
-BATCH_NORM_SHAPES = ((32, 3), (32, 12), (16, 12), (32, 16), (16, 24), (16, 48), (8, 48))
-CHOICES = ('pooling', 'narrow_swish', 'narrow_batch_norm')
 
 
 def define_flags():
@@ -51,7 +41,6 @@ def define_flags():
   flags.DEFINE_integer('cores', 1, 'Cores the process is pinned to.')
   flags.DEFINE_integer('repeats', 30, 'Timed calls per figure (the median is printed).')
   flags.DEFINE_bool('json', False, 'Print the results as JSON on the last line.')
-  flags.DEFINE_list('choices', list(CHOICES), f'Which to time, of {list(CHOICES)}.')
 
 
 def _avg_pool_reshape(x):
@@ -109,36 +98,6 @@ def narrow_swish(batch, repeats):
   return rows
 
 
-def narrow_batch_norm(batch, repeats):
-  import jax
-  import jax.numpy as jnp
-  import numpy as np
-
-  from isovolnet_jax.models import layers
-
-  swish = layers.activation_fn('swish')
-  flax_bn = layers.norm_layer('batch', True, jnp.float32)()
-  ours = layers.BatchNormAct('swish', jnp.float32)
-  sides = (('flax', lambda v, x: swish(flax_bn.apply(v, x, mutable=['batch_stats'])[0])),
-           ('wide_view', lambda v, x: ours.apply(v, x, mutable=['batch_stats'])[0]))
-  rows = []
-  for h, c in BATCH_NORM_SHAPES:
-    x = jnp.asarray(np.random.default_rng(0).normal(size=(batch, h, h, c)), jnp.float32)
-    variables = ours.init(jax.random.key(0), x)
-    row = {'shape': [batch, h, h, c]}
-    for name, f in sides:
-      fwd = jax.jit(f)
-      grad = jax.jit(jax.grad(lambda params, x, f=f: (f(
-          {'params': params, 'batch_stats': variables['batch_stats']}, x) ** 2).sum(),
-                              argnums=(0, 1)))
-      row[name] = {
-          'forward_ms': _median_ms(lambda: fwd(variables, x).block_until_ready(), repeats),
-          'forward_backward_ms': _median_ms(
-              lambda: jax.block_until_ready(grad(variables['params'], x)), repeats)}
-    rows.append(row)
-  return rows
-
-
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
@@ -146,36 +105,24 @@ def main(argv):
   from isovolnet_jax import onednn
   from isovolnet_jax.bench import benchmark
 
-  unknown = sorted(set(FLAGS.choices) - set(CHOICES))
-  if unknown:
-    raise app.UsageError(f'unknown --choices {unknown}; choose of {list(CHOICES)}')
   result = {'cpu': benchmark.cpu_description(), 'tcmalloc': cli.tcmalloc_loaded(),
-            'cores': FLAGS.cores, 'batch': FLAGS.batch}
+            'cores': FLAGS.cores, 'batch': FLAGS.batch,
+            'pooling': pooling(FLAGS.batch, FLAGS.repeats)}
   print(f'{result["cpu"]}; {FLAGS.cores} core(s), batch {FLAGS.batch}, ms (median)')
-  shape = lambda r: 'x'.join(map(str, r['shape'][1:]))
-  if 'pooling' in FLAGS.choices:
-    result['pooling'] = pooling(FLAGS.batch, FLAGS.repeats)
-    print('2x2 average pooling: reshape + mean -> four phases (forward, forward + backward)')
-    for r in result['pooling']:
-      a, b = r['reshape_mean'], r['phases']
-      print(f'  {shape(r):>10} {r["dtype"]:<9}'
-            f'{a["forward_ms"]:7.3f} -> {b["forward_ms"]:6.3f}'
-            f'{a["forward_backward_ms"]:9.3f} -> {b["forward_backward_ms"]:6.3f}')
-  if 'narrow_swish' in FLAGS.choices and onednn.available():
+  print('2x2 average pooling: reshape + mean -> four phases (forward, forward + backward)')
+  for r in result['pooling']:
+    a, b = r['reshape_mean'], r['phases']
+    print(f'  {"x".join(map(str, r["shape"][1:])):>10} {r["dtype"]:<9}'
+          f'{a["forward_ms"]:7.3f} -> {b["forward_ms"]:6.3f}'
+          f'{a["forward_backward_ms"]:9.3f} -> {b["forward_backward_ms"]:6.3f}')
+  if onednn.available():
     result['narrow_swish'] = narrow_swish(FLAGS.batch, FLAGS.repeats)
     print('depthwise 3x3 conv + swish, bfloat16: post-op vs XLA after the call')
     for r in result['narrow_swish']:
-      print(f'  {shape(r):>10}{r["post_op_ms"]:8.3f}{r["xla_after_ms"]:8.3f}')
-  elif 'narrow_swish' in FLAGS.choices:
+      print(f'  {"x".join(map(str, r["shape"][1:])):>10}{r["post_op_ms"]:8.3f}'
+            f'{r["xla_after_ms"]:8.3f}')
+  else:
     print(f'narrow swish: not timed, oneDNN unavailable ({onednn.unavailable_reason()})')
-  if 'narrow_batch_norm' in FLAGS.choices:
-    result['narrow_batch_norm'] = narrow_batch_norm(FLAGS.batch, FLAGS.repeats)
-    print('training BatchNorm + swish, float32: flax -> the wide view '
-          '(forward, forward + backward)')
-    for r in result['narrow_batch_norm']:
-      a, b = r['flax'], r['wide_view']
-      print(f'  {shape(r):>10}{a["forward_ms"]:7.3f} -> {b["forward_ms"]:6.3f}'
-            f'{a["forward_backward_ms"]:9.3f} -> {b["forward_backward_ms"]:6.3f}')
   if FLAGS.json:
     print(json.dumps(result))
 

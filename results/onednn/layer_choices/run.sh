@@ -16,10 +16,7 @@ before=${BEFORE:?BEFORE=a checkout of the commit before the change}
 read -r -a steps <<< "${STEPS:---steps=20 --warmup=3 --repeats=3}"
 mkdir -p "$out"
 # ROUNDS='4 5 6' MICRO=0: three more rounds, the choices alone not re-timed.
-# CHOICES=narrow_batch_norm DENSE=0 OUT=results/onednn/narrow_batch_norm: that
-# study's run (its run.sh).
-[ "${MICRO:-1}" = 0 ] || python -m isovolnet_jax.bench.layer_choices --json \
-  --choices="${CHOICES:-pooling,narrow_swish}" > "$out/layer_choices.txt"
+[ "${MICRO:-1}" = 0 ] || python -m isovolnet_jax.bench.layer_choices --json > "$out/layer_choices.txt"
 here=$(pwd)
 run=(python -m isovolnet_jax.bench.benchmark)
 # bench NAME SIDE ROUND COMMAND...: one JAX-only run (the config as it is) of
