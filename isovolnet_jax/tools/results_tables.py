@@ -1225,20 +1225,17 @@ def narrow_batch_norm_table(root=ROOT) -> str:
 
 def narrow_batch_norm_layers(root=ROOT) -> str:
   """results/onednn/narrow_batch_norm: training BatchNorm + swish, flax's
-  against the (N, H, W*C) view, and which one layers takes."""
-  from isovolnet_jax.models import layers
+  against the (N, H, W*C) view (commit 35953e6's layers.BatchNormAct)."""
   r = _json_last_line(root / 'results/onednn/narrow_batch_norm/layer_choices.txt')
   rows = []
   for p in r['narrow_batch_norm']:
     a, b = p['flax'], p['wide_view']
-    wide = p['shape'][3] <= layers._WIDE_BATCH_NORM_MAX_CHANNELS
     rows.append(['×'.join(map(str, p['shape'][1:])),
                  f"{a['forward_ms']:.3f} → {b['forward_ms']:.3f}",
                  f"{a['forward_backward_ms']:.3f} → {b['forward_backward_ms']:.3f}",
-                 ratio(a['forward_backward_ms'] / b['forward_backward_ms']),
-                 '(N, H, W·C) view' if wide else "flax's"])
+                 ratio(a['forward_backward_ms'] / b['forward_backward_ms'])])
   return table(['input (H×W×C)', "forward ms: flax's → the view", 'forward + backward ms',
-                'forward + backward speed-up', 'layers takes'], rows)
+                'forward + backward speed-up'], rows)
 
 
 def layer_choices_pooling(root=ROOT) -> str:
