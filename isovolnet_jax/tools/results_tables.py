@@ -1364,9 +1364,7 @@ def onednn_mixed(root=ROOT) -> str:
   """results/onednn/mixed: img/s by dtype, both rounds, and the mean ratio of
   the rounds to float32's."""
   rows = []
-  for config, name in (('cifar10', '`cifar10` (IsoVolNet)'),
-                       ('cifar10_fast_cpu', '`cifar10_fast_cpu` (FastCNN)'),
-                       ('cifar10_isovolnet_seed', "`cifar10_isovolnet_seed` (the seed's IsoVolNet)")):
+  for config, name in MIXED_NAMES:
     if not mixed_timed(root, config):
       continue
     runs = mixed_runs(root, config)
@@ -1375,7 +1373,7 @@ def onednn_mixed(root=ROOT) -> str:
       for key in ('jax_train_img_s', 'jax_infer_img_s'):
         cells += [' / '.join(f'{x[key]:,.0f}' for x in rounds),
                   ratio(vs_float32(runs, dt, key))]
-      rows.append([name if i == 0 else '', dt, *cells])
+      rows.append([f'`{config}` ({name})' if i == 0 else '', dt, *cells])
   return table(['config', 'dtype', 'train img/s (round 1 / 2)', '× float32',
                 'infer img/s (round 1 / 2)', '× float32'], rows)
 

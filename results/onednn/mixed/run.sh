@@ -37,9 +37,7 @@ out = pathlib.Path(sys.argv[1])
 print('img/s, median of the two rounds (each round: the median of the repeats); '
       'round 1 / round 2 in brackets; x = against float32')
 print(f'{"config":<18}{"dtype":<16}{"train img/s":>28}{"x":>7}{"infer img/s":>28}{"x":>7}')
-for c in ('cifar10', 'cifar10_fast_cpu', 'cifar10_isovolnet_seed', 'cifar10_resnet20'):
-  if not (out / f'{c}-float32-r1.txt').exists():
-    continue
+for c in sorted(f.name.split('-')[0] for f in out.glob('*-float32-r1.txt')):
   base = {}
   for d in ('float32', 'bfloat16', 'mixed_bfloat16'):
     runs = []
