@@ -307,6 +307,25 @@ MUTATIONS = (
              ('tests/test_mixed_precision.py::test_the_measured_configs_default_to_auto_and_'
               'the_schema_to_float32',),
              'configs/cifar10_resnet20.py', "  config.dtype = 'auto'\n", ''),
+    Mutation('bf16-cast-ties', "bf16_casts rounds ties up, not to the even bfloat16",
+             ('tests/test_bf16_casts.py::test_to_bfloat16_gives_astypes_bits',),
+             'isovolnet_jax/models/bf16_casts.py', 'lsb = (bits >> 16) & 1', 'lsb = bits * 0 + 1'),
+    Mutation('bf16-cast-nan', "bf16_casts lets rounding turn a NaN into inf",
+             ('tests/test_bf16_casts.py::test_to_bfloat16_gives_astypes_bits',),
+             'isovolnet_jax/models/bf16_casts.py',
+             '  rounded = jnp.where(jnp.isnan(x), jnp.uint32(_BF16_NAN), rounded)', ''),
+    Mutation('bf16-cast-grad', "bf16_casts.to_float32's gradient doubles the cotangent",
+             ('tests/test_bf16_casts.py::test_gradients_are_astypes',),
+             'isovolnet_jax/models/bf16_casts.py', 'lambda _, g: (to_bfloat16(g),)',
+             'lambda _, g: (to_bfloat16(g * 2),)'),
+    Mutation('bf16-cast-cpu-astype', 'bf16_casts lowers astype for CPU too',
+             ('tests/test_bf16_casts.py::test_cpu_lowers_to_bit_operations_cuda_to_converts',),
+             'isovolnet_jax/models/bf16_casts.py', 'cpu=_bits_to_bfloat16,',
+             'cpu=lambda x: x.astype(jnp.bfloat16),'),
+    Mutation('mixed-astype', 'the mixed_bfloat16 policy casts with astype',
+             ('tests/test_bf16_casts.py::test_mixed_train_step_casts_with_bits_and_same_numbers',),
+             'isovolnet_jax/models/layers.py', 'cast = bf16_casts.cast  #',
+             'cast = lambda x, d: x.astype(d)  #'),
     # The oneDNN kernels (isovolnet_jax/onednn): conv.cc rebuilt in the scratch
     # checkout; CI=true so that an extension the start-up probe refuses fails
     # the tests rather than skipping them.

@@ -13,7 +13,7 @@ from jax import lax
 
 from isovolnet_jax import onednn
 from isovolnet_jax.errors import InputError
-from isovolnet_jax.models import unrolled_conv
+from isovolnet_jax.models import bf16_casts, unrolled_conv
 
 ACTIVATIONS: dict[str, Callable[[jnp.ndarray], jnp.ndarray]] = {
     'relu': nn.relu,
@@ -187,9 +187,10 @@ def runs_onednn_on_cpu(conv) -> bool:
 # float32 (BatchNorm, activations, pooling, residual adds, the head) and only
 # its convolutions take bfloat16 operands: each conv casts its input and kernel
 # to bfloat16, runs (oneDNN's bf16 kernels on CPU, cuDNN's on GPU), and casts
-# its output back to the model's dtype. XLA fuses those converts into the
-# elementwise fusions beside the conv; the backward convs (the casts' transposes
-# hand them a bf16 cotangent) are bf16 too. Why: with dtype=bfloat16 throughout,
+# its output back to the model's dtype. XLA fuses those casts into the
+# elementwise fusions beside the conv (on CPU as integer bit operations,
+# `bf16_casts`: XLA:CPU's own convert to bfloat16 is scalar code); the backward
+# convs (the casts' gradients hand them a bf16 cotangent) are bf16 too. Why: with dtype=bfloat16 throughout,
 # XLA:CPU computes each bf16 elementwise op in float32 between converts, and
 # IsoVolNet's elementwise work took 126 ms of a 138 ms step against 47 ms in
 # float32 (results/onednn/README.md, the per-op profile), as PyTorch's
@@ -202,8 +203,9 @@ def _with_operands_in(conv: Callable[..., jnp.ndarray], dtype) -> Callable[..., 
 
   def conv_general_dilated(lhs, rhs, window_strides, padding, **kwargs):
     out_dtype = kwargs.pop('preferred_element_type', None) or jnp.result_type(lhs, rhs)
-    y = conv(lhs.astype(dtype), rhs.astype(dtype), window_strides, padding, **kwargs)
-    return y.astype(out_dtype)
+    cast = bf16_casts.cast  # Looked up when traced (tests swap it for astype).
+    y = conv(cast(lhs, dtype), cast(rhs, dtype), window_strides, padding, **kwargs)
+    return cast(y, out_dtype)
 
   conv_general_dilated.inner = conv
   conv_general_dilated.operand_dtype = jnp.dtype(dtype)
