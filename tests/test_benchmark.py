@@ -294,3 +294,7 @@ def test_layer_choices_times_both_sides_of_each_choice():
     swish = layer_choices.narrow_swish(batch=2, repeats=1)
     assert [r['shape'][3] for r in swish] == list(layer_choices.SWISH_CHANNELS)
     assert all(r['post_op_ms'] > 0 and r['xla_after_ms'] > 0 for r in swish)
+  casts = layer_choices.casts(batch=2, repeats=1)
+  assert [r['shape'][1:] for r in casts] == [[h, h, c] for h, c in layer_choices.CAST_SHAPES]
+  assert all(r[side][k] > 0 for r in casts for side in ('astype', 'bits')
+             for k in ('to_bfloat16', 'to_float32', 'norm_swish_to_bfloat16'))

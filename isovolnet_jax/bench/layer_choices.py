@@ -1,6 +1,7 @@
-r"""The alternatives behind two of `models.layers`' code choices, timed.
+r"""The alternatives behind three of `models`' code choices, timed.
 
   python -m isovolnet_jax.bench.layer_choices [--batch=128] [--cores=1] [--json]
+      [--choices=pooling,narrow_swish,casts]
 
 1. 2x2 average pooling (`layers.avg_pool_2x2`): the reshape + mean it was
    (`_avg_pool_reshape` here) against the four stride-2 phases summed in
@@ -10,6 +11,11 @@ r"""The alternatives behind two of `models.layers`' code choices, timed.
    as oneDNN's post-op against an XLA fusion after a call without one, for
    3 to 16 channels, bfloat16 (the default configs' mixed precision on a CPU
    with native bfloat16). Needs the oneDNN extension.
+3. The mixed_bfloat16 policy's casts (`models.bf16_casts`): astype against the
+   bit operations, alone (float32 -> bfloat16, bfloat16 -> float32) and at the
+   end of a fusion (float32 BatchNorm's normalisation + swish, cast to
+   bfloat16, as a conv's input or cotangent is), at IsoVolNet's pointwise
+   outputs (the same number of values at every block, from 12 to 768 channels).
 
 Each figure: the median of `--repeats` calls of the jitted function after two
 warm-up calls, on `--cores` cores (the process is pinned to them; one core is
@@ -34,6 +40,9 @@ FLAGS = flags.FLAGS
 # (H, C) of pooled activations: IsoVolNet's four blocks', then wider maps.
 POOL_SHAPES = ((32, 12), (16, 48), (8, 192), (4, 768), (32, 64), (16, 128), (8, 256))
 SWISH_CHANNELS = (3, 4, 6, 8, 12, 16)
+# (H, C) of IsoVolNet's pointwise outputs (configs/cifar10.py), then its first depthwise one.
+CAST_SHAPES = ((32, 12), (16, 48), (8, 192), (4, 768), (32, 3))
+CHOICES = ('pooling', 'narrow_swish', 'casts')
 
 
 def define_flags():
@@ -41,6 +50,7 @@ def define_flags():
   flags.DEFINE_integer('cores', 1, 'Cores the process is pinned to.')
   flags.DEFINE_integer('repeats', 30, 'Timed calls per figure (the median is printed).')
   flags.DEFINE_bool('json', False, 'Print the results as JSON on the last line.')
+  flags.DEFINE_list('choices', list(CHOICES), f'Which to time, of {list(CHOICES)}.')
 
 
 def _avg_pool_reshape(x):
@@ -98,6 +108,33 @@ def narrow_swish(batch, repeats):
   return rows
 
 
+def casts(batch, repeats):
+  import jax
+  import jax.numpy as jnp
+  import numpy as np
+
+  from isovolnet_jax.models import bf16_casts
+
+  swish = jax.nn.swish
+  rows = []
+  for h, c in CAST_SHAPES:
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.normal(size=(batch, h, h, c)), jnp.float32)
+    y = x.astype(jnp.bfloat16)
+    mul, shift = jnp.asarray(rng.normal(size=c), jnp.float32), jnp.zeros((c,), jnp.float32)
+    row = {'shape': [batch, h, h, c]}
+    for name, down, up in (('astype', lambda v: v.astype(jnp.bfloat16),
+                            lambda v: v.astype(jnp.float32)),
+                           ('bits', bf16_casts.to_bfloat16, bf16_casts.to_float32)):
+      fns = {'to_bfloat16': (jax.jit(down), x), 'to_float32': (jax.jit(up), y),
+             'norm_swish_to_bfloat16': (jax.jit(lambda v, down=down: down(
+                 swish(v * mul + shift))), x)}
+      row[name] = {k: _median_ms(lambda f=f, a=a: f(a).block_until_ready(), repeats)
+                   for k, (f, a) in fns.items()}
+    rows.append(row)
+  return rows
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
@@ -105,23 +142,34 @@ def main(argv):
   from isovolnet_jax import onednn
   from isovolnet_jax.bench import benchmark
 
+  unknown = set(FLAGS.choices) - set(CHOICES)
+  if unknown:
+    raise app.UsageError(f'unknown --choices {sorted(unknown)}; choose from {list(CHOICES)}')
   result = {'cpu': benchmark.cpu_description(), 'tcmalloc': cli.tcmalloc_loaded(),
-            'cores': FLAGS.cores, 'batch': FLAGS.batch,
-            'pooling': pooling(FLAGS.batch, FLAGS.repeats)}
+            'cores': FLAGS.cores, 'batch': FLAGS.batch}
   print(f'{result["cpu"]}; {FLAGS.cores} core(s), batch {FLAGS.batch}, ms (median)')
-  print('2x2 average pooling: reshape + mean -> four phases (forward, forward + backward)')
-  for r in result['pooling']:
-    a, b = r['reshape_mean'], r['phases']
-    print(f'  {"x".join(map(str, r["shape"][1:])):>10} {r["dtype"]:<9}'
-          f'{a["forward_ms"]:7.3f} -> {b["forward_ms"]:6.3f}'
-          f'{a["forward_backward_ms"]:9.3f} -> {b["forward_backward_ms"]:6.3f}')
-  if onednn.available():
+  if 'pooling' in FLAGS.choices:
+    result['pooling'] = pooling(FLAGS.batch, FLAGS.repeats)
+    print('2x2 average pooling: reshape + mean -> four phases (forward, forward + backward)')
+    for r in result['pooling']:
+      a, b = r['reshape_mean'], r['phases']
+      print(f'  {"x".join(map(str, r["shape"][1:])):>10} {r["dtype"]:<9}'
+            f'{a["forward_ms"]:7.3f} -> {b["forward_ms"]:6.3f}'
+            f'{a["forward_backward_ms"]:9.3f} -> {b["forward_backward_ms"]:6.3f}')
+  if 'casts' in FLAGS.choices:
+    result['casts'] = casts(FLAGS.batch, FLAGS.repeats)
+    print('casts: astype -> bits (to bfloat16, to float32, norm + swish + to bfloat16)')
+    for r in result['casts']:
+      a, b = r['astype'], r['bits']
+      print(f'  {"x".join(map(str, r["shape"][1:])):>10}' + ''.join(
+          f'{a[k]:8.3f} -> {b[k]:6.3f}' for k in a))
+  if 'narrow_swish' in FLAGS.choices and onednn.available():
     result['narrow_swish'] = narrow_swish(FLAGS.batch, FLAGS.repeats)
     print('depthwise 3x3 conv + swish, bfloat16: post-op vs XLA after the call')
     for r in result['narrow_swish']:
       print(f'  {"x".join(map(str, r["shape"][1:])):>10}{r["post_op_ms"]:8.3f}'
             f'{r["xla_after_ms"]:8.3f}')
-  else:
+  elif 'narrow_swish' in FLAGS.choices:
     print(f'narrow swish: not timed, oneDNN unavailable ({onednn.unavailable_reason()})')
   if FLAGS.json:
     print(json.dumps(result))

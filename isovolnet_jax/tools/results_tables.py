@@ -1238,6 +1238,30 @@ def narrow_batch_norm_layers(root=ROOT) -> str:
                 'forward + backward speed-up'], rows)
 
 
+def bit_casts_table(root=ROOT) -> str:
+  """results/onednn/bit_casts: the 'auto' configs' steps before and after the
+  mixed policy's casts became bit operations (models/bf16_casts.py)."""
+  return before_after_steps(root / 'results/onednn/bit_casts', (
+      ('IsoVolNet, 2 devices', 'cifar10'), ('IsoVolNet, 1 core', 'cifar10-1core'),
+      ('FastCNN, 2 devices', 'cifar10_fast_cpu'),
+      ("the seed's IsoVolNet, 2 devices", 'cifar10_isovolnet_seed'),
+      ('ResNet-20, 2 devices', 'cifar10_resnet20')))
+
+
+def bit_casts_micro(root=ROOT) -> str:
+  """results/onednn/bit_casts: astype against the bit casts, alone and at the
+  end of a fusion (bench.layer_choices --choices=casts)."""
+  r = _json_last_line(root / 'results/onednn/bit_casts/layer_choices.txt')
+  rows = []
+  for p in r['casts']:
+    a, b = p['astype'], p['bits']
+    rows.append(['×'.join(map(str, p['shape'][1:])),
+                 *[f"{a[k]:.3f} → {b[k]:.3f}"
+                   for k in ('to_bfloat16', 'to_float32', 'norm_swish_to_bfloat16')]])
+  return table(['input (H×W×C)', 'float32 → bfloat16 ms: astype → bits', 'bfloat16 → float32',
+                'BatchNorm + swish, then to bfloat16'], rows)
+
+
 def layer_choices_pooling(root=ROOT) -> str:
   """results/onednn/layer_choices: 2x2 average pooling, reshape + mean against
   the four phases (bench.layer_choices)."""
@@ -1458,6 +1482,8 @@ TABLES: dict[str, Callable[[Path], str]] = {
     'onednn.layer_choices_swish': layer_choices_swish,
     'onednn.narrow_batch_norm': narrow_batch_norm_table,
     'onednn.narrow_batch_norm_layers': narrow_batch_norm_layers,
+    'onednn.bit_casts': bit_casts_table,
+    'onednn.bit_casts_micro': bit_casts_micro,
     'headline': headline,
     'index': index,
     'isovolnet_equal_time': equal_time_main,
