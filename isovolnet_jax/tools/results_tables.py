@@ -690,23 +690,26 @@ def accuracies(result: dict) -> dict:
   return stats([r['test_accuracy'] for r in sorted(result['runs'], key=lambda r: r['seed'])])
 
 
+# The nets whose precision was measured (results/bf16): `bf16_runs`' key, the
+# config, its label in the tables.
+BF16_NETS = (('fast', 'cifar10_fast_cpu', '`cifar10_fast_cpu` (FastCNN, 10 epochs)'),
+             ('iso', 'cifar10', '`cifar10` (IsoVolNet, 4 blocks, 10 epochs)'),
+             ('seed', 'cifar10_isovolnet_seed',
+              "`cifar10_isovolnet_seed` (IsoVolNet, the seed's 5 blocks, 10 epochs)"),
+             ('resnet', 'cifar10_resnet20', '`cifar10_resnet20` (ResNet-20, 10 epochs)'))
+
+
 def bf16_runs(root=ROOT) -> dict:
-  """Each config's runs by dtype: FastCNN's are the timed ones of
-  time_to_accuracy, the two IsoVolNets' and ResNet-20's bf16's own (10 epochs)."""
-  return {'fast': tta_files(root / 'results/time_to_accuracy', 'fast_cpu'),
-          'iso': tta_files(root / 'results/bf16', 'cifar10'),
-          'seed': tta_files(root / 'results/bf16', 'cifar10_isovolnet_seed'),
-          'resnet': tta_files(root / 'results/bf16', 'cifar10_resnet20')}
+  """Each net's runs by dtype (`BF16_NETS`' keys): FastCNN's are the timed
+  ones of time_to_accuracy, the others results/bf16's own (10 epochs)."""
+  return {key: tta_files(root / 'results/time_to_accuracy', 'fast_cpu') if key == 'fast'
+          else tta_files(root / 'results/bf16', config) for key, config, _ in BF16_NETS}
 
 
 def bf16_table(root=ROOT) -> str:
   b = bf16_runs(root)
   rows = []
-  for cfg, key in (('`cifar10_fast_cpu` (FastCNN, 10 epochs)', 'fast'),
-                   ('`cifar10` (IsoVolNet, 4 blocks, 10 epochs)', 'iso'),
-                   ("`cifar10_isovolnet_seed` (IsoVolNet, the seed's 5 blocks, 10 epochs)",
-                    'seed'),
-                   ('`cifar10_resnet20` (ResNet-20, 10 epochs)', 'resnet')):
+  for key, _, cfg in BF16_NETS:
     for i, (dt, result) in enumerate(b[key].items()):
       accs = [r['test_accuracy'] for r in sorted(result['runs'], key=lambda r: r['seed'])]
       rows.append([cfg if i == 0 else '', DTYPE_NAMES[dt], *[pct(x, 2) for x in accs],
@@ -1455,12 +1458,7 @@ def precision_rule(root=ROOT) -> str:
   and its training speed against float32's (results/onednn/mixed)."""
   b = bf16_runs(root)
   rows = []
-  for key, config, name in (('iso', 'cifar10', 'IsoVolNet (`cifar10`, 10 epochs)'),
-                            ('fast', 'cifar10_fast_cpu', 'FastCNN (`cifar10_fast_cpu`)'),
-                            ('seed', 'cifar10_isovolnet_seed',
-                             "the seed's IsoVolNet (`cifar10_isovolnet_seed`, 10 epochs)"),
-                            ('resnet', 'cifar10_resnet20',
-                             'ResNet-20 (`cifar10_resnet20`, 10 epochs)')):
+  for key, config, name in BF16_NETS:
     if len(b[key]) < 2 or not mixed_timed(root, config):
       continue  # Not measured.
     f32, mixed = accuracies(b[key]['float32']), accuracies(b[key]['mixed_bfloat16'])
