@@ -298,3 +298,12 @@ def test_layer_choices_times_both_sides_of_each_choice():
   assert [r['shape'][1:] for r in casts] == [[h, h, c] for h, c in layer_choices.CAST_SHAPES]
   assert all(r[side][k] > 0 for r in casts for side in ('astype', 'bits')
              for k in ('to_bfloat16', 'to_float32', 'norm_swish_to_bfloat16'))
+  views = layer_choices.narrow_views(batch=2, repeats=1)
+  assert set(views) == {'shape', 'nhwc', 'view_tiles_given', 'view_tiled_inside',
+                        'view_back_to_nhwc', 'wide_4x4x768'}
+  assert all(v > 0 for k, v in views.items() if k != 'shape')
+  cases = layer_choices.narrow_view_cases(batch=2)
+  want = np.asarray(cases['nhwc'][0](*cases['nhwc'][1]))
+  for name in ('view_tiles_given', 'view_tiled_inside', 'view_back_to_nhwc'):
+    f, args = cases[name]
+    np.testing.assert_allclose(np.asarray(f(*args)).reshape(want.shape), want, rtol=1e-6)

@@ -1,7 +1,8 @@
-r"""The alternatives behind three of `models`' code choices, timed.
+r"""The alternatives behind three of `models`' code choices, and what XLA:CPU
+does with few channels, timed.
 
   python -m isovolnet_jax.bench.layer_choices [--batch=128] [--cores=1] [--json]
-      [--choices=pooling,narrow_swish,casts]
+      [--choices=pooling,narrow_swish,casts,narrow_views]
 
 1. 2x2 average pooling (`layers.avg_pool_2x2`): the reshape + mean it was
    (`_avg_pool_reshape` here) against the four stride-2 phases summed in
@@ -16,6 +17,12 @@ r"""The alternatives behind three of `models`' code choices, timed.
    end of a fusion (float32 BatchNorm's normalisation + swish, cast to
    bfloat16, as a conv's input or cotangent is), at IsoVolNet's pointwise
    outputs (the same number of values at every block, from 12 to 768 channels).
+4. Few channels (`narrow_views`): BatchNorm's normalisation + swish of a
+   bfloat16 conv output of 12 channels (IsoVolNet's 32x32x12), float32 out,
+   as the model writes it (N, H, W, C); on the (N, H, W*C) view with the
+   per-channel vectors tiled W times as inputs, with them tiled inside the
+   function, and with the view's result reshaped back to (N, H, W, C); and
+   768 channels at 4x4 (the same number of values) for comparison.
 
 Each figure: the median of `--repeats` calls of the jitted function after two
 warm-up calls, on `--cores` cores (the process is pinned to them; one core is
@@ -42,7 +49,7 @@ POOL_SHAPES = ((32, 12), (16, 48), (8, 192), (4, 768), (32, 64), (16, 128), (8, 
 SWISH_CHANNELS = (3, 4, 6, 8, 12, 16)
 # (H, C) of IsoVolNet's pointwise outputs (configs/cifar10.py), then its first depthwise one.
 CAST_SHAPES = ((32, 12), (16, 48), (8, 192), (4, 768), (32, 3))
-CHOICES = ('pooling', 'narrow_swish', 'casts')
+CHOICES = ('pooling', 'narrow_swish', 'casts', 'narrow_views')
 
 
 def define_flags():
@@ -135,6 +142,45 @@ def casts(batch, repeats):
   return rows
 
 
+def narrow_view_cases(batch):
+  """{name: (function, arguments)}: `narrow_views`' five ways; the first four
+  compute the same values (tests/test_benchmark.py checks)."""
+  import jax
+  import jax.numpy as jnp
+  import numpy as np
+
+  def norm_swish(y, mul, shift):
+    return jax.nn.swish(y.astype(jnp.float32) * mul + shift)
+
+  rng = np.random.default_rng(0)
+  h, w, c = 32, 32, 12
+  y = jnp.asarray(rng.normal(size=(batch, h, w, c)), jnp.bfloat16)
+  mul, shift = jnp.asarray(rng.normal(size=c), jnp.float32), jnp.zeros((c,), jnp.float32)
+  view = lambda y: y.reshape(batch, h, w * c)
+  tile = lambda v: jnp.tile(v, w)
+  cases = {
+      'nhwc': (norm_swish, (y, mul, shift)),
+      'view_tiles_given': (lambda y, m, s: norm_swish(view(y), m, s), (y, tile(mul), tile(shift))),
+      'view_tiled_inside': (lambda y, m, s: norm_swish(view(y), tile(m), tile(s)),
+                            (y, mul, shift)),
+      'view_back_to_nhwc': (lambda y, m, s: norm_swish(view(y), m, s).reshape(y.shape),
+                            (y, tile(mul), tile(shift))),
+      'wide_4x4x768': (norm_swish, (jnp.asarray(rng.normal(size=(batch, 4, 4, 768)), jnp.bfloat16),
+                                    jnp.ones((768,)), jnp.zeros((768,)))),
+  }
+  return cases
+
+
+def narrow_views(batch, repeats):
+  import jax
+
+  out = {'shape': [batch, 32, 32, 12]}
+  for name, (f, args) in narrow_view_cases(batch).items():
+    f = jax.jit(f)
+    out[name] = _median_ms(lambda f=f, args=args: f(*args).block_until_ready(), repeats)
+  return out
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
@@ -163,6 +209,10 @@ def main(argv):
       a, b = r['astype'], r['bits']
       print(f'  {"x".join(map(str, r["shape"][1:])):>10}' + ''.join(
           f'{a[k]:8.3f} -> {b[k]:6.3f}' for k in a))
+  if 'narrow_views' in FLAGS.choices:
+    result['narrow_views'] = narrow_views(FLAGS.batch, FLAGS.repeats)
+    print('BatchNorm + swish of 32x32x12, float32 out, ms: ' + ', '.join(
+        f'{k} {v:.3f}' for k, v in result['narrow_views'].items() if k != 'shape'))
   if 'narrow_swish' in FLAGS.choices and onednn.available():
     result['narrow_swish'] = narrow_swish(FLAGS.batch, FLAGS.repeats)
     print('depthwise 3x3 conv + swish, bfloat16: post-op vs XLA after the call')

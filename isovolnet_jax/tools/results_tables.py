@@ -1285,6 +1285,24 @@ def bit_casts_micro(root=ROOT) -> str:
                 'BatchNorm + swish, then to bfloat16'], rows)
 
 
+NARROW_VIEW_CASES = (
+    ('nhwc', '(N, H, W, C) in and out, as the model computes it'),
+    ('view_tiles_given', '(N, H, W·C) in and out, the per-channel vectors tiled as inputs'),
+    ('view_tiled_inside', '(N, H, W·C), the vectors tiled inside the function'),
+    ('view_back_to_nhwc', '(N, H, W·C), tiles as inputs, the result reshaped back to (N, H, W, C)'),
+    ('wide_4x4x768', 'for comparison: 4×4×768, the same number of values, (N, H, W, C)'))
+
+
+def narrow_views_table(root=ROOT) -> str:
+  """results/onednn/narrow_batch_norm/views.txt: BatchNorm + swish of
+  32x32x12 written four ways, and 4x4x768 (bench.layer_choices
+  --choices=narrow_views)."""
+  r = _json_last_line(root / 'results/onednn/narrow_batch_norm/views.txt')['narrow_views']
+  return table(['BatchNorm + swish of a bf16 32×32×12 conv output, float32 out', 'ms',
+                'speed-up over the (N, H, W, C) form'],
+               [[label, f'{r[k]:.3f}', ratio(r['nhwc'] / r[k])] for k, label in NARROW_VIEW_CASES])
+
+
 def layer_choices_pooling(root=ROOT) -> str:
   """results/onednn/layer_choices: 2x2 average pooling, reshape + mean against
   the four phases (bench.layer_choices)."""
@@ -1502,6 +1520,7 @@ TABLES: dict[str, Callable[[Path], str]] = {
     'onednn.narrow_batch_norm_layers': narrow_batch_norm_layers,
     'onednn.bit_casts': bit_casts_table,
     'onednn.bit_casts_micro': bit_casts_micro,
+    'onednn.narrow_views': narrow_views_table,
     'headline': headline,
     'index': index,
     'isovolnet_equal_time': equal_time_main,
