@@ -393,6 +393,27 @@ MUTATIONS = (
              ('tests/test_layers.py::test_pooling_matches_flax_values_and_gradients',),
              'isovolnet_jax/models/layers.py', 'for i in (0, 1) for j in (0, 1)]',
              'for i in (0, 0) for j in (0, 1)]'),
+    # models/layers.py's training BatchNorm of few channels on the (N, H, W*C) view.
+    Mutation('wide-bn-repeat', "BatchNormAct's per-channel vectors repeated, not tiled, over W",
+             ('tests/test_layers.py::test_batch_norm_act_matches_flax_values_statistics_and_'
+              'gradients',),
+             'isovolnet_jax/models/layers.py', 'tile = lambda v: jnp.tile(v, shape[-2])',
+             'tile = lambda v: jnp.repeat(v, shape[-2])'),
+    Mutation('wide-bn-fold', "BatchNormAct folds the (W*C,) sums into channels the wrong way",
+             ('tests/test_layers.py::test_batch_norm_act_matches_flax_values_statistics_and_'
+              'gradients',),
+             'isovolnet_jax/models/layers.py', 'fold = lambda v: v.reshape(-1, c).sum(0)',
+             'fold = lambda v: v.reshape(c, -1).sum(1)'),
+    Mutation('wide-bn-momentum', "BatchNormAct's running mean keeps 0.1 of the old, not 0.9",
+             ('tests/test_layers.py::test_batch_norm_act_matches_flax_values_statistics_and_'
+              'gradients',),
+             'isovolnet_jax/models/layers.py',
+             'ra_mean.value = m * ra_mean.value + (1 - m) * mean',
+             'ra_mean.value = (1 - m) * ra_mean.value + m * mean'),
+    Mutation('wide-bn-never', 'ConvNormAct never trains a narrow layer on the wide view',
+             ('tests/test_layers.py::test_narrow_conv_norm_act_trains_on_the_wide_view',),
+             'isovolnet_jax/models/layers.py', '_WIDE_BATCH_NORM_MAX_CHANNELS = 15',
+             '_WIDE_BATCH_NORM_MAX_CHANNELS = 0'),
     # Inference's conv + BatchNorm + activation in one oneDNN call
     # (tests/test_onednn_bias_act.py).
     # (Dropping every post-op fails the start-up probe's bias + ReLU call, and

@@ -221,3 +221,86 @@ def test_channel_sum_equals_a_plain_sum():
   x = jax.random.normal(jax.random.key(0), (4, 5, 6, 3))
   np.testing.assert_allclose(unrolled_conv.channel_sum(x), x.sum((0, 1, 2)), rtol=1e-5)
 
+
+
+def _moved(variables):
+  """BatchNorm's variables away from their init (1, 0, 0, 1), per channel."""
+  leaves, tree = jax.tree.flatten(variables)
+  keys = jax.random.split(jax.random.key(7), len(leaves))
+  return jax.tree.unflatten(tree, [a + jax.random.uniform(k, a.shape) for a, k in zip(leaves, keys)])
+
+
+@pytest.mark.parametrize('shape', [(4, 8, 6, 3), (3, 5, 7, 12), (1, 4, 4, 1)])
+@pytest.mark.parametrize('activation', ['swish', 'relu', None])
+@pytest.mark.parametrize('dtype', [jnp.float32, jnp.bfloat16])
+def test_batch_norm_act_matches_flax_values_statistics_and_gradients(shape, activation, dtype):
+  """BatchNormAct (CPU: the (N, H, W*C) view) and its (N, H, W, C) form
+  elsewhere against nn.BatchNorm + the activation: same variables, output,
+  running statistics and both gradients."""
+  x = (jax.random.normal(jax.random.key(0), shape) * 2 + 1).astype(dtype)
+  ours = layers.BatchNormAct(activation, dtype)
+  ref = layers.norm_layer('batch', True, dtype)()
+  act = layers.activation_fn(activation) if activation else (lambda y: y)
+  variables = ours.init(jax.random.key(1), x)
+  jax.tree.map(np.testing.assert_array_equal, variables, ref.init(jax.random.key(1), x))
+  variables = _moved(variables)
+  stats = variables['batch_stats']
+
+  def run_ref(params, x):
+    y, new = ref.apply({'params': params, 'batch_stats': stats}, x, mutable=['batch_stats'])
+    return act(y), new['batch_stats']
+
+  def run_form(wide):
+    def run(params, x):
+      y, mean, var = layers._batch_norm_act(x, params['scale'], params['bias'], act=act,
+                                            dtype=dtype, wide=wide)
+      m = layers.BATCH_NORM_MOMENTUM
+      return y, {'mean': m * stats['mean'] + (1 - m) * mean,
+                 'var': m * stats['var'] + (1 - m) * var}
+    return run
+
+  def run_module(params, x):
+    y, new = ours.apply({'params': params, 'batch_stats': stats}, x, mutable=['batch_stats'])
+    return y, new['batch_stats']
+
+  w = jax.random.normal(jax.random.key(3), shape)
+  loss = lambda run: lambda p, x: (run(p, x)[0].astype(jnp.float32) * w).sum()
+  y_ref, stats_ref = run_ref(variables['params'], x)
+  g_ref = jax.grad(loss(run_ref), argnums=(0, 1))(variables['params'], x)
+  # bfloat16: a rounding or two of its 8 bits apart (the output, the gradient
+  # that reaches x through it).
+  tol = dict(rtol=1e-5, atol=1e-5) if dtype == jnp.float32 else dict(rtol=2**-7, atol=2**-7)
+  gtol = 1e-4 if dtype == jnp.float32 else 2**-6
+  for run in (run_module, run_form(True), run_form(False)):
+    y, new_stats = run(variables['params'], x)
+    assert y.dtype == dtype
+    np.testing.assert_allclose(y.astype(np.float32), y_ref.astype(np.float32), **tol)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6),
+                 new_stats, stats_ref)
+    g = jax.grad(loss(run), argnums=(0, 1))(variables['params'], x)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(
+        a.astype(np.float32), b.astype(np.float32), rtol=gtol,
+        atol=gtol * np.abs(b.astype(np.float32)).max()),
+        g, g_ref)
+
+
+def test_narrow_conv_norm_act_trains_on_the_wide_view():
+  """In training, ConvNormAct with 15 channels or fewer runs BatchNormAct,
+  whose CPU lowering works on (N, H, W*C) and whose CUDA lowering does not;
+  16 channels take flax's BatchNorm. Variables are named as flax's either way,
+  so checkpoints carry over."""
+  x = jnp.ones((2, 32, 32, 3))
+  for features, wide in ((3, True), (12, True), (16, False)):
+    layer = layers.ConvNormAct(features, groups=1, activation='swish', conv_impl='lax')
+    variables = layer.init(jax.random.key(0), x, train=False)
+    assert {k: sorted(v) for k, v in variables['params'].items()} == {
+        'Conv_0': ['kernel'], 'BatchNorm_0': ['bias', 'scale']}
+    assert sorted(variables['batch_stats']['BatchNorm_0']) == ['mean', 'var']
+    traced = jax.jit(jax.grad(lambda v: layer.apply(
+        v, x, train=True, mutable=['batch_stats'])[0].sum())).trace(variables)
+    # The view's reductions (the backward pass's zero residuals of the branch
+    # not taken have its shape on CUDA too, and are dropped when compiled).
+    view = f'(tensor<2x32x{32 * features}xf32>, tensor<f32>)'
+    reduces = lambda p: sum('stablehlo.reduce' in line and view in line for line in
+                            traced.lower(lowering_platforms=(p,)).as_text().splitlines())
+    assert (reduces('cpu') >= 4) == wide and reduces('cuda') == 0, features
