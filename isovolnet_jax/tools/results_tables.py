@@ -1246,6 +1246,14 @@ def narrow_batch_norm_table(root=ROOT) -> str:
       ('IsoVolNet, 2 devices', 'cifar10'), ('IsoVolNet, 1 core', 'cifar10-1core')))
 
 
+def narrow_batch_norm_again(root=ROOT) -> str:
+  """results/onednn/narrow_batch_norm/with_bit_casts: the same change again,
+  on top of the bit casts (before d98eb17, after f7c8837)."""
+  return before_after_steps(root / 'results/onednn/narrow_batch_norm/with_bit_casts', (
+      ('IsoVolNet, 2 devices', 'cifar10'), ('IsoVolNet, 1 core', 'cifar10-1core'),
+      ("the seed's IsoVolNet, 2 devices", 'cifar10_isovolnet_seed')))
+
+
 def narrow_batch_norm_layers(root=ROOT) -> str:
   """results/onednn/narrow_batch_norm: training BatchNorm + swish, flax's
   against the (N, H, W*C) view (commit 35953e6's layers.BatchNormAct)."""
@@ -1518,6 +1526,7 @@ TABLES: dict[str, Callable[[Path], str]] = {
     'onednn.layer_choices_swish': layer_choices_swish,
     'onednn.narrow_batch_norm': narrow_batch_norm_table,
     'onednn.narrow_batch_norm_layers': narrow_batch_norm_layers,
+    'onednn.narrow_batch_norm_again': narrow_batch_norm_again,
     'onednn.bit_casts': bit_casts_table,
     'onednn.bit_casts_micro': bit_casts_micro,
     'onednn.narrow_views': narrow_views_table,
