@@ -254,12 +254,13 @@ def runs_onednn_on_cpu(conv) -> bool:
 # to bfloat16, runs (oneDNN's bf16 kernels on CPU, cuDNN's on GPU), and casts
 # its output back to the model's dtype. XLA fuses those casts into the
 # elementwise fusions beside the conv (on CPU as integer bit operations,
-# `bf16_casts`: XLA:CPU's own convert to bfloat16 is scalar code); the backward
-# convs (the casts' gradients hand them a bf16 cotangent) are bf16 too. Why: with dtype=bfloat16 throughout,
-# XLA:CPU computes each bf16 elementwise op in float32 between converts, and
-# IsoVolNet's elementwise work took 126 ms of a 138 ms step against 47 ms in
-# float32 (results/onednn/README.md, the per-op profile), as PyTorch's
-# autocast keeps BatchNorm and activations in float32.
+# `bf16_casts`: XLA:CPU's own convert to bfloat16 is scalar code); the
+# backward convs (the casts' gradients hand them a bf16 cotangent) are bf16
+# too. Why: with dtype=bfloat16 throughout, XLA:CPU computes each bf16
+# elementwise op in float32 between converts, and IsoVolNet's elementwise work
+# took 126 ms of a 138 ms step against 47 ms in float32 (results/onednn/README.md,
+# the per-op profile), as PyTorch's autocast keeps BatchNorm and activations
+# in float32.
 @functools.cache
 def _with_operands_in(conv: Callable[..., jnp.ndarray], dtype) -> Callable[..., jnp.ndarray]:
   """`conv` (lax.conv_general_dilated's signature) on operands cast to `dtype`,
