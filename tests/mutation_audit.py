@@ -270,7 +270,7 @@ MUTATIONS = (
     Mutation('mixed-no-cast', "dtype='mixed_bfloat16' convolves float32 operands",
              ('tests/test_mixed_precision.py::test_train_step_convs_bf16_elementwise_f32[cifar10]',),
              'isovolnet_jax/models/layers.py',
-             'y = conv(lhs.astype(dtype), rhs.astype(dtype), window_strides, padding, **kwargs)',
+             'y = conv(cast(lhs, dtype), cast(rhs, dtype), window_strides, padding, **kwargs)',
              'y = conv(lhs, rhs, window_strides, padding, **kwargs)'),
     Mutation('auto-float32-on-cpu', "dtype='auto' keeps float32 convs on a native-bf16 CPU",
              ('tests/test_mixed_precision.py::test_auto_is_mixed_on_a_native_bfloat16_cpu_and_'
