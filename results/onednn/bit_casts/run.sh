@@ -17,17 +17,7 @@ read -r -a steps <<< "${STEPS:---steps=20 --warmup=3 --repeats=3}"
 mkdir -p "$out"
 here=$(pwd)
 run=(python -m isovolnet_jax.bench.benchmark)
-# bench NAME SIDE ROUND COMMAND...: one JAX-only run of SIDE's checkout, into
-# $out/NAME-SIDE-rROUND.txt.
-bench() {
-  local name=$1 side=$2 round=$3 dir=$here
-  shift 3
-  [ "$side" = before ] && dir=$before
-  (cd "$dir" && "$@" --json --skip_torch --loop_steps=0 --jax_variants=) \
-    > "$out/$name-$side-r$round.txt"
-  grep -E '^jax' "$out/$name-$side-r$round.txt" | sed "s/^/[$name $side r$round] /"
-}
-sides() { if [ $(($1 % 2)) = 0 ]; then echo after before; else echo before after; fi; }
+. "$(dirname "$0")/../before_after.sh"  # bench, sides
 for round in ${ROUNDS:-1 2 3}; do
   for side in $(sides "$round"); do
     for config in ${CONFIGS:-cifar10 cifar10_fast_cpu cifar10_isovolnet_seed cifar10_resnet20}; do

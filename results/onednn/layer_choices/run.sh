@@ -16,21 +16,11 @@ before=${BEFORE:?BEFORE=a checkout of the commit before the change}
 read -r -a steps <<< "${STEPS:---steps=20 --warmup=3 --repeats=3}"
 mkdir -p "$out"
 # ROUNDS='4 5 6' MICRO=0: three more rounds, the choices alone not re-timed.
-[ "${MICRO:-1}" = 0 ] || python -m isovolnet_jax.bench.layer_choices --json > "$out/layer_choices.txt"
+[ "${MICRO:-1}" = 0 ] || python -m isovolnet_jax.bench.layer_choices --json \
+  --choices=pooling,narrow_swish > "$out/layer_choices.txt"
 here=$(pwd)
 run=(python -m isovolnet_jax.bench.benchmark)
-# bench NAME SIDE ROUND COMMAND...: one JAX-only run (the config as it is) of
-# SIDE's checkout, into $out/NAME-SIDE-rROUND.txt.
-bench() {
-  local name=$1 side=$2 round=$3 dir=$here
-  shift 3
-  [ "$side" = before ] && dir=$before
-  (cd "$dir" && "$@" --json --skip_torch --loop_steps=0 --jax_variants=) \
-    > "$out/$name-$side-r$round.txt"
-  grep -E '^jax' "$out/$name-$side-r$round.txt" | sed "s/^/[$name $side r$round] /"
-}
-# The sides' order in round ROUND: reversed in the even rounds.
-sides() { if [ $(($1 % 2)) = 0 ]; then echo after before; else echo before after; fi; }
+. "$(dirname "$0")/../before_after.sh"  # bench, sides
 for round in ${ROUNDS:-1 2 3}; do
   for side in $(sides "$round"); do
     bench cifar10 "$side" "$round" "${run[@]}" --config=configs/cifar10.py "${steps[@]}"
