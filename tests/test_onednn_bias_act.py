@@ -208,6 +208,19 @@ def test_isovolnet_inference_is_all_fused_on_cpu_and_unfused_for_cuda():
   assert len(kernels) == 8 and all(k.startswith('%arg') for k in kernels), kernels
 
 
+def test_fast_cnn_inference_is_all_fused_on_cpu_stem_included():
+  """FastCNN's 7 convs, its 3-channel stem (fast_cnn.Stem) too, are one call
+  each in inference on CPU (the first the stem's 32x32x24 output), with no
+  unfused oneDNN conv left."""
+  model, variables, x = _model('cifar10_fast_cpu', 'auto')
+  traced = jax.jit(lambda v, x: model.apply(v, x, train=False)).trace(variables, x)
+  cpu = traced.lower(lowering_platforms=('cpu',)).as_text()
+  assert cpu.count(f'@{onednn.TARGET_BIAS_ACT}') == 7
+  assert f'@{onednn.TARGET}(' not in cpu.replace(onednn.TARGET_BIAS_ACT, '')
+  assert re.search(r'-> tensor<4x32x32x24x\w+>$', next(
+      l.strip() for l in cpu.splitlines() if f'@{onednn.TARGET_BIAS_ACT}' in l))
+
+
 def test_a_narrow_depthwise_convs_swish_runs_after_the_call():
   """IsoVolNet's first depthwise conv (3 channels) calls oneDNN without a
   post-op and its swish follows in XLA; every wider conv carries its swish as
@@ -296,8 +309,8 @@ def test_the_benchmark_times_both_and_counts_the_fused_calls():
   config.model.update({'name': 'fast_cnn', 'widths': (8, 8, 16), 'pool_after': (0, 1)})
   config.batch_size = 4
   r = fused_inference.run(config, rounds=2, steps=1, warmup=1)
-  # FastCNN's stem is a padded conv, not fused; its other two ConvNormAct are.
-  assert r['fused_calls_per_batch'] == 2 and r['unfused_calls_per_batch'] == 0
+  # Its stem (fast_cnn.Stem) and its two ConvNormAct: one call each.
+  assert r['fused_calls_per_batch'] == 3 and r['unfused_calls_per_batch'] == 0
   assert all(len(v) == 2 and min(v) > 0 for v in r['rounds'].values())
   assert r['fused_over_unfused'] == r['median_img_s']['fused'] / r['median_img_s']['unfused']
   assert r['max_abs_logit_diff'] <= 1e-4 * r['max_abs_logit'] and r['argmax_agree'] == 1

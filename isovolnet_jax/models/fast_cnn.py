@@ -52,7 +52,9 @@ class PaddedConv(nn.Module):
 
 
 class Stem(nn.Module):
-  """conv0 of FastCNN: PaddedConv -> norm -> activation, named as ConvNormAct."""
+  """conv0 of FastCNN: PaddedConv -> norm -> activation, named as ConvNormAct
+  and, like it, one oneDNN call in inference where oneDNN runs the convs (then
+  the input is not padded: the same conv as ConvNormAct's)."""
   features: int
   norm: str = 'batch'
   activation: str = 'relu'
@@ -62,6 +64,8 @@ class Stem(nn.Module):
 
   @nn.compact
   def __call__(self, x, train: bool):
+    if layers.fuses_inference(self, train):
+      return layers.fused_inference_call(self, x)
     x = PaddedConv(self.features, use_bias=self.norm == 'none', conv_impl=self.conv_impl,
                    conv_dtype=self.conv_dtype, dtype=self.dtype, name='Conv_0')(x)
     x = layers.norm_layer(self.norm, train, self.dtype)(name='BatchNorm_0')(x)

@@ -538,6 +538,24 @@ def conv_bn_act_inference(x, kernel, scale, bias, mean, var, *, activation, stri
   return lax.platform_dependent(x, kernel, cpu=folded, default=unfused)
 
 
+def fuses_inference(unit: nn.Module, train: bool) -> bool:
+  """Whether `unit` (a ConvNormAct, or a unit with its fields and its
+  Conv_0 / BatchNorm_0 variables) runs this call as one oneDNN call."""
+  return (not train and unit.norm == 'batch' and _FUSE_INFERENCE.get()
+          and not unit.is_initializing() and runs_onednn_on_cpu(conv_function(unit.conv_impl)))
+
+
+def fused_inference_call(unit: nn.Module, x, *, strides: int = 1, dilation: int = 1,
+                         groups: int = 1):
+  """`conv_bn_act_inference` on `unit`'s own variables (see `fuses_inference`)."""
+  params, stats = unit.variables['params'], unit.variables['batch_stats']['BatchNorm_0']
+  bn = params['BatchNorm_0']
+  return conv_bn_act_inference(
+      x, params['Conv_0']['kernel'], bn['scale'], bn['bias'], stats['mean'], stats['var'],
+      activation=unit.activation, strides=strides, dilation=dilation, groups=groups,
+      conv_impl=unit.conv_impl, conv_dtype=unit.conv_dtype, dtype=unit.dtype)
+
+
 class ConvNormAct(nn.Module):
   """conv -> norm -> activation, the unit every model here repeats.
 
@@ -558,16 +576,9 @@ class ConvNormAct(nn.Module):
 
   @nn.compact
   def __call__(self, x, train: bool):
-    if (not train and self.norm == 'batch' and _FUSE_INFERENCE.get()
-        and not self.is_initializing() and runs_onednn_on_cpu(conv_function(self.conv_impl))):
-      params, stats = self.variables['params'], self.variables['batch_stats']
-      bn = params['BatchNorm_0']
-      return conv_bn_act_inference(
-          x, params['Conv_0']['kernel'], bn['scale'], bn['bias'],
-          stats['BatchNorm_0']['mean'], stats['BatchNorm_0']['var'],
-          activation=self.activation, strides=self.strides, dilation=self.dilation,
-          groups=self.groups, conv_impl=self.conv_impl, conv_dtype=self.conv_dtype,
-          dtype=self.dtype)
+    if fuses_inference(self, train):
+      return fused_inference_call(self, x, strides=self.strides, dilation=self.dilation,
+                                  groups=self.groups)
     x = Conv(self.features, self.kernel_size, strides=self.strides,
              kernel_dilation=self.dilation, padding='SAME',
              feature_group_count=self.groups, use_bias=self.norm == 'none',

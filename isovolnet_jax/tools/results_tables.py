@@ -1279,6 +1279,13 @@ def bit_casts_table(root=ROOT) -> str:
       ('ResNet-20, 2 devices', 'cifar10_resnet20')))
 
 
+def fused_stem_table(root=ROOT) -> str:
+  """results/onednn/fused_inference/stem: FastCNN's steps before and after its
+  stem became one oneDNN call in inference (training: a control)."""
+  return before_after_steps(root / 'results/onednn/fused_inference/stem', (
+      ('FastCNN, 2 devices', 'cifar10_fast_cpu'), ('FastCNN, 1 core', 'cifar10_fast_cpu-1core')))
+
+
 def bit_casts_micro(root=ROOT) -> str:
   """results/onednn/bit_casts: astype against the bit casts, alone and at the
   end of a fusion (bench.layer_choices --choices=casts)."""
@@ -1543,6 +1550,7 @@ TABLES: dict[str, Callable[[Path], str]] = {
     'onednn.thread_policies': onednn_thread_policies,
     'onednn.mixed': onednn_mixed,
     'onednn.fused_inference': onednn_fused_inference,
+    'onednn.fused_stem': fused_stem_table,
     'onednn.profile_dtypes': onednn_profile_dtypes,
     'bf16': bf16_table,
     'time_to_accuracy': time_to_accuracy_table,
