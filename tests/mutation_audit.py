@@ -329,7 +329,7 @@ MUTATIONS = (
     Mutation('fast-cnn-stem-unfused', "FastCNN's stem is no longer one call in inference",
              ('tests/test_onednn_bias_act.py::test_fast_cnn_inference_is_all_fused_on_cpu_stem_included',),
              'isovolnet_jax/models/fast_cnn.py', 'if layers.fuses_inference(self, train):',
-             'if False:'),
+             'if False:', env=(('CI', 'true'),), build=True),
     # The oneDNN kernels (isovolnet_jax/onednn): conv.cc rebuilt in the scratch
     # checkout; CI=true so that an extension the start-up probe refuses fails
     # the tests rather than skipping them.
