@@ -164,6 +164,12 @@ def _model(name, dtype):
   return model, jax.tree_util.tree_map_with_path(moved, variables), x
 
 
+def _inference_traced(name):
+  """The config's model (dtype 'auto') in inference, traced: lower it per platform."""
+  model, variables, x = _model(name, 'auto')
+  return jax.jit(lambda v, x: model.apply(v, x, train=False)).trace(variables, x)
+
+
 # The zoo's models built of ConvNormAct, each activation the zoo uses (the
 # two defaults in the default run; ResNet-20's and MobileNetV2's in `-m long`).
 MODEL_CONFIGS = ['cifar10', 'cifar10_fast_cpu',
@@ -195,8 +201,7 @@ def test_isovolnet_inference_is_all_fused_on_cpu_and_unfused_for_cuda():
   """Every ConvNormAct of the default IsoVolNet is one call in inference on
   CPU; the same trace lowered for CUDA has no CPU custom call and flax's
   BatchNorm (rsqrt of the running variance) after each convolution."""
-  model, variables, x = _model('cifar10', 'auto')
-  traced = jax.jit(lambda v, x: model.apply(v, x, train=False)).trace(variables, x)
+  traced = _inference_traced('cifar10')
   cpu = traced.lower(lowering_platforms=('cpu',)).as_text()
   cuda = traced.lower(lowering_platforms=('cuda',)).as_text()
   assert cpu.count(f'@{onednn.TARGET_BIAS_ACT}') == 8  # 4 blocks x (depthwise, pointwise).
@@ -212,8 +217,7 @@ def test_fast_cnn_inference_is_all_fused_on_cpu_stem_included():
   """FastCNN's 7 convs, its 3-channel stem (fast_cnn.Stem) too, are one call
   each in inference on CPU (the first the stem's 32x32x24 output), with no
   unfused oneDNN conv left."""
-  model, variables, x = _model('cifar10_fast_cpu', 'auto')
-  traced = jax.jit(lambda v, x: model.apply(v, x, train=False)).trace(variables, x)
+  traced = _inference_traced('cifar10_fast_cpu')
   cpu = traced.lower(lowering_platforms=('cpu',)).as_text()
   assert cpu.count(f'@{onednn.TARGET_BIAS_ACT}') == 7
   assert f'@{onednn.TARGET}(' not in cpu.replace(onednn.TARGET_BIAS_ACT, '')
@@ -226,8 +230,7 @@ def test_a_narrow_depthwise_convs_swish_runs_after_the_call():
   post-op and its swish follows in XLA; every wider conv carries its swish as
   the post-op (layers._SWISH_IN_XLA_MAX_CHANNELS). The values: the model test
   above."""
-  model, variables, x = _model('cifar10', 'auto')
-  traced = jax.jit(lambda v, x: model.apply(v, x, train=False)).trace(variables, x)
+  traced = _inference_traced('cifar10')
   cpu = traced.lower(lowering_platforms=('cpu',)).as_text()
   calls = [(int(re.search(r'act = (\d+)', l).group(1)), int(re.search(
       r'-> tensor<\w+x(\d+)x\w+>$', l.strip()).group(1)))

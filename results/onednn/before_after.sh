@@ -1,4 +1,5 @@
-# Sourced by the before -> after studies' run.sh (layer_choices, bit_casts):
+# Sourced by the before -> after studies' run.sh (layer_choices, bit_casts,
+# fused_inference/stem):
 # `bench` and `sides`. The caller sets $out (the results folder), $before
 # (a checkout of the commit before the change) and $here (this checkout).
 
